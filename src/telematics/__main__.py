@@ -1,0 +1,85 @@
+"""The `telematics` command: run the service, migrate, simulate a fleet, or a one-command demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from pydantic import ValidationError
+
+from telematics.config import Settings, load_settings
+from telematics.db import acquire, create_pool
+from telematics.errors import TelematicsError
+from telematics.migrate import migrate
+from telematics.service import Endpoints, run_service
+
+log = logging.getLogger("telematics")
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def _run(settings: Settings) -> None:
+    stop = asyncio.Event()
+    _stop_on_signals(stop)
+
+    def ready(endpoints: Endpoints) -> None:
+        log.info(
+            "ready: API %s (OpenAPI at %s/docs), broker %s, MQTT %s",
+            endpoints.http_url,
+            endpoints.http_url,
+            endpoints.mqtt_url,
+            endpoints.mqtt_protocol,
+        )
+
+    await run_service(settings, stop, ready)
+    log.info("stopped cleanly")
+
+
+async def _migrate(settings: Settings) -> None:
+    if settings.database_url is None:
+        raise TelematicsError("telematics migrate needs TELEMATICS_DATABASE_URL")
+    pool = await create_pool(settings.database_url.get_secret_value(), max_size=1)
+    try:
+        async with acquire(pool) as conn:
+            applied = await migrate(conn)
+    finally:
+        await pool.close()
+    print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none needed'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `telematics` console script."""
+    parser = argparse.ArgumentParser(prog="telematics", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="run the service: MQTT gateway, HTTP API, background jobs")
+    sub.add_parser("migrate", help="apply database migrations and exit")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except ValidationError as exc:
+        print(f"telematics: bad settings:\n{exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        if args.command == "run":
+            asyncio.run(_run(settings))
+        else:
+            asyncio.run(_migrate(settings))
+    except TelematicsError as exc:
+        log.error("%s", exc)  # noqa: TRY400 - a clear message, not a traceback, for known errors
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

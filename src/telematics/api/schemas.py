@@ -1,0 +1,185 @@
+"""HTTP request and response bodies."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from telematics.store.readings import StoredReading
+from telematics.store.registry import Engineer, Machine
+from telematics.store.rejects import DeadLetter
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+
+
+class SiteIn(BaseModel):
+    """Where a machine works."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    radius_m: float = Field(default=500.0, gt=0, le=100_000)
+
+
+class MachineIn(BaseModel):
+    """A machine to register."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    machine_id: str = Field(pattern=ID_PATTERN, examples=["EX-0001"])
+    model: str = Field(pattern=r"^[a-z0-9_]{1,32}$", examples=["excavator"])
+    customer_id: str = Field(pattern=ID_PATTERN, examples=["CUST-001"])
+    site: SiteIn | None = None
+
+
+class MachineOut(BaseModel):
+    """A registered machine."""
+
+    machine_id: str
+    model: str
+    customer_id: str
+    site: SiteIn | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, machine: Machine) -> MachineOut:
+        """From the store's value."""
+        site = machine.site
+        return cls(
+            machine_id=machine.machine_id,
+            model=machine.model,
+            customer_id=machine.customer_id,
+            site=SiteIn(lat=site.lat, lon=site.lon, radius_m=site.radius_m) if site else None,
+            created_at=machine.created_at,
+        )
+
+
+class MachinePage(BaseModel):
+    """A page of machines; pass `next_after` as `after` for the next one."""
+
+    machines: list[MachineOut]
+    next_after: str | None
+
+
+class EngineerIn(BaseModel):
+    """An engineer to register."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    engineer_id: str = Field(pattern=ID_PATTERN)
+    name: str = Field(min_length=1, max_length=200)
+
+
+class EngineerOut(BaseModel):
+    """A registered engineer."""
+
+    engineer_id: str
+    name: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, engineer: Engineer) -> EngineerOut:
+        """From the store's value."""
+        return cls(
+            engineer_id=engineer.engineer_id, name=engineer.name, created_at=engineer.created_at
+        )
+
+
+class ReadingOut(BaseModel):
+    """One stored reading; absent signals are null."""
+
+    ts: datetime
+    engine_speed_rpm: float | None = None
+    oil_pressure_kpa: float | None = None
+    coolant_temp_c: float | None = None
+    hydraulic_oil_temp_c: float | None = None
+    fuel_level_pct: float | None = None
+    battery_v: float | None = None
+    engine_hours: float | None = None
+    lat: float | None = None
+    lon: float | None = None
+    load_pct: float | None = None
+    dtc: list[dict[str, int]] = Field(default_factory=list)
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def of(cls, reading: StoredReading) -> ReadingOut:
+        """From the store's value."""
+        return cls(ts=reading.ts, dtc=reading.dtc, extra=reading.extra, **reading.signals)
+
+
+class ReadingPage(BaseModel):
+    """Readings oldest first; when `next_start` is set, more follow from there."""
+
+    machine_id: str
+    readings: list[ReadingOut]
+    next_start: datetime | None
+
+
+class RejectOut(BaseModel):
+    """A dead letter."""
+
+    reject_id: int
+    received_at: datetime
+    topic: str
+    source_id: str | None
+    reason: str
+    detail: str
+    payload_text: str | None = Field(description="The payload as UTF-8, when it is text.")
+    payload_base64: str
+    replay_of: int | None
+    replay_attempts: int
+    replayed_at: datetime | None
+
+    @classmethod
+    def of(cls, letter: DeadLetter) -> RejectOut:
+        """From the store's value."""
+        try:
+            text: str | None = letter.payload.decode()
+        except UnicodeDecodeError:
+            text = None
+        return cls(
+            reject_id=letter.reject_id,
+            received_at=letter.received_at,
+            topic=letter.topic,
+            source_id=letter.source_id,
+            reason=letter.reason,
+            detail=letter.detail,
+            payload_text=text,
+            payload_base64=base64.b64encode(letter.payload).decode(),
+            replay_of=letter.replay_of,
+            replay_attempts=letter.replay_attempts,
+            replayed_at=letter.replayed_at,
+        )
+
+
+class RejectPage(BaseModel):
+    """Dead letters, newest first; pass `next_before` as `before` for the next page."""
+
+    rejects: list[RejectOut]
+    next_before: int | None
+
+
+class ReplayIn(BaseModel):
+    """Which pending dead letters to replay; no filter means all of them, oldest first."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reject_ids: list[int] | None = Field(default=None, max_length=10_000)
+    reason: str | None = None
+    source_id: str | None = None
+    limit: int = Field(default=1000, ge=1, le=10_000)
+
+
+class ReplayOut(BaseModel):
+    """What a replay did."""
+
+    replayed: int
+    accepted: int
+    refused: int
+    readings_inserted: int
+    new_rejects: int

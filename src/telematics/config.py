@@ -1,0 +1,89 @@
+"""Settings: read once from `TELEMATICS_*` environment variables into one frozen value.
+
+This is the only module that reads the environment. Everything else receives a `Settings` (or
+the part of it it needs) from the composition root in `telematics.app`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from telematics.decode import Limits
+
+MqttProtocol = Literal["5", "3.1.1"]
+
+
+class Settings(BaseSettings):
+    """Service settings. Every field maps to `TELEMATICS_<FIELD>` (upper case)."""
+
+    model_config = SettingsConfigDict(env_prefix="TELEMATICS_", frozen=True, extra="ignore")
+
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="postgresql://user:pass@host:port/db. Unset: embedded PostgreSQL.",
+    )
+    mqtt_url: str | None = Field(
+        default=None,
+        description="mqtt://[user:pass@]host:port. Unset: an embedded MQTT broker is started.",
+    )
+    mqtt_protocol: MqttProtocol = "5"
+    mqtt_client_id: str = "telematics-gateway"
+    mqtt_shared_group: str | None = Field(
+        default=None, description="MQTT 5 shared-subscription group; set to split across workers."
+    )
+    mqtt_receive_maximum: int = Field(
+        default=2000,
+        ge=20,
+        le=65535,
+        description="MQTT 5 Receive Maximum: unacked messages the broker may have in flight to us.",
+    )
+    mqtt_session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0)
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token of the admin. Unset: one is generated into the data folder.",
+    )
+    data_dir: Path = Field(
+        default=Path(".telematics"),
+        description="Folder for the embedded database and the generated admin token.",
+    )
+    batch_max_messages: int = Field(default=500, ge=1)
+    batch_max_delay_ms: int = Field(default=50, ge=1)
+    batches_in_flight: int = Field(default=2, ge=1, le=8)
+    db_pool_size: int = Field(default=4, ge=2)
+    db_timeout_s: float = Field(default=30.0, gt=0)
+    retention_days: int = Field(default=30, ge=1)
+    partitions_ahead_days: int = Field(default=3, ge=1)
+    max_payload_bytes: int = Field(default=256 * 1024, ge=1024)
+    max_readings_per_message: int = Field(default=1000, ge=1)
+    future_tolerance_s: int = Field(default=300, ge=0)
+    log_level: str = "INFO"
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _mqtt_url_is_mqtt(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
+                raise ValueError("TELEMATICS_MQTT_URL must look like mqtt://host:port")
+        return value
+
+    def limits(self) -> Limits:
+        """The payload acceptance limits these settings describe."""
+        return Limits(
+            max_payload_bytes=self.max_payload_bytes,
+            max_readings=self.max_readings_per_message,
+            future_tolerance_ms=self.future_tolerance_s * 1000,
+            retention_ms=self.retention_days * 24 * 3600 * 1000,
+        )
+
+
+def load_settings() -> Settings:
+    """Read the settings from the environment."""
+    return Settings()

@@ -1,0 +1,420 @@
+"""Decoding of wire contract v1: MQTT topic and payload bytes in, columns and dead letters out.
+
+Pure: no I/O, no clock (the caller passes `now_ms`), no registry lookups (the caller passes the set
+of known machines and engineers). Readings are appended straight into per-signal columns, since
+building per-row objects first and transposing them later costs more than the parse itself.
+
+A refusal is a value (`Reject`), never an exception. Whole-message problems (not JSON, too large,
+too many readings, unknown machine, a `machine_id` that contradicts the topic) refuse the whole
+payload; a bad reading inside an otherwise good batch refuses that reading alone, so one broken
+sample does not cost the 999 good ones beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Container
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from diagnosis.signals import DTC_FMI_MAX, DTC_OC_MAX, DTC_SPN_MAX, SIGNAL_INDEX, SIGNALS
+
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+_NAN = float("nan")
+_LAT_IDX = SIGNAL_INDEX["lat"]
+_LON_IDX = SIGNAL_INDEX["lon"]
+_LAT_SIGNAL = SIGNALS[_LAT_IDX]
+_LON_SIGNAL = SIGNALS[_LON_IDX]
+
+
+class RejectReason(StrEnum):
+    """Why a payload or a reading was refused; stored in `ingest_rejects.reason`."""
+
+    BAD_TOPIC = "bad_topic"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    NOT_JSON = "not_json"
+    BAD_STRUCTURE = "bad_structure"
+    TOO_MANY_READINGS = "too_many_readings"
+    MACHINE_ID_MISMATCH = "machine_id_mismatch"
+    UNKNOWN_MACHINE = "unknown_machine"
+    UNKNOWN_ENGINEER = "unknown_engineer"
+    BAD_TIMESTAMP = "bad_timestamp"
+    TS_IN_FUTURE = "ts_in_future"
+    TS_TOO_OLD = "ts_too_old"
+    WRONG_TYPE = "wrong_type"
+    NOT_FINITE = "not_finite"
+    OUT_OF_RANGE = "out_of_range"
+    BAD_DTC = "bad_dtc"
+    STORE_ERROR = "store_error"
+
+
+class TopicKind(StrEnum):
+    """The kinds of topic the gateway subscribes to."""
+
+    TELEMETRY = "telemetry"
+    POSITION = "position"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Acceptance limits, resolved from settings once.
+
+    Attributes:
+        max_payload_bytes: Largest accepted payload.
+        max_readings: Most readings in one batch payload.
+        future_tolerance_ms: How far ahead of the server clock a `ts` may be.
+        retention_ms: How far back a `ts` may be (older data would land in dropped partitions).
+    """
+
+    max_payload_bytes: int = 256 * 1024
+    max_readings: int = 1000
+    future_tolerance_ms: int = 5 * 60 * 1000
+    retention_ms: int = 30 * 24 * 3600 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """A payload, or one reading of it, that could not be accepted.
+
+    Attributes:
+        topic: The MQTT topic it arrived on.
+        payload: The bytes refused: the whole payload, or the one reading re-encoded as JSON.
+        reason: Machine-readable reason code.
+        detail: Human explanation, naming the field and value where there is one.
+        source_id: Machine or engineer id from the topic, when the topic could be parsed.
+    """
+
+    topic: str
+    payload: bytes
+    reason: RejectReason
+    detail: str
+    source_id: str | None = None
+
+
+@dataclass(slots=True)
+class ReadingColumns:
+    """Accepted telemetry readings as columns, in `SIGNALS` order; NaN where a signal is absent.
+
+    `dtc` and `extra` hold JSON text (or None), ready for the JSONB columns.
+    """
+
+    machine_ids: list[str] = field(default_factory=list)
+    ts_ms: list[int] = field(default_factory=list)
+    values: list[list[float]] = field(default_factory=lambda: [[] for _ in SIGNALS])
+    dtc: list[str | None] = field(default_factory=list)
+    extra: list[str | None] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ts_ms)
+
+    def extend(self, other: ReadingColumns) -> None:
+        """Append all of `other`'s readings."""
+        self.machine_ids.extend(other.machine_ids)
+        self.ts_ms.extend(other.ts_ms)
+        for mine, theirs in zip(self.values, other.values, strict=True):
+            mine.extend(theirs)
+        self.dtc.extend(other.dtc)
+        self.extra.extend(other.extra)
+
+
+@dataclass(slots=True)
+class PositionColumns:
+    """Accepted engineer positions as columns."""
+
+    engineer_ids: list[str] = field(default_factory=list)
+    ts_ms: list[int] = field(default_factory=list)
+    lat: list[float] = field(default_factory=list)
+    lon: list[float] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ts_ms)
+
+    def extend(self, other: PositionColumns) -> None:
+        """Append all of `other`'s positions."""
+        self.engineer_ids.extend(other.engineer_ids)
+        self.ts_ms.extend(other.ts_ms)
+        self.lat.extend(other.lat)
+        self.lon.extend(other.lon)
+
+
+@dataclass(slots=True)
+class DecodedBatch:
+    """Everything decoded from a group of messages: accepted rows and dead letters."""
+
+    readings: ReadingColumns = field(default_factory=ReadingColumns)
+    positions: PositionColumns = field(default_factory=PositionColumns)
+    rejects: list[Reject] = field(default_factory=list)
+
+
+class _RefusedError(Exception):
+    """Internal control flow: a reading or payload is refused. Never escapes this module."""
+
+    def __init__(self, reason: RejectReason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def parse_topic(topic: str) -> tuple[TopicKind, str] | None:
+    """Split `machines/{id}/telemetry` or `engineers/{id}/position` into kind and id.
+
+    Returns:
+        The topic kind and the source id, or None when the topic is not one of ours or the id is
+        not a valid identifier.
+    """
+    parts = topic.split("/")
+    if len(parts) != 3 or not _ID_RE.fullmatch(parts[1]):
+        return None
+    if parts[0] == "machines" and parts[2] == "telemetry":
+        return TopicKind.TELEMETRY, parts[1]
+    if parts[0] == "engineers" and parts[2] == "position":
+        return TopicKind.POSITION, parts[1]
+    return None
+
+
+def is_valid_id(value: str) -> bool:
+    """Whether `value` is acceptable as a machine or engineer id (1-64 safe characters)."""
+    return _ID_RE.fullmatch(value) is not None
+
+
+def _parse_json(payload: bytes) -> Any:
+    """Parse JSON, telling NaN/Infinity apart from other syntax errors.
+
+    orjson follows RFC 8259 and refuses `NaN` and `Infinity`, which some controller firmwares emit
+    for a failed sensor. The standard library accepts them; a second parse with it tells the
+    operator the precise cause instead of a generic syntax error.
+    """
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        seen: list[str] = []
+
+        def _constant(name: str) -> float:
+            seen.append(name)
+            return _NAN
+
+        try:
+            parsed = json.loads(payload, parse_constant=_constant)
+        except (ValueError, UnicodeDecodeError):
+            raise _RefusedError(RejectReason.NOT_JSON, f"not valid JSON: {exc}") from None
+        if seen:
+            raise _RefusedError(
+                RejectReason.NOT_FINITE, f"{seen[0]} is not a finite number"
+            ) from None
+        return parsed
+
+
+def _parse_ts(raw: object, now_ms: int, limits: Limits) -> int:
+    if type(raw) is int:
+        ts_ms = raw
+    elif type(raw) is str:
+        try:
+            parsed = datetime.fromisoformat(raw)
+        except ValueError:
+            raise _RefusedError(RejectReason.BAD_TIMESTAMP, f"ts {raw!r} is not RFC 3339") from None
+        if parsed.tzinfo is None:
+            raise _RefusedError(RejectReason.BAD_TIMESTAMP, f"ts {raw!r} has no UTC offset")
+        ts_ms = int(parsed.timestamp() * 1000)
+    elif raw is None:
+        raise _RefusedError(RejectReason.BAD_TIMESTAMP, "ts is missing")
+    else:
+        raise _RefusedError(
+            RejectReason.BAD_TIMESTAMP,
+            f"ts must be epoch milliseconds or RFC 3339, not {type(raw).__name__}",
+        )
+    if ts_ms > now_ms + limits.future_tolerance_ms:
+        raise _RefusedError(
+            RejectReason.TS_IN_FUTURE, f"ts {ts_ms} is {(ts_ms - now_ms) // 1000} s in the future"
+        )
+    if ts_ms < now_ms - limits.retention_ms:
+        raise _RefusedError(RejectReason.TS_TOO_OLD, f"ts {ts_ms} is older than retention")
+    return ts_ms
+
+
+def _check_number(name: str, value: object, lo: float, hi: float) -> float:
+    # bool is a subclass of int: `true` is not a pressure.
+    if type(value) is not float and type(value) is not int:
+        raise _RefusedError(
+            RejectReason.WRONG_TYPE, f"{name} must be a number, not {type(value).__name__}"
+        )
+    number = float(value)
+    if not math.isfinite(number):
+        raise _RefusedError(RejectReason.NOT_FINITE, f"{name} is not a finite number")
+    if not lo <= number <= hi:
+        raise _RefusedError(
+            RejectReason.OUT_OF_RANGE, f"{name}={value} outside physical range [{lo}, {hi}]"
+        )
+    return number
+
+
+def _check_dtc(raw: object) -> str | None:
+    if not isinstance(raw, list):
+        raise _RefusedError(RejectReason.BAD_DTC, "dtc must be a list of fault codes")
+    if not raw:
+        return None
+    for code in raw:
+        if not isinstance(code, dict):
+            raise _RefusedError(RejectReason.BAD_DTC, "each dtc must be an object")
+        spn, fmi, oc = code.get("spn"), code.get("fmi"), code.get("oc", 0)
+        if type(spn) is not int or not 0 <= spn <= DTC_SPN_MAX:
+            raise _RefusedError(RejectReason.BAD_DTC, f"dtc spn {spn!r} not in 0..{DTC_SPN_MAX}")
+        if type(fmi) is not int or not 0 <= fmi <= DTC_FMI_MAX:
+            raise _RefusedError(RejectReason.BAD_DTC, f"dtc fmi {fmi!r} not in 0..{DTC_FMI_MAX}")
+        if type(oc) is not int or not 0 <= oc <= DTC_OC_MAX:
+            raise _RefusedError(RejectReason.BAD_DTC, f"dtc oc {oc!r} not in 0..{DTC_OC_MAX}")
+    return orjson.dumps(raw).decode()
+
+
+def _check_machine_id(doc: dict[str, Any], machine_id: str) -> None:
+    claimed = doc.get("machine_id", machine_id)
+    if claimed != machine_id:
+        raise _RefusedError(
+            RejectReason.MACHINE_ID_MISMATCH,
+            f"machine_id {claimed!r} contradicts topic machine {machine_id!r}",
+        )
+
+
+def _decode_reading(
+    reading: object, machine_id: str, now_ms: int, limits: Limits, out: ReadingColumns
+) -> None:
+    """Validate one reading fully, then append it; a refused reading leaves `out` untouched."""
+    if not isinstance(reading, dict):
+        raise _RefusedError(RejectReason.BAD_STRUCTURE, "a reading must be a JSON object")
+    ts_ms = _parse_ts(reading.get("ts"), now_ms, limits)
+    row = [_NAN] * len(SIGNALS)
+    dtc: str | None = None
+    extra: dict[str, Any] | None = None
+    for key, value in reading.items():
+        idx = SIGNAL_INDEX.get(key)
+        if idx is not None:
+            if value is not None:  # an explicit null means "not measured", like an absent key
+                sig = SIGNALS[idx]
+                row[idx] = _check_number(key, value, sig.min_value, sig.max_value)
+        elif key == "dtc":
+            dtc = _check_dtc(value)
+        elif key not in ("ts", "machine_id"):
+            if extra is None:
+                extra = {}
+            extra[key] = value
+    _check_machine_id(reading, machine_id)
+    out.machine_ids.append(machine_id)
+    out.ts_ms.append(ts_ms)
+    for column, value in zip(out.values, row, strict=True):
+        column.append(value)
+    out.dtc.append(dtc)
+    out.extra.append(None if extra is None else orjson.dumps(extra).decode())
+
+
+def _telemetry(
+    topic: str,
+    machine_id: str,
+    doc: Any,
+    now_ms: int,
+    limits: Limits,
+    out: DecodedBatch,
+) -> None:
+    if isinstance(doc, dict) and "readings" in doc:
+        readings = doc["readings"]
+        if not isinstance(readings, list):
+            raise _RefusedError(RejectReason.BAD_STRUCTURE, "readings must be a list")
+        if len(readings) > limits.max_readings:
+            raise _RefusedError(
+                RejectReason.TOO_MANY_READINGS,
+                f"{len(readings)} readings in one payload, at most {limits.max_readings}",
+            )
+        if not readings:
+            raise _RefusedError(RejectReason.BAD_STRUCTURE, "readings is empty")
+        _check_machine_id(doc, machine_id)
+    elif isinstance(doc, dict):
+        readings = [doc]
+    else:
+        raise _RefusedError(
+            RejectReason.BAD_STRUCTURE, "payload must be a reading object or {readings: [...]}"
+        )
+    single = len(readings) == 1 and readings[0] is doc
+    for i, reading in enumerate(readings):
+        try:
+            _decode_reading(reading, machine_id, now_ms, limits, out.readings)
+        except _RefusedError as refused:
+            if single:
+                raise
+            out.rejects.append(
+                Reject(
+                    topic,
+                    orjson.dumps(reading),
+                    refused.reason,
+                    f"reading {i} of {len(readings)}: {refused.detail}",
+                    machine_id,
+                )
+            )
+
+
+def _position(engineer_id: str, doc: Any, now_ms: int, limits: Limits, out: DecodedBatch) -> None:
+    if not isinstance(doc, dict):
+        raise _RefusedError(RejectReason.BAD_STRUCTURE, "a position must be a JSON object")
+    ts_ms = _parse_ts(doc.get("ts"), now_ms, limits)
+    for key in ("lat", "lon"):
+        if doc.get(key) is None:
+            raise _RefusedError(RejectReason.BAD_STRUCTURE, f"{key} is missing")
+    lat = _check_number("lat", doc["lat"], _LAT_SIGNAL.min_value, _LAT_SIGNAL.max_value)
+    lon = _check_number("lon", doc["lon"], _LON_SIGNAL.min_value, _LON_SIGNAL.max_value)
+    out.positions.engineer_ids.append(engineer_id)
+    out.positions.ts_ms.append(ts_ms)
+    out.positions.lat.append(lat)
+    out.positions.lon.append(lon)
+
+
+def decode_message(
+    topic: str,
+    payload: bytes,
+    *,
+    now_ms: int,
+    limits: Limits,
+    known_machines: Container[str],
+    known_engineers: Container[str],
+    out: DecodedBatch,
+) -> None:
+    """Decode one MQTT message into `out`: its readings or position, or dead letters.
+
+    Args:
+        topic: The topic the message arrived on.
+        payload: Raw payload bytes.
+        now_ms: Server clock, epoch milliseconds, for the future and retention checks.
+        limits: Acceptance limits.
+        known_machines: Registered machine ids.
+        known_engineers: Registered engineer ids.
+        out: Batch to append to.
+    """
+    parsed = parse_topic(topic)
+    if parsed is None:
+        out.rejects.append(
+            Reject(topic, payload, RejectReason.BAD_TOPIC, f"topic {topic!r} is not ours")
+        )
+        return
+    kind, source_id = parsed
+    try:
+        if len(payload) > limits.max_payload_bytes:
+            raise _RefusedError(
+                RejectReason.PAYLOAD_TOO_LARGE,
+                f"payload of {len(payload)} bytes, at most {limits.max_payload_bytes}",
+            )
+        if kind is TopicKind.TELEMETRY:
+            if source_id not in known_machines:
+                raise _RefusedError(
+                    RejectReason.UNKNOWN_MACHINE, f"machine {source_id!r} is not registered"
+                )
+            _telemetry(topic, source_id, _parse_json(payload), now_ms, limits, out)
+        else:
+            if source_id not in known_engineers:
+                raise _RefusedError(
+                    RejectReason.UNKNOWN_ENGINEER, f"engineer {source_id!r} is not registered"
+                )
+            _position(source_id, _parse_json(payload), now_ms, limits, out)
+    except _RefusedError as refused:
+        out.rejects.append(Reject(topic, payload, refused.reason, refused.detail, source_id))

@@ -1,0 +1,61 @@
+"""The service's exception tree. Library errors are translated into these at the boundary.
+
+    TelematicsError
+    ├── StoreUnavailableError   the database cannot be reached or timed out (retryable)
+    ├── MigrationError          a migration failed or an applied one was edited
+    ├── NotFoundError           a resource does not exist (HTTP 404)
+    ├── ConflictError           a resource already exists (HTTP 409)
+    ├── InvalidRequestError     a request is well-formed but not acceptable (HTTP 422)
+    ├── AuthError               missing or wrong credentials (HTTP 401)
+    └── EmbeddedServiceError    an embedded default (database, broker) failed to start
+
+Only the HTTP app maps these to status codes; routers and stores raise them.
+"""
+
+from __future__ import annotations
+
+
+class TelematicsError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class StoreUnavailableError(TelematicsError):
+    """The database is unreachable, refused the connection or timed out. Worth retrying."""
+
+
+class MigrationError(TelematicsError):
+    """A migration could not be applied, or an applied migration file changed since."""
+
+    def __init__(self, version: str, message: str) -> None:
+        super().__init__(f"migration {version}: {message}")
+        self.version = version
+
+
+class NotFoundError(TelematicsError):
+    """A requested resource does not exist."""
+
+    def __init__(self, kind: str, key: str) -> None:
+        super().__init__(f"{kind} {key!r} not found")
+        self.kind = kind
+        self.key = key
+
+
+class ConflictError(TelematicsError):
+    """A resource with the same identity already exists."""
+
+    def __init__(self, kind: str, key: str) -> None:
+        super().__init__(f"{kind} {key!r} already exists")
+        self.kind = kind
+        self.key = key
+
+
+class InvalidRequestError(TelematicsError):
+    """A request parsed but cannot be honoured (e.g. an empty time range)."""
+
+
+class AuthError(TelematicsError):
+    """Credentials are missing or wrong."""
+
+
+class EmbeddedServiceError(TelematicsError):
+    """An embedded default service (database or broker) could not be started."""

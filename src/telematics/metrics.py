@@ -1,0 +1,78 @@
+"""Prometheus metrics of the service, on a registry of its own (not the process-global one), so
+tests and several in-process services do not collide.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class Metrics:
+    """Every metric the service exports."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.messages = Counter(
+            "telematics_mqtt_messages", "MQTT messages received", ["kind"], registry=r
+        )
+        self.readings_stored = Counter(
+            "telematics_readings_stored", "Readings newly stored", registry=r
+        )
+        self.readings_duplicate = Counter(
+            "telematics_readings_duplicate",
+            "Readings absorbed as repeats of a stored (machine_id, ts)",
+            registry=r,
+        )
+        self.positions_stored = Counter(
+            "telematics_positions_stored", "Engineer positions newly stored", registry=r
+        )
+        self.rejects = Counter(
+            "telematics_ingest_rejects",
+            "Payloads or readings dead-lettered",
+            ["reason"],
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "telematics_batch_seconds",
+            "Time to decode and commit one batch",
+            buckets=_LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.batch_messages = Histogram(
+            "telematics_batch_messages",
+            "Messages per committed batch",
+            buckets=(1, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000),
+            registry=r,
+        )
+        self.lag_seconds = Histogram(
+            "telematics_ingest_lag_seconds",
+            "From receipt of a message to the commit of its batch",
+            buckets=_LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.db_retries = Counter(
+            "telematics_db_write_retries",
+            "Batch writes retried after a database failure",
+            registry=r,
+        )
+        self.unacked = Gauge(
+            "telematics_unacked_messages", "Messages received but not yet acknowledged", registry=r
+        )
+        self.mqtt_connected = Gauge(
+            "telematics_mqtt_connected", "1 while the gateway holds a broker session", registry=r
+        )
+        self.mqtt_reconnects = Counter(
+            "telematics_mqtt_reconnects", "Broker connections lost and retried", registry=r
+        )
+        self.last_commit_timestamp = Gauge(
+            "telematics_last_commit_timestamp_seconds",
+            "Unix time of the last committed batch",
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)

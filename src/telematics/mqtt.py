@@ -1,0 +1,92 @@
+"""The MQTT adapter: connection settings, and the one place that reaches inside aiomqtt.
+
+aiomqtt 2.5 acknowledges a QoS 1 message as soon as it arrives, before we have stored it; if the
+process died then, the message would be gone. paho-mqtt 2.x, which aiomqtt wraps, can hold the
+PUBACK back (`manual_ack_set(True)`, then `ack(mid, qos)`), but aiomqtt has no public way to reach
+it. The workaround lives here and only here, behind `enable_manual_ack` and `ack`; when aiomqtt
+grows a public manual-ack API, this module is the only one to change. aiomqtt is pinned for that
+reason. `take_ready` likewise drains messages aiomqtt has already queued without paying its
+per-message task and `asyncio.wait` overhead, which dominates the gateway's cost per message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+DEFAULT_MQTT_PORT = 1883
+
+
+@dataclass(frozen=True, slots=True)
+class MqttEndpoint:
+    """Where the broker is and how to log in."""
+
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+
+    def __repr__(self) -> str:
+        # Never print the password.
+        return f"MqttEndpoint(host={self.host!r}, port={self.port}, username={self.username!r})"
+
+
+def parse_mqtt_url(url: str) -> MqttEndpoint:
+    """Parse `mqtt://[user[:password]@]host[:port]`."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
+        raise ValueError(f"not an mqtt:// URL: {parts.scheme}://{parts.hostname}")
+    return MqttEndpoint(
+        host=parts.hostname,
+        port=parts.port or DEFAULT_MQTT_PORT,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+    )
+
+
+def connect_properties(receive_maximum: int, session_expiry_s: int) -> Properties:
+    """MQTT 5 CONNECT properties for a persistent, flow-controlled session.
+
+    Receive Maximum is the broker's limit on QoS 1 messages in flight to us, unacknowledged: it
+    is what bounds the gateway's memory when the database stalls. Session Expiry must be non-zero
+    or the broker forgets the session, and the unacknowledged messages with it, on disconnect.
+    """
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.ReceiveMaximum = receive_maximum
+    props.SessionExpiryInterval = session_expiry_s
+    return props
+
+
+def enable_manual_ack(client: aiomqtt.Client) -> None:
+    """Hold PUBACKs until `ack` is called. Must run before subscribing."""
+    client._client.manual_ack_set(True)
+
+
+def ack(client: aiomqtt.Client, message: aiomqtt.Message) -> bool:
+    """Send the PUBACK of one message. Returns False if the connection is already gone.
+
+    The packet id of a message is only meaningful on the connection it came in on: after a
+    reconnect the broker redelivers unacknowledged messages with ids of the new connection, so
+    acknowledging an old id there would acknowledge the wrong message. Callers pass the client the
+    message arrived on, and a closed client refuses.
+    """
+    if message.qos == 0:
+        return True
+    if client._disconnected.done():
+        return False
+    return client._client.ack(message.mid, message.qos) == 0
+
+
+def take_ready(client: aiomqtt.Client, into: list[aiomqtt.Message], limit: int) -> None:
+    """Move messages aiomqtt has already received into `into`, without waiting, up to `limit`.
+
+    Synchronous and never cancelled halfway, so it cannot drop a message the way a timeout around
+    aiomqtt's async iterator can.
+    """
+    queue = client._queue
+    while len(into) < limit and not queue.empty():
+        into.append(queue.get_nowait())

@@ -1,0 +1,130 @@
+"""One batch through the ingest path: resolve sources, decode, store. Also the replay of dead
+letters, which is the same path fed from `ingest_rejects` instead of MQTT.
+
+Acknowledgement is not done here: the gateway acks a batch's messages only after `ingest`
+returns, i.e. after the commit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from telematics.decode import DecodedBatch, Limits, TopicKind, decode_message, parse_topic
+from telematics.store.ingest import WriteResult, write_batch
+from telematics.store.registry import SourceDirectory
+from telematics.store.rejects import claim_for_replay, mark_replayed
+
+
+def now_ms() -> int:
+    """Wall clock in epoch milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+async def _decode(
+    conn: asyncpg.Connection,
+    directory: SourceDirectory,
+    messages: Sequence[tuple[str, bytes]],
+    clock_ms: int,
+    limits: Limits,
+) -> DecodedBatch:
+    machine_ids: set[str] = set()
+    engineer_ids: set[str] = set()
+    for topic, _ in messages:
+        parsed = parse_topic(topic)
+        if parsed is not None:
+            (machine_ids if parsed[0] is TopicKind.TELEMETRY else engineer_ids).add(parsed[1])
+    await directory.resolve(conn, machine_ids, engineer_ids)
+    batch = DecodedBatch()
+    for topic, payload in messages:
+        decode_message(
+            topic,
+            payload,
+            now_ms=clock_ms,
+            limits=limits,
+            known_machines=directory.machines,
+            known_engineers=directory.engineers,
+            out=batch,
+        )
+    return batch
+
+
+async def ingest(
+    conn: asyncpg.Connection,
+    directory: SourceDirectory,
+    messages: Sequence[tuple[str, bytes]],
+    *,
+    limits: Limits,
+    clock_ms: int | None = None,
+) -> tuple[DecodedBatch, WriteResult]:
+    """Decode and store a batch of `(topic, payload)` messages in one transaction."""
+    batch = await _decode(
+        conn, directory, messages, now_ms() if clock_ms is None else clock_ms, limits
+    )
+    return batch, await write_batch(conn, batch)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    """Outcome of a replay of dead letters.
+
+    Attributes:
+        replayed: Dead letters taken up.
+        accepted: Dead letters now stored, wholly or all but the readings refused again.
+        refused: Dead letters refused again as a whole (their reason is updated).
+        readings_inserted: Readings stored by the replay.
+        new_rejects: Single readings refused again, dead-lettered with `replay_of` set.
+    """
+
+    replayed: int
+    accepted: int
+    refused: int
+    readings_inserted: int
+    new_rejects: int
+
+
+async def replay(
+    conn: asyncpg.Connection,
+    directory: SourceDirectory,
+    *,
+    limits: Limits,
+    reject_ids: list[int] | None = None,
+    reason: str | None = None,
+    source_id: str | None = None,
+    limit: int = 1000,
+    clock_ms: int | None = None,
+) -> ReplayResult:
+    """Re-feed pending dead letters through the decoder, e.g. after registering a machine."""
+    clock = now_ms() if clock_ms is None else clock_ms
+    directory.forget_misses()
+    async with conn.transaction():
+        letters = await claim_for_replay(
+            conn, reject_ids=reject_ids, reason=reason, source_id=source_id, limit=limit
+        )
+        combined = DecodedBatch()
+        replay_of: list[int | None] = []
+        accepted: list[int] = []
+        refused: list[tuple[int, str, str]] = []
+        for letter in letters:
+            one = await _decode(conn, directory, [(letter.topic, letter.payload)], clock, limits)
+            if not len(one.readings) and not len(one.positions):
+                whole = one.rejects[0]
+                refused.append((letter.reject_id, whole.reason.value, whole.detail))
+                continue
+            accepted.append(letter.reject_id)
+            combined.readings.extend(one.readings)
+            combined.positions.extend(one.positions)
+            combined.rejects.extend(one.rejects)
+            replay_of.extend([letter.reject_id] * len(one.rejects))
+        result = await write_batch(conn, combined, replay_of)
+        await mark_replayed(conn, accepted, refused)
+    return ReplayResult(
+        replayed=len(letters),
+        accepted=len(accepted),
+        refused=len(refused),
+        readings_inserted=result.readings_inserted,
+        new_rejects=result.rejects,
+    )

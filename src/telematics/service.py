@@ -1,0 +1,203 @@
+"""The composition root: picks concrete adapters and runs gateway, API and upkeep together.
+
+This is the one module that knows every part. It resolves the database and broker (embedded
+defaults when none is configured), migrates, and runs the tasks under one TaskGroup until `stop`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+import uvicorn
+
+from telematics import embedded
+from telematics.api.app import create_app
+from telematics.api.context import ApiContext
+from telematics.config import Settings
+from telematics.db import acquire, create_pool, with_retry
+from telematics.gateway import Gateway, GatewayConfig
+from telematics.metrics import Metrics
+from telematics.migrate import migrate
+from telematics.mqtt import parse_mqtt_url
+from telematics.store import partitions
+from telematics.store.registry import SourceDirectory
+
+log = logging.getLogger(__name__)
+
+UPKEEP_INTERVAL_S = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    """Where the running service's parts are, once started."""
+
+    database_dsn: str
+    mqtt_url: str
+    mqtt_protocol: str
+    http_url: str
+    admin_token: str
+
+
+def admin_token(settings: Settings) -> str:
+    """The configured admin token, or one generated once and kept in the data folder (0600)."""
+    if settings.admin_token is not None:
+        return settings.admin_token.get_secret_value()
+    path = settings.data_dir / "admin-token"
+    if path.exists():
+        return path.read_text().strip()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    log.warning("no TELEMATICS_ADMIN_TOKEN set; generated one into %s", path)
+    return token
+
+
+async def prepare_database(pool: asyncpg.Pool, settings: Settings) -> None:
+    """Migrate, then create the partitions the next days need."""
+    async with acquire(pool) as conn:
+        await migrate(conn)
+        await upkeep(conn, settings)
+
+
+async def upkeep(conn: asyncpg.Connection, settings: Settings) -> None:
+    """Partition upkeep or, with TimescaleDB, its retention policy."""
+    if await partitions.uses_timescale(conn):
+        await partitions.set_timescale_retention(conn, settings.retention_days)
+        return
+    await partitions.upkeep(
+        conn,
+        today=datetime.now(UTC).date(),
+        retention_days=settings.retention_days,
+        ahead_days=settings.partitions_ahead_days,
+    )
+
+
+async def _upkeep_loop(pool: asyncpg.Pool, settings: Settings, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=UPKEEP_INTERVAL_S)
+        if stop.is_set():
+            return
+
+        async def once() -> None:
+            async with acquire(pool) as conn:
+                await upkeep(conn, settings)
+
+        await with_retry(once, what="partition upkeep", stop=stop)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handlers: the CLI owns SIGINT/SIGTERM and sets `stop`."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@asynccontextmanager
+async def _resources(settings: Settings) -> AsyncIterator[tuple[str, str, str]]:
+    async with AsyncExitStack() as stack:
+        if settings.database_url is not None:
+            dsn = settings.database_url.get_secret_value()
+        else:
+            dsn = await embedded.start_postgres(settings.data_dir)
+        protocol = settings.mqtt_protocol
+        if settings.mqtt_url is not None:
+            mqtt_url = settings.mqtt_url
+        else:
+            broker = embedded.EmbeddedBroker()
+            await broker.start()
+            stack.push_async_callback(broker.stop)
+            mqtt_url, protocol = broker.url, "3.1.1"
+        yield dsn, mqtt_url, protocol
+
+
+async def run_service(
+    settings: Settings,
+    stop: asyncio.Event,
+    on_ready: Callable[[Endpoints], None] | None = None,
+) -> None:
+    """Run gateway, HTTP API and upkeep until `stop` is set, then drain and return."""
+    async with _resources(settings) as (dsn, mqtt_url, protocol):
+        pool = await with_retry(
+            lambda: create_pool(
+                dsn, max_size=settings.db_pool_size, timeout_s=settings.db_timeout_s
+            ),
+            what="database connection",
+            stop=stop,
+        )
+        try:
+            await prepare_database(pool, settings)
+            metrics = Metrics()
+            directory = SourceDirectory()
+            gateway = Gateway(
+                GatewayConfig(
+                    endpoint=parse_mqtt_url(mqtt_url),
+                    client_id=settings.mqtt_client_id,
+                    protocol=protocol,
+                    shared_group=settings.mqtt_shared_group,
+                    receive_maximum=settings.mqtt_receive_maximum,
+                    session_expiry_s=settings.mqtt_session_expiry_s,
+                    batch_max_messages=settings.batch_max_messages,
+                    batch_max_delay_s=settings.batch_max_delay_ms / 1000,
+                    writers=settings.batches_in_flight,
+                    limits=settings.limits(),
+                ),
+                pool,
+                directory,
+                metrics,
+            )
+            token = admin_token(settings)
+            app = create_app(
+                ApiContext(
+                    pool=pool,
+                    directory=directory,
+                    metrics=metrics,
+                    admin_token=token,
+                    limits=settings.limits(),
+                    gateway_connected=gateway.connected.is_set,
+                )
+            )
+            server = _Server(
+                uvicorn.Config(
+                    app,
+                    host=settings.http_host,
+                    port=settings.http_port,
+                    log_level=settings.log_level.lower(),
+                    access_log=False,
+                    lifespan="off",
+                )
+            )
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(gateway.run(stop))
+                tg.create_task(_upkeep_loop(pool, settings, stop))
+                api = tg.create_task(server.serve())
+                # uvicorn offers no "started" event to wait on.
+                while not server.started and not api.done():  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+                port = server.servers[0].sockets[0].getsockname()[1] if server.servers else 0
+                if on_ready is not None:
+                    on_ready(
+                        Endpoints(
+                            database_dsn=dsn,
+                            mqtt_url=mqtt_url,
+                            mqtt_protocol=protocol,
+                            http_url=f"http://{settings.http_host}:{port}",
+                            admin_token=token,
+                        )
+                    )
+                await stop.wait()
+                server.should_exit = True
+        finally:
+            await pool.close()

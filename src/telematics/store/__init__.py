@@ -1,0 +1,1 @@
+"""PostgreSQL store: the only modules that run SQL. asyncpg records never leave this package."""

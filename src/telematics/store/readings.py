@@ -1,0 +1,57 @@
+"""Reading queries for the API: one machine, a time range, keyset-paged by `ts`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import orjson
+
+from diagnosis.signals import SIGNAL_NAMES
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReading:
+    """One stored reading. Signals absent from the reading are None."""
+
+    machine_id: str
+    ts: datetime
+    signals: dict[str, float | None]
+    dtc: list[dict[str, int]]
+    extra: dict[str, Any]
+
+
+_SELECT = f"""
+SELECT machine_id, ts, {", ".join(SIGNAL_NAMES)}, dtc::text AS dtc, extra::text AS extra
+FROM readings
+WHERE machine_id = $1 AND ts >= $2 AND ts < $3
+ORDER BY ts
+LIMIT $4
+"""
+
+
+async def readings_between(
+    conn: asyncpg.Connection, machine_id: str, start: datetime, end: datetime, limit: int
+) -> list[StoredReading]:
+    """Readings of one machine with `start <= ts < end`, oldest first, at most `limit`."""
+    rows = await conn.fetch(_SELECT, machine_id, start, end, limit)
+    return [
+        StoredReading(
+            machine_id=row["machine_id"],
+            ts=row["ts"],
+            signals={name: row[name] for name in SIGNAL_NAMES},
+            dtc=orjson.loads(row["dtc"]) if row["dtc"] else [],
+            extra=orjson.loads(row["extra"]) if row["extra"] else {},
+        )
+        for row in rows
+    ]
+
+
+async def count_readings(conn: asyncpg.Connection, machine_ids: list[str]) -> int:
+    """How many readings are stored for these machines (tests and benchmarks)."""
+    value = await conn.fetchval(
+        "SELECT count(*) FROM readings WHERE machine_id = ANY($1::text[])", machine_ids
+    )
+    return int(value)
