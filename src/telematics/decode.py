@@ -23,7 +23,14 @@ from typing import Any
 
 import orjson
 
-from diagnosis.signals import DTC_FMI_MAX, DTC_OC_MAX, DTC_SPN_MAX, SIGNAL_INDEX, SIGNALS
+from diagnosis.signals import (
+    DTC_FMI_MAX,
+    DTC_OC_MAX,
+    DTC_SPN_MAX,
+    SIGNAL_INDEX,
+    SIGNALS,
+    Signal,
+)
 
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 _NAN = float("nan")
@@ -338,6 +345,8 @@ def _telemetry(
             RejectReason.BAD_STRUCTURE, "payload must be a reading object or {readings: [...]}"
         )
     single = len(readings) == 1 and readings[0] is doc
+    if not single and _append_batch_fast(readings, machine_id, now_ms, limits, out.readings):
+        return
     for i, reading in enumerate(readings):
         try:
             _decode_reading(reading, machine_id, now_ms, limits, out.readings)
@@ -353,6 +362,68 @@ def _telemetry(
                     machine_id,
                 )
             )
+
+
+_FAST_KEYS = frozenset({"ts", "dtc", *SIGNAL_INDEX})
+_NUMBER_TYPES = frozenset({float, int, type(None)})
+
+
+def _fast_column(readings: list[dict[str, Any]], sig: Signal) -> list[Any] | None:
+    column: list[Any] = [r.get(sig.name) for r in readings]
+    column = [r.get(sig.name) for r in readings]
+    if not set(map(type, column)) <= _NUMBER_TYPES:
+        return None
+    if None in column:
+        column = [_NAN if v is None else v for v in column]
+        present = [v for v in column if v == v]  # noqa: PLR0124 - NaN is the absent marker
+    else:
+        present = column
+    # orjson never yields NaN or infinities, so a range check is the whole check.
+    if present and (min(present) < sig.min_value or max(present) > sig.max_value):
+        return None
+    return column
+
+
+def _append_batch_fast(
+    readings: list[Any], machine_id: str, now_ms: int, limits: Limits, out: ReadingColumns
+) -> bool:
+    """Validate and append a whole batch column by column, or return False without appending.
+
+    The common batch (catalogue signals, integer `ts`, all valid) is checked with a few C-level
+    passes per column instead of a Python loop per value: several times faster per reading.
+    Anything unusual (extra keys, RFC 3339 times, a bad value) returns False, and the caller
+    decodes reading by reading, which finds the precise reason. Both paths accept exactly the same
+    readings; a property test holds them to it.
+    """
+    if any(type(r) is not dict for r in readings):
+        return False
+    keys: set[str] = set().union(*readings)
+    ts = [r.get("ts") for r in readings]
+    if (
+        not keys <= _FAST_KEYS
+        or set(map(type, ts)) != {int}
+        or min(ts) < now_ms - limits.retention_ms
+        or max(ts) > now_ms + limits.future_tolerance_ms
+    ):
+        return False
+    count = len(readings)
+    columns: list[list[Any]] = []
+    for sig in SIGNALS:
+        column = _fast_column(readings, sig) if sig.name in keys else [_NAN] * count
+        if column is None:
+            return False
+        columns.append(column)
+    try:
+        dtc = [_check_dtc(r["dtc"]) if "dtc" in r else None for r in readings]
+    except _RefusedError:
+        return False
+    out.machine_ids.extend([machine_id] * count)
+    out.ts_ms.extend(ts)
+    for mine, column in zip(out.values, columns, strict=True):
+        mine.extend(column)
+    out.dtc.extend(dtc)
+    out.extra.extend([None] * count)
+    return True
 
 
 def _position(engineer_id: str, doc: Any, now_ms: int, limits: Limits, out: DecodedBatch) -> None:
