@@ -251,7 +251,13 @@ class Gateway:
         started = time.monotonic()
         pairs = [(m.topic.value, m.payload) for m in batch.messages]
 
+        tries = 0
+
         async def attempt() -> tuple[DecodedBatch, WriteResult]:
+            nonlocal tries
+            tries += 1
+            if tries > 1:
+                self._metrics.db_retries.inc()
             async with acquire(self._pool) as conn:
                 try:
                     return await ingest(conn, self._directory, pairs, limits=self._config.limits)
