@@ -42,6 +42,12 @@ class Settings(BaseSettings):
         le=65535,
         description="MQTT 5 Receive Maximum: unacked messages the broker may have in flight to us.",
     )
+    mqtt_broker_inflight_311: int = Field(
+        default=20,
+        ge=1,
+        le=65535,
+        description="MQTT 3.1.1 only: the broker's max_inflight_messages (Mosquitto: 20).",
+    )
     mqtt_session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0)
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)

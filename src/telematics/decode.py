@@ -345,7 +345,9 @@ def _telemetry(
             RejectReason.BAD_STRUCTURE, "payload must be a reading object or {readings: [...]}"
         )
     single = len(readings) == 1 and readings[0] is doc
-    if not single and _append_batch_fast(readings, machine_id, now_ms, limits, out.readings):
+    if len(readings) >= _FAST_MIN_READINGS and _append_batch_fast(
+        readings, machine_id, now_ms, limits, out.readings
+    ):
         return
     for i, reading in enumerate(readings):
         try:
@@ -364,6 +366,8 @@ def _telemetry(
             )
 
 
+# Below this, the per-column set-up costs more than the per-value loop it saves.
+_FAST_MIN_READINGS = 4
 _FAST_KEYS = frozenset({"ts", "dtc", *SIGNAL_INDEX})
 _NUMBER_TYPES = frozenset({float, int, type(None)})
 

@@ -45,8 +45,6 @@ log = logging.getLogger(__name__)
 
 TELEMETRY_TOPIC = "machines/+/telemetry"
 POSITION_TOPIC = "engineers/+/position"
-# Mosquitto's default max_inflight_messages, which bounds an MQTT 3.1.1 session.
-MQTT311_WINDOW = 20
 
 AfterCommit = Callable[[DecodedBatch], Awaitable[None]]
 
@@ -60,6 +58,7 @@ class GatewayConfig:
     protocol: str = "5"
     shared_group: str | None = None
     receive_maximum: int = 2000
+    broker_inflight_311: int = 20
     session_expiry_s: int = 7 * 24 * 3600
     batch_max_messages: int = 500
     batch_max_delay_s: float = 0.05
@@ -70,7 +69,7 @@ class GatewayConfig:
     @property
     def window(self) -> int:
         """Unacknowledged messages the broker lets us hold."""
-        return self.receive_maximum if self.protocol == "5" else MQTT311_WINDOW
+        return self.receive_maximum if self.protocol == "5" else self.broker_inflight_311
 
     @property
     def effective_batch_messages(self) -> int:
@@ -211,8 +210,10 @@ class Gateway:
             batch = self._filling
             if batch is None:
                 batch = self._filling = _Batch(client, [], time.monotonic())
+            before = len(batch.messages)
             batch.messages.append(message)
             mqtt.take_ready(client, batch.messages, limit)
+            self._metrics.messages.inc(len(batch.messages) - before)
             if len(batch.messages) >= limit:
                 await self._hand_off()
 

@@ -16,7 +16,7 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.messages = Counter(
-            "telematics_mqtt_messages", "MQTT messages received", ["kind"], registry=r
+            "telematics_mqtt_messages_received", "MQTT messages received", registry=r
         )
         self.readings_stored = Counter(
             "telematics_readings_stored", "Readings newly stored", registry=r

@@ -148,6 +148,7 @@ async def run_service(
                     protocol=protocol,
                     shared_group=settings.mqtt_shared_group,
                     receive_maximum=settings.mqtt_receive_maximum,
+                    broker_inflight_311=settings.mqtt_broker_inflight_311,
                     session_expiry_s=settings.mqtt_session_expiry_s,
                     batch_max_messages=settings.batch_max_messages,
                     batch_max_delay_s=settings.batch_max_delay_ms / 1000,

@@ -72,6 +72,10 @@ def unacked(metrics: Metrics) -> float:
     return metrics.registry.get_sample_value("telematics_unacked_messages") or 0.0
 
 
+def received(metrics: Metrics) -> float:
+    return metrics.registry.get_sample_value("telematics_mqtt_messages_received_total") or 0.0
+
+
 async def test_puback_waits_for_the_commit(
     pool: asyncpg.Pool, mqtt_endpoint: MqttEndpoint, proxied_dsn: tuple[str, TcpProxy]
 ) -> None:
@@ -86,15 +90,18 @@ async def test_puback_waits_for_the_commit(
     gateway = Gateway(config, cut_pool, SourceDirectory(), metrics)
     stop = asyncio.Event()
     task = asyncio.create_task(gateway.run(stop))
-    await asyncio.wait_for(gateway.connected.wait(), 10)
-    proxy.cut()
-    await publish(mqtt_endpoint, batches(machine, now_ms() - 60_000, 10, 5))
-    assert await eventually(lambda: _value(unacked(metrics)), 10.0) == 10.0
-    assert await count_readings(pool, machine)() == 0
-    task.cancel()  # the gateway dies holding ten unacknowledged messages
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    cut_pool.terminate()
+    try:
+        await asyncio.wait_for(gateway.connected.wait(), 10)
+        proxy.cut()
+        await publish(mqtt_endpoint, batches(machine, now_ms() - 60_000, 10, 5))
+        assert await eventually(lambda: _value(received(metrics)), 10.0) == 10.0
+        await asyncio.sleep(0.5)  # ample time for a wrongly early PUBACK to go out
+        assert await count_readings(pool, machine)() == 0
+    finally:
+        task.cancel()  # the gateway dies holding ten unacknowledged messages
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        cut_pool.terminate()
 
     successor = Gateway(config, pool, SourceDirectory(), Metrics())
     stop = asyncio.Event()
