@@ -123,6 +123,23 @@ async def _resources(settings: Settings) -> AsyncIterator[tuple[str, str, str]]:
         yield dsn, mqtt_url, protocol
 
 
+def gateway_config(settings: Settings, mqtt_url: str, protocol: str) -> GatewayConfig:
+    """The gateway's configuration from the settings, for the broker actually in use."""
+    return GatewayConfig(
+        endpoint=parse_mqtt_url(mqtt_url),
+        client_id=settings.mqtt_client_id,
+        protocol=protocol,
+        shared_group=settings.mqtt_shared_group,
+        receive_maximum=settings.mqtt_receive_maximum,
+        broker_inflight_311=settings.mqtt_broker_inflight_311,
+        session_expiry_s=settings.mqtt_session_expiry_s,
+        batch_max_messages=settings.batch_max_messages,
+        batch_max_delay_s=settings.batch_max_delay_ms / 1000,
+        writers=settings.batches_in_flight,
+        limits=settings.limits(),
+    )
+
+
 async def run_service(
     settings: Settings,
     stop: asyncio.Event,
@@ -142,22 +159,7 @@ async def run_service(
             metrics = Metrics()
             directory = SourceDirectory()
             gateway = Gateway(
-                GatewayConfig(
-                    endpoint=parse_mqtt_url(mqtt_url),
-                    client_id=settings.mqtt_client_id,
-                    protocol=protocol,
-                    shared_group=settings.mqtt_shared_group,
-                    receive_maximum=settings.mqtt_receive_maximum,
-                    broker_inflight_311=settings.mqtt_broker_inflight_311,
-                    session_expiry_s=settings.mqtt_session_expiry_s,
-                    batch_max_messages=settings.batch_max_messages,
-                    batch_max_delay_s=settings.batch_max_delay_ms / 1000,
-                    writers=settings.batches_in_flight,
-                    limits=settings.limits(),
-                ),
-                pool,
-                directory,
-                metrics,
+                gateway_config(settings, mqtt_url, protocol), pool, directory, metrics
             )
             token = admin_token(settings)
             app = create_app(
