@@ -112,23 +112,16 @@ def private_mosquitto() -> Iterator[str]:
             proc.wait(10)
 
 
-async def fresh_database(name: str) -> str:
+async def drop_database(name: str, *, create: bool = False) -> str:
+    """Drop the bench database `name` (and create it empty if `create`); return its DSN."""
     admin = await asyncpg.connect(ADMIN_DSN)
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        if create:
+            await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    parts = ADMIN_DSN.rsplit("/", 1)
-    return f"{parts[0]}/{name}"
-
-
-async def drop_database(name: str) -> None:
-    admin = await asyncpg.connect(ADMIN_DSN)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    return f"{ADMIN_DSN.rsplit('/', 1)[0]}/{name}"
 
 
 BARE_TABLE = f"""
@@ -138,7 +131,7 @@ CREATE TABLE bare_readings (
 
 
 async def prepare_database(name: str, machines: Sequence[tuple[str, str, str]]) -> str:
-    dsn = await fresh_database(name)
+    dsn = await drop_database(name, create=True)
     conn = await asyncpg.connect(dsn)
     try:
         await migrate(conn)
@@ -219,7 +212,6 @@ class Contender:
     """A running consumer with a counter of what it has committed (or, for `broker`, received)."""
 
     stored: Callable[[], float]
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @asynccontextmanager
