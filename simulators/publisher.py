@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import sys
 import threading
 import time
@@ -297,16 +298,17 @@ class _Runner:
         self._start()
         frames: list[Frame] = []
         tick = 0
+        # Count ticks in integers: comparing float sums against the duration flips at the edge.
+        ticks = None if c.duration_s is None else max(1, math.ceil(round(c.duration_s / c.period_s, 9)))
         while not self.stop.is_set():
             frames.append(fleet.step(max(wall_clock_ms(), fleet.last_ts_ms + 1)))
             if len(frames) == c.batch_size:
                 self._publish(frames)
                 frames = []
             tick += 1
-            next_tick = self.started + tick * c.period_s
-            if c.duration_s is not None and next_tick - self.started >= c.duration_s:
+            if ticks is not None and tick >= ticks:
                 break
-            self._wait_until(next_tick)
+            self._wait_until(self.started + tick * c.period_s)
         if frames:
             self._publish(frames)
 
