@@ -1,0 +1,485 @@
+"""The engine's rules: persistence, hysteresis, carry across batches, restore and redelivery.
+
+Scenarios are built reading by reading from a healthy baseline; expected times come from the
+packaged rule book, so a changed threshold moves the expectation with it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+from diagnosis import events as ev
+from diagnosis.engine import Engine, UnknownMachineError
+from diagnosis.events import AlarmEvent, Transition
+from diagnosis.frame import FloatArray, Frame, MachineInfo
+from diagnosis.rules import RuleBook, Thresholds
+from diagnosis.signals import SIGNAL_NAMES
+from diagnosis.windows import MODEL_SIGNALS
+
+T0 = 1_700_000_040_000  # a whole minute, so windows line up with readings
+RULES = RuleBook.load()
+SITE = (52.5, 13.4, 300.0)
+
+HEALTHY: dict[str, float] = {
+    "engine_speed_rpm": 1800.0,
+    "oil_pressure_kpa": 350.0,
+    "coolant_temp_c": 85.0,
+    "hydraulic_oil_temp_c": 60.0,
+    "fuel_level_pct": 60.0,
+    "battery_v": 27.7,
+    "engine_hours": 1200.0,
+    "lat": SITE[0],
+    "lon": SITE[1],
+    "load_pct": 55.0,
+}
+
+
+@dataclass
+class Stream:
+    """Readings of one machine, one per `period_s`, each a healthy baseline with changes."""
+
+    machine_id: str
+    period_s: float = 1.0
+    start_s: float = 0.0
+    rows: list[dict[str, float]] = field(default_factory=list)
+    dtcs: list[list[tuple[int, int, int]] | None] = field(default_factory=list)
+
+    def add(
+        self, count: int = 1, dtcs: list[tuple[int, int, int]] | None = None, **changes: float
+    ) -> Stream:
+        for _ in range(count):
+            self.rows.append({**HEALTHY, **changes})
+            self.dtcs.append(dtcs)
+        return self
+
+    def ts(self, i: int) -> int:
+        return T0 + round((self.start_s + i * self.period_s) * 1000)
+
+
+def frame_of(*streams: Stream, lo: int = 0, hi: int | None = None) -> Frame:
+    """A frame of the streams' readings `lo:hi`."""
+    ids: list[str] = []
+    ts: list[int] = []
+    cols: list[list[float]] = [[] for _ in SIGNAL_NAMES]
+    dtcs: list[list[tuple[int, int, int]] | None] = []
+    for s in streams:
+        for i in range(lo, len(s.rows) if hi is None else min(hi, len(s.rows))):
+            ids.append(s.machine_id)
+            ts.append(s.ts(i))
+            dtcs.append(s.dtcs[i])
+            for k, name in enumerate(SIGNAL_NAMES):
+                cols[k].append(s.rows[i][name])
+    return Frame.build(ids, ts, cols, dtcs)
+
+
+def engine_for(*machines: str | MachineInfo, models: dict[str, object] | None = None) -> Engine:
+    engine = Engine(RULES, models)  # type: ignore[arg-type]
+    infos = [
+        m if isinstance(m, MachineInfo) else MachineInfo(m, "excavator", *SITE) for m in machines
+    ]
+    engine.restore(infos, frame_of(), {})
+    return engine
+
+
+def of(events: Sequence[AlarmEvent], fault: str, tr: Transition | None = None) -> list[AlarmEvent]:
+    return [e for e in events if e.fault == fault and (tr is None or e.transition is tr)]
+
+
+def confirm_index(first: int, readings: int, seconds: float, period_s: float = 1.0) -> int:
+    """Index of the reading at which a run starting at `first` has persisted."""
+    return first + max(readings - 1, math.ceil(seconds / period_s - 1e-9))
+
+
+def thresholds(model: str = "excavator") -> Thresholds:
+    return RULES.for_model(model)
+
+
+# --- persistence and hysteresis -------------------------------------------------------------
+
+
+def test_low_oil_pressure_needs_persistence() -> None:
+    t = thresholds().low_oil_pressure
+    need = confirm_index(0, t.raise_readings, t.raise_s) + 1
+    short = Stream("m1").add(5).add(need - 1, oil_pressure_kpa=40.0).add(20)
+    assert of(engine_for("m1").process(frame_of(short)), ev.LOW_OIL_PRESSURE) == []
+    long = Stream("m1").add(5).add(need, oil_pressure_kpa=40.0).add(5, oil_pressure_kpa=40.0)
+    raised = of(engine_for("m1").process(frame_of(long)), ev.LOW_OIL_PRESSURE, Transition.RAISED)
+    assert [e.ts_ms for e in raised] == [long.ts(5 + need - 1)]
+    assert raised[0].value == 40.0
+    assert raised[0].count == need
+
+
+def test_low_oil_pressure_curve_follows_engine_speed() -> None:
+    t = thresholds().low_oil_pressure
+    idle, rated = t.curve_rpm[0], t.curve_rpm[-1]
+    between = (t.curve_kpa[0] + t.curve_kpa[-1]) / 2  # fine at idle, too low at rated speed
+    n = confirm_index(0, t.raise_readings, t.raise_s) + 3
+    at_idle = Stream("m1").add(n, engine_speed_rpm=idle, oil_pressure_kpa=between)
+    at_rated = Stream("m2").add(n, engine_speed_rpm=rated, oil_pressure_kpa=between)
+    events = engine_for("m1", "m2").process(frame_of(at_idle, at_rated))
+    assert {e.machine_id for e in of(events, ev.LOW_OIL_PRESSURE, Transition.RAISED)} == {"m2"}
+
+
+def test_low_oil_pressure_ignores_a_stopped_engine() -> None:
+    stopped = Stream("m1").add(60, engine_speed_rpm=0.0, oil_pressure_kpa=0.0)
+    assert of(engine_for("m1").process(frame_of(stopped)), ev.LOW_OIL_PRESSURE) == []
+
+
+def test_overheat_clears_only_below_the_hysteresis_threshold() -> None:
+    t = thresholds().engine_overheat
+    band = (t.raise_c + t.clear_c) / 2
+    s = Stream("m1").add(40, coolant_temp_c=t.raise_c + 1).add(200, coolant_temp_c=band)
+    engine = engine_for("m1")
+    events = engine.process(frame_of(s))
+    assert len(of(events, ev.ENGINE_OVERHEAT, Transition.RAISED)) == 1
+    assert of(events, ev.ENGINE_OVERHEAT, Transition.CLEARED) == []
+    cool = Stream("m1", start_s=240).add(100, coolant_temp_c=t.clear_c - 1)
+    cleared = of(engine.process(frame_of(cool)), ev.ENGINE_OVERHEAT, Transition.CLEARED)
+    assert [e.ts_ms for e in cleared] == [cool.ts(confirm_index(0, t.clear_readings, t.clear_s))]
+
+
+def test_nan_neither_raises_nor_clears() -> None:
+    t = thresholds().engine_overheat
+    hot, nan = t.raise_c + 2, math.nan
+    # NaN readings inside a raise run neither count nor break it.
+    s = Stream("m1")
+    for _ in range(t.raise_readings + int(t.raise_s) + 2):
+        s.add(coolant_temp_c=hot).add(coolant_temp_c=nan)
+    engine = engine_for("m1")
+    raised = of(engine.process(frame_of(s)), ev.ENGINE_OVERHEAT, Transition.RAISED)
+    assert len(raised) == 1
+    # A long stretch without the signal does not clear an active fault.
+    gap = Stream("m1", start_s=len(s.rows)).add(300, coolant_temp_c=nan)
+    assert of(engine.process(frame_of(gap)), ev.ENGINE_OVERHEAT) == []
+
+
+def test_one_reading_in_the_band_breaks_a_raise_run() -> None:
+    t = thresholds().engine_overheat
+    half = confirm_index(0, t.raise_readings, t.raise_s)  # one short of confirming
+    s = Stream("m1").add(half, coolant_temp_c=t.raise_c + 1).add(coolant_temp_c=t.raise_c - 1)
+    s.add(half, coolant_temp_c=t.raise_c + 1)
+    assert of(engine_for("m1").process(frame_of(s)), ev.ENGINE_OVERHEAT) == []
+
+
+def test_pending_persistence_carries_across_batches() -> None:
+    t = thresholds().hydraulic_overheat
+    k = confirm_index(0, t.raise_readings, t.raise_s)
+    s = Stream("m1").add(k + 5, hydraulic_oil_temp_c=t.raise_c + 3)
+    engine = engine_for("m1")
+    assert engine.process(frame_of(s, hi=k - 2)) == []
+    raised = of(engine.process(frame_of(s, lo=k - 2)), ev.HYDRAULIC_OVERHEAT, Transition.RAISED)
+    assert [e.ts_ms for e in raised] == [s.ts(k)]
+
+
+def test_raise_clear_raise_in_one_batch_is_emitted_in_order() -> None:
+    t = thresholds().hydraulic_overheat
+    up = confirm_index(0, t.raise_readings, t.raise_s) + 2
+    down = confirm_index(0, t.clear_readings, t.clear_s) + 2
+    s = Stream("m1")
+    s.add(up, hydraulic_oil_temp_c=t.raise_c + 1).add(down, hydraulic_oil_temp_c=t.clear_c - 5)
+    s.add(up, hydraulic_oil_temp_c=t.raise_c + 1)
+    found = of(engine_for("m1").process(frame_of(s)), ev.HYDRAULIC_OVERHEAT)
+    assert [e.transition for e in found] == [
+        Transition.RAISED,
+        Transition.CLEARED,
+        Transition.RAISED,
+        Transition.UPDATED,
+    ]
+    assert [e.ts_ms for e in found] == sorted(e.ts_ms for e in found)
+
+
+def test_updated_once_per_batch_with_count_and_worst() -> None:
+    t = thresholds().engine_overheat
+    engine = engine_for("m1")
+    first = Stream("m1").add(40, coolant_temp_c=t.raise_c + 1)
+    engine.process(frame_of(first))
+    temps = [t.raise_c + 1, t.raise_c + 4, t.raise_c + 2, (t.raise_c + t.clear_c) / 2]
+    s = Stream("m1", start_s=40)
+    for c in temps:
+        s.add(coolant_temp_c=c)
+    updated = of(engine.process(frame_of(s)), ev.ENGINE_OVERHEAT)
+    assert [e.transition for e in updated] == [Transition.UPDATED]
+    hot = [c for c in temps if c >= t.raise_c]
+    assert updated[0].count == len(hot)
+    assert updated[0].worst == max(hot)
+    assert updated[0].ts_ms == s.ts(len(hot) - 1)  # the last reading still meeting it
+
+
+def test_redelivered_batch_raises_nothing_twice() -> None:
+    t = thresholds().engine_overheat
+    s = Stream("m1").add(60, coolant_temp_c=t.raise_c + 1)
+    engine = engine_for("m1")
+    assert of(engine.process(frame_of(s)), ev.ENGINE_OVERHEAT, Transition.RAISED)
+    assert engine.process(frame_of(s)) == []
+    # A batch overlapping the last one is processed only from its new readings.
+    more = Stream("m1").add(70, coolant_temp_c=t.raise_c + 1)
+    again = engine.process(frame_of(more, lo=50))
+    assert [e.transition for e in again] == [Transition.UPDATED]
+    assert again[0].count == 10
+
+
+# --- other rule kinds -----------------------------------------------------------------------
+
+
+def test_coolant_rising_fast_only_counts_above_the_thermostat() -> None:
+    t = thresholds().coolant_rising_fast
+    fast = 2 * t.raise_c_per_min / 60  # °C per reading at 1 Hz
+    warmup = Stream("m1")
+    for i in range(400):
+        warmup.add(coolant_temp_c=20 + fast * i)  # stays below min_temp_c throughout
+    assert max(r["coolant_temp_c"] for r in warmup.rows) < t.min_temp_c
+    assert of(engine_for("m1").process(frame_of(warmup)), ev.COOLANT_RISING_FAST) == []
+    hot = Stream("m1")
+    for i in range(700):
+        hot.add(coolant_temp_c=t.min_temp_c - 2 + fast * min(i, 300))
+    found = of(engine_for("m1").process(frame_of(hot)), ev.COOLANT_RISING_FAST)
+    assert [e.transition for e in found] == [Transition.RAISED, Transition.CLEARED]
+    assert found[0].value is not None
+    assert found[0].value > t.min_temp_c
+    assert found[1].ts_ms > hot.ts(300)  # cleared once the temperature levels off
+
+
+def test_coolant_rate_is_the_same_across_batch_cuts() -> None:
+    t = thresholds().coolant_rising_fast
+    fast = 2 * t.raise_c_per_min / 60
+    s = Stream("m1")
+    for i in range(500):
+        s.add(coolant_temp_c=t.min_temp_c - 5 + fast * min(i, 350))
+    whole = engine_for("m1").process(frame_of(s))
+    engine = engine_for("m1")
+    cut: list[AlarmEvent] = []
+    for lo in range(0, 500, 37):
+        cut += engine.process(frame_of(s, lo=lo, hi=lo + 37))
+    key = [
+        (e.transition, e.ts_ms)
+        for e in of(whole, ev.COOLANT_RISING_FAST)
+        if e.transition is not Transition.UPDATED
+    ]
+    assert key
+    assert key == [
+        (e.transition, e.ts_ms)
+        for e in of(cut, ev.COOLANT_RISING_FAST)
+        if e.transition is not Transition.UPDATED
+    ]
+
+
+def test_fuel_drop_with_engine_off_is_remembered_across_batches() -> None:
+    t = thresholds().fuel_drop_engine_off
+    engine = engine_for("m1")
+    run_then_stop = Stream("m1").add(10).add(10, engine_speed_rpm=0.0)
+    assert engine.process(frame_of(run_then_stop)) == []
+    level = HEALTHY["fuel_level_pct"] - t.raise_drop_pct - 2
+    theft = Stream("m1", start_s=20).add(60, engine_speed_rpm=0.0, fuel_level_pct=level)
+    raised = of(engine.process(frame_of(theft)), ev.FUEL_DROP_ENGINE_OFF, Transition.RAISED)
+    assert [e.ts_ms for e in raised] == [theft.ts(confirm_index(0, t.raise_readings, t.raise_s))]
+    refuel = Stream("m1", start_s=80).add(5, engine_speed_rpm=0.0, fuel_level_pct=95.0)
+    cleared = of(engine.process(frame_of(refuel)), ev.FUEL_DROP_ENGINE_OFF, Transition.CLEARED)
+    assert [e.ts_ms for e in cleared] == [refuel.ts(confirm_index(0, t.clear_readings, t.clear_s))]
+
+
+def test_fuel_burnt_while_running_is_no_drop() -> None:
+    s = Stream("m1")
+    for i in range(100):
+        s.add(fuel_level_pct=60 - 0.2 * i)  # 20 points burnt with the engine running
+    s.add(60, engine_speed_rpm=0.0, fuel_level_pct=40.0)
+    assert of(engine_for("m1").process(frame_of(s)), ev.FUEL_DROP_ENGINE_OFF) == []
+
+
+def test_starting_the_engine_clears_a_fuel_drop() -> None:
+    t = thresholds().fuel_drop_engine_off
+    level = HEALTHY["fuel_level_pct"] - t.raise_drop_pct - 1
+    s = (
+        Stream("m1")
+        .add(3, engine_speed_rpm=0.0)
+        .add(60, engine_speed_rpm=0.0, fuel_level_pct=level)
+    )
+    s.add(5, fuel_level_pct=level)
+    found = of(engine_for("m1").process(frame_of(s)), ev.FUEL_DROP_ENGINE_OFF)
+    assert [e.transition for e in found] == [Transition.RAISED, Transition.CLEARED]
+    assert found[1].ts_ms == s.ts(63 + confirm_index(0, t.clear_readings, t.clear_s))
+
+
+def test_charging_failure_waits_until_the_engine_has_run() -> None:
+    t = thresholds().charging_failure
+    low = t.raise_v - 0.5
+    s = Stream("m1").add(5, engine_speed_rpm=0.0, battery_v=24.5).add(200, battery_v=low)
+    raised = of(engine_for("m1").process(frame_of(s)), ev.CHARGING_FAILURE, Transition.RAISED)
+    assert len(raised) == 1
+    start = 5 + math.ceil(t.min_running_s)  # first reading after the warm-up
+    assert raised[0].ts_ms == s.ts(confirm_index(start, t.raise_readings, t.raise_s))
+
+
+def test_engine_power_loss_uses_the_model_rated_speed() -> None:
+    crane = thresholds("crane").engine_power_loss
+    excavator = thresholds("excavator").engine_power_loss
+    assert crane.rated_rpm != excavator.rated_rpm
+    rpm = (crane.rated_rpm + excavator.rated_rpm) / 2 * crane.raise_speed_frac
+    # Below 80 % of one model's rated speed but not of the other's.
+    assert (rpm < crane.rated_rpm * crane.raise_speed_frac) != (
+        rpm < excavator.rated_rpm * excavator.raise_speed_frac
+    )
+    engine = engine_for(MachineInfo("c", "crane"), MachineInfo("x", "excavator"))
+    streams = [Stream(m).add(60, engine_speed_rpm=rpm, load_pct=95.0) for m in ("c", "x")]
+    raised = of(engine.process(frame_of(*streams)), ev.ENGINE_POWER_LOSS, Transition.RAISED)
+    slower = "c" if rpm < crane.rated_rpm * crane.raise_speed_frac else "x"
+    assert [e.machine_id for e in raised] == [slower]
+
+
+def test_machine_silent_after_running_and_cleared_by_the_next_reading() -> None:
+    timeout_ms = round(thresholds().machine_silent.timeout_s * 1000)
+    engine = engine_for("on", "off")
+    on = Stream("on").add(10)
+    off = Stream("off").add(10, engine_speed_rpm=0.0)
+    engine.process(frame_of(on, off))
+    assert engine.check_silence(on.ts(9) + timeout_ms - 1) == []
+    raised = engine.check_silence(on.ts(9) + timeout_ms + 5000)
+    assert [(e.machine_id, e.transition) for e in raised] == [("on", Transition.RAISED)]
+    assert engine.check_silence(on.ts(9) + 2 * timeout_ms) == []  # raised once
+    back = Stream("on", start_s=1000).add(1)
+    cleared = of(engine.process(frame_of(back)), ev.MACHINE_SILENT)
+    assert [(e.transition, e.ts_ms) for e in cleared] == [(Transition.CLEARED, back.ts(0))]
+
+
+def test_outside_site_is_persisted_and_needs_a_site() -> None:
+    t = thresholds().outside_site
+    away_deg = (SITE[2] + t.raise_margin_m + 200) / 111_195  # metres north, in degrees
+    engine = engine_for("sited", MachineInfo("free", "excavator"))
+    blip = Stream("sited").add(5).add(1, lat=SITE[0] + away_deg).add(5)
+    assert engine.process(frame_of(blip)) == []
+    n = confirm_index(0, t.raise_readings, t.raise_s) + 3
+    away = [Stream(m, start_s=20).add(n, lat=SITE[0] + away_deg) for m in ("sited", "free")]
+    raised = of(engine.process(frame_of(*away)), ev.OUTSIDE_SITE, Transition.RAISED)
+    assert [e.machine_id for e in raised] == ["sited"]
+    assert raised[0].value is not None
+    assert raised[0].value > SITE[2] + t.raise_margin_m
+
+
+# --- fault codes, the model, the registry ---------------------------------------------------
+
+
+def test_fault_code_in_a_reading_raises_its_episode() -> None:
+    s = Stream("m1").add(3).add(2, dtcs=[(100, 1, 4)]).add(3)
+    raised = of(engine_for("m1").process(frame_of(s)), ev.dtc_code(100, 1), Transition.RAISED)
+    assert [(e.ts_ms, e.spn, e.fmi, e.occurrences) for e in raised] == [(s.ts(3), 100, 1, 4)]
+
+
+class _FixedScorer:
+    """Scores a window by its oil pressure mean: low pressure is anomalous."""
+
+    threshold = 1.0
+
+    def score(self, X: FloatArray) -> FloatArray:  # noqa: N803
+        oil = X[:, MODEL_SIGNALS.index("oil_pressure_kpa")]
+        return np.asarray(200.0 / oil, np.float64)
+
+    def explain(self, X: FloatArray) -> FloatArray:  # noqa: N803
+        z = np.zeros_like(X)
+        z[:, MODEL_SIGNALS.index("oil_pressure_kpa")] = -5.0
+        z[:, MODEL_SIGNALS.index("coolant_temp_c")] = 2.0
+        return z
+
+
+def test_anomaly_needs_two_windows_and_names_the_deviating_signals() -> None:
+    windows = thresholds().anomaly
+    w = round(windows.window_s)
+    s = Stream("m1").add(2 * w).add(4 * w, oil_pressure_kpa=190.0).add(5 * w)
+    engine = engine_for("m1", MachineInfo("other", "crane"), models={"excavator": _FixedScorer()})
+    other = Stream("other").add(2 * w).add(4 * w, oil_pressure_kpa=190.0).add(5 * w)
+    found = of(engine.process(frame_of(s, other)), ev.UNEXPLAINED_ANOMALY)
+    assert {e.machine_id for e in found} == {"m1"}  # no scorer for cranes
+    raised = [e for e in found if e.transition is Transition.RAISED]
+    assert len(raised) == 1
+    # The second anomalous window confirms it; it ends at its last reading.
+    assert raised[0].ts_ms == s.ts((2 + windows.raise_windows) * w - 1)
+    assert raised[0].deviations[0] == ("oil_pressure_kpa", -5.0)
+    assert len(raised[0].deviations) == 3
+    assert [e.transition for e in found][-1] is Transition.CLEARED
+
+
+def test_process_refuses_unknown_machines_and_forget_makes_them_unknown() -> None:
+    engine = engine_for("m1")
+    with pytest.raises(UnknownMachineError) as err:
+        engine.process(frame_of(Stream("m2").add(1)))
+    assert err.value.machine_ids == ("m2",)
+    assert engine.unknown(["m1", "m2"]) == ["m2"]
+    engine.forget(["m1"])
+    assert engine.unknown(["m1"]) == ["m1"]
+
+
+def test_events_are_ordered_by_machine_then_time() -> None:
+    t = thresholds()
+    streams = [
+        Stream(m).add(60, coolant_temp_c=t.engine_overheat.raise_c + 1, oil_pressure_kpa=30.0)
+        for m in ("b", "a", "c")
+    ]
+    events = engine_for("a", "b", "c").process(frame_of(*streams))
+    assert len(events) > 3
+    assert [(e.machine_id, e.ts_ms) for e in events] == sorted(
+        (e.machine_id, e.ts_ms) for e in events
+    )
+
+
+# --- restore --------------------------------------------------------------------------------
+
+
+def _open_faults(events: Sequence[AlarmEvent]) -> dict[str, set[str]]:
+    """What the store would hold open after applying these events."""
+    open_: dict[str, set[str]] = {}
+    for e in events:
+        faults = open_.setdefault(e.machine_id, set())
+        if e.transition is Transition.CLEARED:
+            faults.discard(e.fault)
+        else:
+            faults.add(e.fault)
+    return open_
+
+
+def _transitions(events: Sequence[AlarmEvent]) -> list[tuple[str, str, Transition, int]]:
+    return [
+        (e.machine_id, e.fault, e.transition, e.ts_ms)
+        for e in events
+        if e.transition is not Transition.UPDATED
+    ]
+
+
+def test_restore_from_recent_history_gives_the_same_alarms() -> None:
+    t = thresholds()
+    k = confirm_index(0, t.engine_overheat.raise_readings, t.engine_overheat.raise_s)
+    a = Stream("a").add(300)
+    a.add(400, coolant_temp_c=t.engine_overheat.raise_c + 1)  # raised before the cut
+    a.add(200, coolant_temp_c=t.engine_overheat.clear_c - 1)
+    b = Stream("b").add(600 - k // 2)
+    b.add(100, hydraulic_oil_temp_c=t.hydraulic_overheat.raise_c + 2)  # pending across the cut
+    b.add(100)
+    c = Stream("c").add(560).add(100, engine_speed_rpm=0.0)  # engine stops before the cut...
+    c.add(100, engine_speed_rpm=0.0, fuel_level_pct=40.0)  # ...and fuel goes after it
+    cut, keep_s = 600, 15 * 60
+    infos = [MachineInfo(m, "excavator", *SITE) for m in "abc"]
+
+    whole = engine_for(*infos)
+    before = whole.process(frame_of(a, b, c, hi=cut))
+    after = whole.process(frame_of(a, b, c, lo=cut))
+
+    restored = Engine(RULES)
+    history = frame_of(a, b, c, lo=max(0, cut - keep_s), hi=cut)
+    restored.restore(infos, history, _open_faults(before))
+    assert _transitions(restored.process(frame_of(a, b, c, lo=cut))) == _transitions(after)
+    assert {e[0] for e in _transitions(after)} == {"a", "b", "c"}  # every machine has a say
+    # Which episodes are open comes from the store, not from the replayed minutes.
+    amnesiac = Engine(RULES)
+    amnesiac.restore(infos, frame_of(a, b, c, lo=cut - 1, hi=cut), {})
+    assert _transitions(amnesiac.process(frame_of(a, b, c, lo=cut))) != _transitions(after)
+
+
+def test_restore_takes_open_episodes_from_the_store() -> None:
+    t = thresholds().engine_overheat
+    engine = Engine(RULES)
+    engine.restore([MachineInfo("m1", "excavator")], frame_of(), {"m1": {ev.ENGINE_OVERHEAT}})
+    cool = Stream("m1").add(100, coolant_temp_c=t.clear_c - 1)
+    cleared = of(engine.process(frame_of(cool)), ev.ENGINE_OVERHEAT, Transition.CLEARED)
+    assert len(cleared) == 1
