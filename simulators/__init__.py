@@ -8,6 +8,7 @@ It could be a stranger's program: it imports nothing from `telematics`, `diagnos
 * `fleet`: the vectorised model that steps every machine at once.
 * `wire`: frames to topics and JSON payloads.
 * `link`: the MQTT session (paho-mqtt, QoS 1, bounded window).
+* `faults`: fault injection (step modifiers) with ground truth, and fault plans.
 * `publisher`: the run loop, time modes, pacing and the report (`run`, `arun`).
 * `registry`: `POST /v1/machines` with the standard library.
 * `cli`: `python -m simulators`.
@@ -19,6 +20,18 @@ from simulators.errors import (
     RegistrationError,
     SimulatorError,
 )
+from simulators.faults import (
+    FAULT_KINDS,
+    FaultInjector,
+    FaultPlan,
+    FaultSpec,
+    GroundTruth,
+    load_plan,
+    plan_faults,
+    read_ground_truth,
+    save_plan,
+    write_ground_truth,
+)
 from simulators.fleet import Fleet
 from simulators.link import MqttSettings
 from simulators.machines import MODELS, MachineSpec, Site, make_fleet
@@ -27,13 +40,18 @@ from simulators.registry import RegistrationReport, register_machines
 from simulators.state import Dtc, FleetState, Frame, StepModifier
 
 __all__ = [
+    "FAULT_KINDS",
     "MODELS",
     "BrokerRefusedError",
     "BrokerUnavailableError",
     "Dtc",
+    "FaultInjector",
+    "FaultPlan",
+    "FaultSpec",
     "Fleet",
     "FleetState",
     "Frame",
+    "GroundTruth",
     "MachineSpec",
     "MqttSettings",
     "RegistrationError",
@@ -44,7 +62,12 @@ __all__ = [
     "Site",
     "StepModifier",
     "arun",
+    "load_plan",
     "make_fleet",
+    "plan_faults",
+    "read_ground_truth",
     "register_machines",
     "run",
+    "save_plan",
+    "write_ground_truth",
 ]

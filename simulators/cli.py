@@ -6,6 +6,8 @@ the only module of the package that prints.
 Examples:
     python -m simulators --machines 50 --duration 60            # demo: 50 machines, 1 Hz, 1 min
     python -m simulators --machines 1000 --readings-per-machine 100 --batch 20 --rate 0
+    python -m simulators --machines 40 --readings-per-machine 2880 --period 10 \
+        --faults all --ground-truth truth.jsonl                 # 8 h with one fault of each kind
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 from typing import cast, get_args
 
 from simulators.errors import SimulatorError
+from simulators.faults import FAULT_KINDS, FaultKind, FaultPlan, load_plan, write_ground_truth
 from simulators.link import MqttProtocol, MqttSettings
 from simulators.machines import MODELS, ModelName, make_fleet
 from simulators.publisher import SimConfig, SimReport, run
@@ -36,6 +40,18 @@ def _models(text: str) -> tuple[ModelName, ...]:
     if not names or unknown:
         raise argparse.ArgumentTypeError(f"models are a comma list of {', '.join(MODELS)}")
     return cast("tuple[ModelName, ...]", names)
+
+
+def _fault_kinds(text: str) -> tuple[FaultKind, ...]:
+    if text.strip() == "all":
+        return FAULT_KINDS
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in FAULT_KINDS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"faults are 'all' or a comma list of {', '.join(FAULT_KINDS)}"
+        )
+    return cast("tuple[FaultKind, ...]", names)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,6 +102,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not limit in-flight messages to the broker's MQTT 5 Receive Maximum",
     )
 
+    faults = p.add_argument_group("faults (ground truth for the diagnosis)")
+    faults.add_argument(
+        "--faults",
+        type=_fault_kinds,
+        default=(),
+        help="'all' or a comma list of fault kinds to inject at random times and machines",
+    )
+    faults.add_argument(
+        "--faults-per-kind", type=int, default=1, help="faulty machines per kind (default 1)"
+    )
+    faults.add_argument(
+        "--fault-plan", type=Path, help="JSON plan of faults to inject (see simulators.faults)"
+    )
+    faults.add_argument(
+        "--fault-horizon",
+        type=float,
+        help="seconds over which --faults are spread (default: the run; 3600 if open-ended)",
+    )
+    faults.add_argument(
+        "--ground-truth", type=Path, help="write one JSON line per injected fault to this file"
+    )
+
     other = p.add_argument_group("registration and output")
     other.add_argument("--register-url", help="API base URL: register machines before publishing")
     other.add_argument("--token", help="bearer token for --register-url")
@@ -97,6 +135,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     other.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
     return p
+
+
+def _fault_plan(args: argparse.Namespace) -> FaultPlan | None:
+    """The plan the fault options ask for, or None (raises ValueError or OSError on a bad file)."""
+    if args.faults_per_kind < 0:
+        raise ValueError("--faults-per-kind must be >= 0")
+    if not args.faults and args.fault_plan is None:
+        return None
+    plan = load_plan(args.fault_plan) if args.fault_plan is not None else FaultPlan()
+    return FaultPlan(
+        specs=plan.specs,
+        from_run_start=plan.from_run_start,
+        kinds=args.faults,
+        per_kind=args.faults_per_kind,
+        seed=args.seed,
+        horizon_s=args.fault_horizon,
+    )
 
 
 def _config(args: argparse.Namespace) -> SimConfig:
@@ -126,6 +181,7 @@ def _config(args: argparse.Namespace) -> SimConfig:
         max_inflight=args.max_inflight,
         honour_receive_maximum=not args.ignore_receive_maximum,
         progress=args.progress,
+        faults=_fault_plan(args),
     )
 
 
@@ -184,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--register-url needs --token")
     try:
         config = _config(args)
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
         parser.error(str(exc))
     try:
         if args.register_url:
@@ -198,4 +254,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return _EXIT_ERROR
     print(report.summary())
+    if args.ground_truth is not None:
+        write_ground_truth(args.ground_truth, report.ground_truth)
+        visible = sum(record.visible_ts_ms is not None for record in report.ground_truth)
+        print(
+            f"{len(report.ground_truth)} faults injected, {visible} became visible; "
+            f"ground truth in {args.ground_truth}",
+            file=sys.stderr,
+        )
     return 0 if report.is_complete else _EXIT_INCOMPLETE

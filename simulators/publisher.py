@@ -18,6 +18,11 @@ Time modes:
 
 With `batch_size` k > 1 each message carries k consecutive readings of one machine
 (`{"readings": [...]}`); in real time a machine then reports every k periods.
+
+Faults (`SimConfig.faults`, see `simulators.faults`): the plan is resolved against the run's first
+reading time and length, its injector is attached to the fleet, every frame passes through it
+(readings of a silenced machine are not sent, so a batch may hold fewer), and the report carries
+the ground truth.
 """
 
 from __future__ import annotations
@@ -35,10 +40,11 @@ from typing import TextIO
 
 import numpy as np
 
+from simulators.faults import FaultInjector, FaultPlan, GroundTruth
 from simulators.fleet import Fleet
 from simulators.link import Link, MqttSettings
 from simulators.machines import MachineSpec
-from simulators.state import Frame
+from simulators.state import BoolArray, Frame
 from simulators.wire import (
     MAX_READINGS_PER_MESSAGE,
     TsFormat,
@@ -72,6 +78,7 @@ class SimConfig:
         record_keys: Report every acknowledged `(machine_id, ts_ms)`; memory grows with the run.
         progress: Progress line on stderr: True, False, or None for "when stderr is a TTY".
         drain_timeout_s: How long to wait for the last acknowledgements.
+        faults: Faults to inject, with ground truth in the report; None for a healthy fleet.
     """
 
     machines: tuple[MachineSpec, ...]
@@ -88,6 +95,7 @@ class SimConfig:
     record_keys: bool = False
     progress: bool | None = None
     drain_timeout_s: float = 30.0
+    faults: FaultPlan | None = None
 
     def __post_init__(self) -> None:
         if not self.machines:
@@ -125,6 +133,7 @@ class SimReport:
         reconnects: Times the session had to be re-established.
         peak_outstanding: Most messages that awaited a PUBACK at once (at most the window).
         keys: `(machine_id, ts_ms)` of every reading in an acknowledged message, if recorded.
+        ground_truth: What each injected fault did (`SimConfig.faults`).
     """
 
     machines: int
@@ -138,6 +147,7 @@ class SimReport:
     reconnects: int
     peak_outstanding: int
     keys: frozenset[tuple[str, int]] | None = field(default=None, repr=False)
+    ground_truth: tuple[GroundTruth, ...] = field(default=(), repr=False)
 
     @property
     def is_complete(self) -> bool:
@@ -273,6 +283,7 @@ class _Runner:
         self.last_ts_ms: int | None = None
         self.started = 0.0
         self.next_progress = 0.0
+        self.injector: FaultInjector | None = None
 
     def backfill(self, readings_per_machine: int, now_ms: int) -> None:
         """Publish `readings_per_machine` readings per machine, ending just before `now_ms`."""
@@ -283,25 +294,30 @@ class _Runner:
         fleet = Fleet(
             c.machines, seed=c.seed, start_ts_ms=first_ms - period_ms, offsets_ms=offsets_ms
         )
+        self._inject(fleet, first_ms, readings_per_machine * period_ms / 1000.0)
         self._start()
         for block in range(0, readings_per_machine, c.batch_size):
             if self.stop.is_set():
                 break
             steps = min(c.batch_size, readings_per_machine - block)
-            frames = [fleet.step(first_ms + (block + j) * period_ms) for j in range(steps)]
-            self._publish(frames)
+            self._publish(
+                [self._step(fleet, first_ms + (block + j) * period_ms) for j in range(steps)]
+            )
 
     def realtime(self, wall_clock_ms: Callable[[], int]) -> None:
         """Take a reading of every machine each period, stamped now, until duration or stop."""
         c = self.config
         fleet = Fleet(c.machines, seed=c.seed, start_ts_ms=wall_clock_ms() - c.period_ms)
+        self._inject(fleet, fleet.last_ts_ms + c.period_ms, c.duration_s)
         self._start()
-        frames: list[Frame] = []
+        frames: list[tuple[Frame, BoolArray | None]] = []
         tick = 0
         # Count ticks in integers: comparing float sums against the duration flips at the edge.
-        ticks = None if c.duration_s is None else max(1, math.ceil(round(c.duration_s / c.period_s, 9)))
+        ticks = (
+            None if c.duration_s is None else max(1, math.ceil(round(c.duration_s / c.period_s, 9)))
+        )
         while not self.stop.is_set():
-            frames.append(fleet.step(max(wall_clock_ms(), fleet.last_ts_ms + 1)))
+            frames.append(self._step(fleet, max(wall_clock_ms(), fleet.last_ts_ms + 1)))
             if len(frames) == c.batch_size:
                 self._publish(frames)
                 frames = []
@@ -331,30 +347,55 @@ class _Runner:
             reconnects=link.reconnects,
             peak_outstanding=link.peak_outstanding,
             keys=keys,
+            ground_truth=() if self.injector is None else self.injector.ground_truth(),
         )
+
+    def _inject(self, fleet: Fleet, first_ms: int, horizon_s: float | None) -> None:
+        """Attach the configured faults to `fleet`, if any."""
+        plan = self.config.faults
+        if plan is None:
+            return
+        specs = plan.resolve(self.config.machines, first_ms, horizon_s)
+        self.injector = FaultInjector(self.config.machines, specs, seed=self.config.seed)
+        self.injector.attach(fleet)
+
+    def _step(self, fleet: Fleet, ts_ms: int) -> tuple[Frame, BoolArray | None]:
+        """One step: the frame as published and which machines send it (None: all)."""
+        frame = fleet.step(ts_ms)
+        if self.injector is None:
+            return frame, None
+        return self.injector.observe(frame)
 
     def _start(self) -> None:
         self.started = time.monotonic()
         self.next_progress = self.started + _PROGRESS_EVERY_S
 
-    def _publish(self, frames: Sequence[Frame]) -> None:
-        """Publish consecutive steps: a message per machine and step, or per machine if batching."""
+    def _publish(self, steps: Sequence[tuple[Frame, BoolArray | None]]) -> None:
+        """Publish consecutive steps: a message per machine and step, or per machine if batching.
+
+        Each step comes with the mask of machines that send (None: all).
+        """
         c, ids = self.config, self.ids
         record = c.record_keys
-        rows = [frame_rows(frame, c.ts_format) for frame in frames]
-        ts_ms = [frame.ts_ms.tolist() for frame in frames]
+        rows = [frame_rows(frame, c.ts_format) for frame, _ in steps]
+        ts_ms = [frame.ts_ms.tolist() for frame, _ in steps]
+        sent = [None if mask is None else mask.tolist() for _, mask in steps]
         if self.first_ts_ms is None:
             self.first_ts_ms = min(ts_ms[0])
         self.last_ts_ms = max(ts_ms[-1])
         if c.batch_size == 1:
-            for step_rows, step_ts in zip(rows, ts_ms, strict=True):
+            for step_rows, step_ts, step_sent in zip(rows, ts_ms, sent, strict=True):
                 for i, topic in enumerate(self.topics):
-                    keys = [(ids[i], step_ts[i])] if record else None
-                    self._send(topic, encode_reading(step_rows[i]), 1, keys)
+                    if step_sent is None or step_sent[i]:
+                        keys = [(ids[i], step_ts[i])] if record else None
+                        self._send(topic, encode_reading(step_rows[i]), 1, keys)
             return
         for i, topic in enumerate(self.topics):
-            keys = [(ids[i], step_ts[i]) for step_ts in ts_ms] if record else None
-            self._send(topic, encode_batch([step_rows[i] for step_rows in rows]), len(rows), keys)
+            kept = [k for k, step_sent in enumerate(sent) if step_sent is None or step_sent[i]]
+            if not kept:
+                continue
+            keys = [(ids[i], ts_ms[k][i]) for k in kept] if record else None
+            self._send(topic, encode_batch([rows[k][i] for k in kept]), len(kept), keys)
 
     def _send(
         self, topic: str, payload: bytes, readings: int, keys: list[tuple[str, int]] | None
