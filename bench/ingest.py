@@ -222,7 +222,7 @@ async def run_gateway(
     pool = await create_pool(dsn, max_size=settings.db_pool_size)
     metrics = Metrics()
 
-    async def after_commit(batch: DecodedBatch) -> None:
+    def after_commit(batch: DecodedBatch) -> None:
         if lags_ms is None:
             return
         now_ms = time.time() * 1000

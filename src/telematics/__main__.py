@@ -7,9 +7,12 @@ import asyncio
 import logging
 import signal
 import sys
+from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
 
+from diagnosis.model import NotEnoughDataError
+from diagnosis.rules import RuleBook
 from simulators import cli as simulator_cli
 from telematics.config import Settings, load_settings
 from telematics.db import acquire, create_pool
@@ -17,6 +20,7 @@ from telematics.demo import run_demo
 from telematics.errors import TelematicsError
 from telematics.migrate import migrate
 from telematics.service import Endpoints, run_service
+from telematics.training import train
 
 log = logging.getLogger("telematics")
 
@@ -63,6 +67,26 @@ async def _migrate(settings: Settings) -> None:
     print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none needed'}")
 
 
+async def _train(settings: Settings, model: str, days: float) -> None:
+    if settings.database_url is None:
+        raise TelematicsError("telematics train needs TELEMATICS_DATABASE_URL")
+    pool = await create_pool(settings.database_url.get_secret_value(), max_size=1)
+    end = datetime.now(UTC)
+    try:
+        async with acquire(pool) as conn:
+            stored = await train(
+                conn, model, end - timedelta(days=days), end, RuleBook.load(settings.rules_path)
+            )
+    except NotEnoughDataError as exc:
+        raise TelematicsError(f"cannot train {model}: {exc}") from exc
+    finally:
+        await pool.close()
+    print(
+        f"trained {stored.model} v{stored.version} on {stored.windows} windows "
+        f"of {stored.machines} machines"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `telematics` console script."""
     parser = argparse.ArgumentParser(prog="telematics", description=__doc__)
@@ -73,6 +97,13 @@ def main(argv: list[str] | None = None) -> int:
         "demo", help="run the service with a simulated fleet publishing to it (a first look)"
     )
     demo.add_argument("--machines", type=int, default=20, help="fleet size (default 20)")
+    train_cmd = sub.add_parser(
+        "train", help="train a machine model's anomaly model on its healthy history"
+    )
+    train_cmd.add_argument("model", help="machine model, e.g. excavator")
+    train_cmd.add_argument(
+        "--days", type=float, default=14.0, help="history to learn from (default 14 days)"
+    )
     sub.add_parser(
         "simulate",
         help="publish a simulated fleet to a broker (see `telematics simulate --help`)",
@@ -101,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_run(settings))
         elif args.command == "demo":
             asyncio.run(_demo(settings, args.machines))
+        elif args.command == "train":
+            asyncio.run(_train(settings, args.model, args.days))
         else:
             asyncio.run(_migrate(settings))
     except TelematicsError as exc:

@@ -70,6 +70,23 @@ class Settings(BaseSettings):
     max_readings_per_message: int = Field(default=1000, ge=1)
     future_tolerance_s: int = Field(default=300, ge=0)
     log_level: str = "INFO"
+    diagnosis_enabled: bool = Field(
+        default=True, description="Run the diagnosis engine on every committed batch."
+    )
+    rules_path: Path | None = Field(
+        default=None, description="A rules TOML to use instead of the packaged thresholds."
+    )
+    knowledge_path: Path | None = Field(
+        default=None, description="A knowledge-base TOML to use instead of the packaged one."
+    )
+    diagnosis_history_s: int = Field(
+        default=900,
+        ge=60,
+        description="Seconds of a machine's readings replayed to rebuild its diagnosis state.",
+    )
+    alarm_notices: bool = Field(
+        default=True, description="Publish alarm changes on machines/{machine_id}/alarms."
+    )
 
     @field_validator("mqtt_url")
     @classmethod

@@ -46,7 +46,10 @@ log = logging.getLogger(__name__)
 TELEMETRY_TOPIC = "machines/+/telemetry"
 POSITION_TOPIC = "engineers/+/position"
 
-AfterCommit = Callable[[DecodedBatch], Awaitable[None]]
+AfterCommit = Callable[[DecodedBatch], None]
+"""Called with each committed batch, synchronously, in arrival (acknowledgement) order."""
+Backpressure = Callable[[], Awaitable[None]]
+"""Awaited by a writer after each commit; a slow consumer of committed batches holds it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +90,7 @@ class _Batch:
     first_received_s: float
     committed: bool = False
     abandoned: bool = False
+    decoded: DecodedBatch | None = None
 
 
 class Gateway:
@@ -99,6 +103,7 @@ class Gateway:
         directory: SourceDirectory,
         metrics: Metrics,
         after_commit: AfterCommit | None = None,
+        backpressure: Backpressure | None = None,
     ) -> None:
         """Create a gateway; nothing connects until `run`."""
         self._config = config
@@ -106,6 +111,7 @@ class Gateway:
         self._directory = directory
         self._metrics = metrics
         self._after_commit = after_commit
+        self._backpressure = backpressure
         self._queue: asyncio.Queue[_Batch] = asyncio.Queue(maxsize=config.writers)
         self._ack_order: deque[_Batch] = deque()
         self._filling: _Batch | None = None
@@ -279,10 +285,11 @@ class Gateway:
             self._ack_committed()
             return
         batch.committed = True
+        batch.decoded = decoded
         self._record(batch, decoded, result, started, time.monotonic())
         self._ack_committed()
-        if self._after_commit is not None and len(decoded.readings):
-            await self._after_commit(decoded)
+        if self._backpressure is not None:
+            await self._backpressure()
 
     async def _dead_letter_all(
         self, conn: asyncpg.Connection, pairs: list[tuple[str, bytes]], exc: Exception
@@ -329,6 +336,9 @@ class Gateway:
             self._metrics.unacked.dec(len(batch.messages))
             if batch.abandoned:
                 continue
+            decoded, batch.decoded = batch.decoded, None
+            if self._after_commit is not None and decoded is not None and len(decoded.readings):
+                self._after_commit(decoded)
             sent = sum(mqtt.ack(batch.client, message) for message in batch.messages)
             if sent < len(batch.messages):
                 log.info(

@@ -73,6 +73,34 @@ class Metrics:
             registry=r,
         )
 
+        self.alarms = Counter(
+            "telematics_alarms",
+            "Alarm episodes raised and cleared",
+            ["transition", "severity"],
+            registry=r,
+        )
+        self.diagnosis_seconds = Histogram(
+            "telematics_diagnosis_seconds",
+            "Time to diagnose one committed batch and store its alarm changes",
+            buckets=_LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.diagnosis_backlog = Gauge(
+            "telematics_diagnosis_backlog_readings",
+            "Committed readings waiting for diagnosis",
+            registry=r,
+        )
+        self.diagnosis_failures = Counter(
+            "telematics_diagnosis_failures",
+            "Batches whose diagnosis failed (state is rebuilt from the store)",
+            registry=r,
+        )
+        self.alarm_notices_dropped = Counter(
+            "telematics_alarm_notices_dropped",
+            "Alarm notices for on-board displays dropped because the publisher fell behind",
+            registry=r,
+        )
+
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)

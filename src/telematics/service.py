@@ -19,15 +19,20 @@ from datetime import UTC, datetime
 import asyncpg
 import uvicorn
 
+from diagnosis.engine import Engine
+from diagnosis.knowledge import KnowledgeBase
+from diagnosis.rules import RuleBook
 from telematics import embedded
 from telematics.api.app import create_app
 from telematics.api.context import ApiContext
 from telematics.config import Settings
 from telematics.db import acquire, create_pool, with_retry
+from telematics.diagnose import Diagnoser, DiagnoserConfig
 from telematics.gateway import Gateway, GatewayConfig
 from telematics.metrics import Metrics
 from telematics.migrate import migrate
 from telematics.mqtt import parse_mqtt_url
+from telematics.notify import AlarmPublisher
 from telematics.store import partitions
 from telematics.store.registry import SourceDirectory
 
@@ -140,6 +145,33 @@ def gateway_config(settings: Settings, mqtt_url: str, protocol: str) -> GatewayC
     )
 
 
+def _diagnosis(
+    settings: Settings, pool: asyncpg.Pool, metrics: Metrics, mqtt_url: str, protocol: str
+) -> tuple[Diagnoser | None, AlarmPublisher | None, KnowledgeBase | None]:
+    """The diagnoser, its alarm-notice publisher and the knowledge base, when enabled."""
+    if not settings.diagnosis_enabled:
+        return None, None, None
+    knowledge = KnowledgeBase.load(settings.knowledge_path)
+    engine = Engine(RuleBook.load(settings.rules_path))
+    publisher = None
+    if settings.alarm_notices:
+        publisher = AlarmPublisher(
+            parse_mqtt_url(mqtt_url),
+            f"{settings.mqtt_client_id}-alarms",
+            metrics,
+            protocol=protocol,
+        )
+    diagnoser = Diagnoser(
+        pool,
+        engine,
+        knowledge,
+        metrics,
+        DiagnoserConfig(history_s=settings.diagnosis_history_s),
+        notify=publisher.publish if publisher is not None else None,
+    )
+    return diagnoser, publisher, knowledge
+
+
 async def run_service(
     settings: Settings,
     stop: asyncio.Event,
@@ -158,8 +190,16 @@ async def run_service(
             await prepare_database(pool, settings)
             metrics = Metrics()
             directory = SourceDirectory()
+            diagnoser, publisher, knowledge = _diagnosis(
+                settings, pool, metrics, mqtt_url, protocol
+            )
             gateway = Gateway(
-                gateway_config(settings, mqtt_url, protocol), pool, directory, metrics
+                gateway_config(settings, mqtt_url, protocol),
+                pool,
+                directory,
+                metrics,
+                after_commit=(lambda d: diagnoser.submit(d.readings)) if diagnoser else None,
+                backpressure=diagnoser.room if diagnoser else None,
             )
             token = admin_token(settings)
             app = create_app(
@@ -170,6 +210,9 @@ async def run_service(
                     admin_token=token,
                     limits=settings.limits(),
                     gateway_connected=gateway.connected.is_set,
+                    knowledge=knowledge,
+                    rules=diagnoser.engine.rules if diagnoser else None,
+                    models_changed=diagnoser.refresh_models if diagnoser else None,
                 )
             )
             server = _Server(
@@ -182,8 +225,28 @@ async def run_service(
                     lifespan="off",
                 )
             )
+            # Stop in the order data flows: the gateway drains first, then diagnosis of what it
+            # committed, then the notices of those alarms.
+            gateway_done, diagnosis_done = asyncio.Event(), asyncio.Event()
+
+            async def run_gateway() -> None:
+                try:
+                    await gateway.run(stop)
+                finally:
+                    gateway_done.set()
+
+            async def run_diagnosis() -> None:
+                try:
+                    if diagnoser is not None:
+                        await diagnoser.run(gateway_done)
+                finally:
+                    diagnosis_done.set()
+
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(gateway.run(stop))
+                tg.create_task(run_gateway())
+                tg.create_task(run_diagnosis())
+                if publisher is not None:
+                    tg.create_task(publisher.run(diagnosis_done))
                 tg.create_task(_upkeep_loop(pool, settings, stop))
                 api = tg.create_task(server.serve())
                 # uvicorn offers no "started" event to wait on.

@@ -57,6 +57,11 @@ async def test_requests_without_the_admin_token_are_refused(client: httpx.AsyncC
         ("GET", "/v1/ingest/rejects"),
         ("POST", "/v1/ingest/rejects/replay"),
         ("GET", "/v1/engineers"),
+        ("GET", "/v1/alarms"),
+        ("GET", "/v1/alarms/1"),
+        ("POST", "/v1/alarms/1/ack"),
+        ("GET", "/v1/models"),
+        ("POST", "/v1/models/excavator/train"),
     ]:
         for headers in ({}, {"Authorization": "Bearer wrong"}):
             response = await client.request(method, path, headers=headers, json={})

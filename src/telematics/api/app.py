@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
-from telematics.api import ingest, machines
+from telematics.api import alarms, ingest, machines, models
 from telematics.api.context import ApiContext, Context
 from telematics.db import acquire
 from telematics.errors import (
@@ -72,6 +72,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.include_router(machines.router)
     app.include_router(ingest.router)
+    app.include_router(alarms.router)
+    app.include_router(models.router)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

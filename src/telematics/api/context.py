@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -11,6 +11,8 @@ import asyncpg
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from diagnosis.knowledge import KnowledgeBase
+from diagnosis.rules import RuleBook
 from telematics.db import acquire
 from telematics.decode import Limits
 from telematics.errors import AuthError
@@ -29,6 +31,9 @@ class ApiContext:
         admin_token: The admin's bearer token.
         limits: Payload acceptance limits (used by replay).
         gateway_connected: Tells whether the in-process gateway holds its broker session.
+        knowledge: The diagnosis knowledge base, when diagnosis is enabled.
+        rules: The diagnosis thresholds, when diagnosis is enabled.
+        models_changed: Tells the in-process diagnoser that a new anomaly model was stored.
     """
 
     pool: asyncpg.Pool
@@ -37,6 +42,9 @@ class ApiContext:
     admin_token: str
     limits: Limits
     gateway_connected: Callable[[], bool] | None = None
+    knowledge: KnowledgeBase | None = None
+    rules: RuleBook | None = None
+    models_changed: Callable[[], Awaitable[object]] | None = None
 
 
 def get_context(request: Request) -> ApiContext:

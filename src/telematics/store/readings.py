@@ -55,3 +55,45 @@ async def count_readings(conn: asyncpg.Connection, machine_ids: list[str]) -> in
         "SELECT count(*) FROM readings WHERE machine_id = ANY($1::text[])", machine_ids
     )
     return int(value)
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """Recent readings of several machines as columns, for rebuilding diagnosis state.
+
+    `values` holds one list per signal in catalogue order (NaN where absent); `dtcs` holds per
+    reading its active codes as (spn, fmi, oc), or None.
+    """
+
+    machine_ids: list[str]
+    ts_ms: list[int]
+    values: list[list[float]]
+    dtcs: list[list[tuple[int, int, int]] | None]
+
+
+_HISTORY = f"""
+SELECT machine_id, (extract(epoch FROM ts) * 1000)::bigint AS ts_ms,
+       {", ".join(f"COALESCE({name}, 'NaN') AS {name}" for name in SIGNAL_NAMES)},
+       dtc::text AS dtc
+FROM readings
+WHERE machine_id = ANY($1::text[]) AND ts >= $2 AND ts <= $3
+ORDER BY machine_id, ts
+"""
+
+
+async def history(
+    conn: asyncpg.Connection, machine_ids: list[str], start: datetime, end: datetime
+) -> History:
+    """Readings of `machine_ids` with `start <= ts <= end`, sorted by machine and time."""
+    rows = await conn.fetch(_HISTORY, machine_ids, start, end)
+    dtcs: list[list[tuple[int, int, int]] | None] = []
+    for row in rows:
+        raw = row["dtc"]
+        codes = orjson.loads(raw) if raw else None
+        dtcs.append([(c["spn"], c["fmi"], c.get("oc", 0)) for c in codes] if codes else None)
+    return History(
+        machine_ids=[row["machine_id"] for row in rows],
+        ts_ms=[row["ts_ms"] for row in rows],
+        values=[[row[name] for row in rows] for name in SIGNAL_NAMES],
+        dtcs=dtcs,
+    )

@@ -88,6 +88,15 @@ async def get_machine(conn: asyncpg.Connection, machine_id: str) -> Machine:
     return _machine(row)
 
 
+async def machines_by_id(conn: asyncpg.Connection, machine_ids: Iterable[str]) -> list[Machine]:
+    """The registered machines among `machine_ids` (unknown ids are left out)."""
+    rows = await conn.fetch(
+        "SELECT * FROM machines WHERE machine_id = ANY($1::text[]) ORDER BY machine_id",
+        list(machine_ids),
+    )
+    return [_machine(row) for row in rows]
+
+
 async def list_machines(
     conn: asyncpg.Connection,
     *,

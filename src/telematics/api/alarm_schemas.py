@@ -1,0 +1,149 @@
+"""HTTP bodies of the alarm queue: alarms, their diagnosis and the signal window around them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from diagnosis.knowledge import Diagnosis
+from telematics.api.schemas import ReadingOut
+from telematics.store.alarms import Alarm
+
+
+class DeviationOut(BaseModel):
+    """A signal the anomaly model found far from normal, as a z-score."""
+
+    signal: str
+    z: float
+
+
+class AlarmOut(BaseModel):
+    """One alarm episode."""
+
+    alarm_id: int
+    incident_id: int
+    machine_id: str
+    model: str
+    customer_id: str
+    fault: str
+    state: str = Field(description="open or cleared")
+    severity: str
+    title: str
+    signal: str | None
+    spn: int | None
+    fmi: int | None
+    raised_at: datetime
+    last_seen_at: datetime
+    cleared_at: datetime | None
+    readings: int = Field(description="Readings (or model windows) that met the condition")
+    first_value: float | None
+    last_value: float | None
+    worst_value: float | None
+    occurrences: int | None
+    detail: str
+    deviations: list[DeviationOut]
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+
+    @classmethod
+    def of(cls, alarm: Alarm) -> AlarmOut:
+        """From the store's value."""
+        return cls(
+            alarm_id=alarm.alarm_id,
+            incident_id=alarm.incident_id,
+            machine_id=alarm.machine_id,
+            model=alarm.model,
+            customer_id=alarm.customer_id,
+            fault=alarm.fault,
+            state=alarm.state,
+            severity=alarm.severity.value,
+            title=alarm.title,
+            signal=alarm.signal,
+            spn=alarm.spn,
+            fmi=alarm.fmi,
+            raised_at=alarm.raised_at,
+            last_seen_at=alarm.last_seen_at,
+            cleared_at=alarm.cleared_at,
+            readings=alarm.readings,
+            first_value=alarm.first_value,
+            last_value=alarm.last_value,
+            worst_value=alarm.worst_value,
+            occurrences=alarm.occurrences,
+            detail=alarm.detail,
+            deviations=[DeviationOut(signal=s, z=z) for s, z in alarm.deviations],
+            acknowledged_at=alarm.acknowledged_at,
+            acknowledged_by=alarm.acknowledged_by,
+        )
+
+
+class AlarmPage(BaseModel):
+    """A page of alarms, newest first; pass `next_before` as `before` for the next one."""
+
+    alarms: list[AlarmOut]
+    next_before: int | None
+
+
+class CauseOut(BaseModel):
+    """A probable cause and how likely it is."""
+
+    cause: str
+    likelihood: float
+
+
+class PartOut(BaseModel):
+    """A part a repair may need."""
+
+    part_no: str
+    name: str
+    quantity: int
+
+
+class DiagnosisOut(BaseModel):
+    """The preliminary diagnosis of a fault, from the knowledge base."""
+
+    fault: str
+    title: str
+    severity: str
+    summary: str
+    causes: list[CauseOut]
+    remote_steps: list[str]
+    remote_fixable: bool
+    parts: list[PartOut]
+    skills: list[str]
+    signals: list[str]
+
+    @classmethod
+    def of(cls, d: Diagnosis) -> DiagnosisOut:
+        """From the knowledge base's value."""
+        return cls(
+            fault=d.fault,
+            title=d.title,
+            severity=d.severity.value,
+            summary=d.summary,
+            causes=[CauseOut(cause=c.text, likelihood=c.likelihood) for c in d.causes],
+            remote_steps=list(d.remote_steps),
+            remote_fixable=d.remote_fixable,
+            parts=[PartOut(part_no=p.part_no, name=p.name, quantity=p.quantity) for p in d.parts],
+            skills=list(d.skills),
+            signals=list(d.signals),
+        )
+
+
+class AlarmDetailOut(BaseModel):
+    """An alarm with its diagnosis and the machine's readings around it."""
+
+    alarm: AlarmOut
+    diagnosis: DiagnosisOut
+    window_start: datetime
+    window_end: datetime
+    readings: list[ReadingOut]
+    related: list[AlarmOut] = Field(description="Other alarms of the same incident")
+
+
+class AckIn(BaseModel):
+    """Who acknowledges an alarm."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    by: str = Field(min_length=1, max_length=200, examples=["expert-li"])

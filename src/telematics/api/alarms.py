@@ -1,0 +1,97 @@
+"""The alarm queue: list alarms, read one with its diagnosis and signal window, acknowledge."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+
+from diagnosis.events import Severity
+from diagnosis.knowledge import KnowledgeBase
+from telematics.api.alarm_schemas import AckIn, AlarmDetailOut, AlarmOut, AlarmPage, DiagnosisOut
+from telematics.api.context import Admin, Conn, Context
+from telematics.api.schemas import ReadingOut
+from telematics.errors import InvalidRequestError
+from telematics.store import alarms as alarm_store
+from telematics.store import readings as readings_store
+
+router = APIRouter(prefix="/v1/alarms", dependencies=[Admin], tags=["alarms"])
+
+WINDOW_BEFORE = timedelta(minutes=10)
+WINDOW_AFTER = timedelta(minutes=2)
+WINDOW_MAX_READINGS = 2000
+
+
+@router.get("")
+async def list_alarms(
+    conn: Conn,
+    state: Literal["open", "cleared"] | None = None,
+    severity: Severity | None = None,
+    model: str | None = None,
+    customer_id: str | None = None,
+    machine_id: str | None = None,
+    fault: str | None = None,
+    acknowledged: bool | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    before: int | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> AlarmPage:
+    """Alarms newest first, filtered; `since`/`until` bound the time the alarm was raised."""
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and value.tzinfo is None:
+            raise InvalidRequestError(f"{name} needs a UTC offset")
+    where = alarm_store.AlarmFilter(
+        state=state,
+        severity=severity,
+        model=model,
+        customer_id=customer_id,
+        machine_id=machine_id,
+        fault=fault,
+        acknowledged=acknowledged,
+        since=since,
+        until=until,
+    )
+    found = await alarm_store.list_alarms(conn, where, before_id=before, limit=limit)
+    return AlarmPage(
+        alarms=[AlarmOut.of(a) for a in found],
+        next_before=found[-1].alarm_id if len(found) == limit else None,
+    )
+
+
+def _knowledge(ctx: Context) -> KnowledgeBase:
+    if ctx.knowledge is None:
+        raise InvalidRequestError("diagnosis is not enabled in this service")
+    return ctx.knowledge
+
+
+@router.get("/{alarm_id}")
+async def get_alarm(alarm_id: int, conn: Conn, ctx: Context) -> AlarmDetailOut:
+    """One alarm with its preliminary diagnosis and the machine's readings around it: from ten
+    minutes before it was raised to two minutes after it cleared (or was last seen).
+    """
+    alarm = await alarm_store.get_alarm(conn, alarm_id)
+    diagnosis = _knowledge(ctx).diagnose(alarm.fault)
+    start = alarm.raised_at - WINDOW_BEFORE
+    end = (alarm.cleared_at or alarm.last_seen_at) + WINDOW_AFTER
+    window = await readings_store.readings_between(
+        conn, alarm.machine_id, start, end, WINDOW_MAX_READINGS
+    )
+    related = await alarm_store.list_alarms(
+        conn, alarm_store.AlarmFilter(incident_id=alarm.incident_id), before_id=None, limit=100
+    )
+    return AlarmDetailOut(
+        alarm=AlarmOut.of(alarm),
+        diagnosis=DiagnosisOut.of(diagnosis),
+        window_start=start,
+        window_end=end,
+        readings=[ReadingOut.of(r) for r in window],
+        related=[AlarmOut.of(a) for a in related if a.alarm_id != alarm.alarm_id],
+    )
+
+
+@router.post("/{alarm_id}/ack")
+async def acknowledge(alarm_id: int, body: AckIn, conn: Conn) -> AlarmOut:
+    """Acknowledge an alarm: someone has seen it. Acknowledging twice keeps the first."""
+    return AlarmOut.of(await alarm_store.acknowledge(conn, alarm_id, body.by))

@@ -1,0 +1,271 @@
+"""Diagnosis at the edge: committed batches through the engine, alarm changes into the store.
+
+The gateway hands over each committed batch in commit order (`submit`, synchronous, in the order
+acknowledgements go out); one task diagnoses them one by one, so the engine sees every machine's
+readings in time order even with several writers committing concurrently. The engine's state is a
+cache: a machine it has not seen is restored from its recent readings and its open episodes in the
+store before its first batch, and a batch whose diagnosis fails makes the engine forget its
+machines, so the next batch restores them from the store again.
+
+Diagnosing after the commit, not inside it, keeps ingestion as fast as it was. If the process dies
+between the two, the restore on restart replays the stored readings (persistence counters
+included) and takes the open episodes from the store, so a missed raise or clear happens on the
+machine's next reading instead.
+
+Backpressure: the backlog of committed readings not yet diagnosed is bounded; past the bound,
+`room` makes the gateway's writers wait, which holds acknowledgements, which stops the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+import orjson
+
+from diagnosis.engine import Engine
+from diagnosis.events import AlarmEvent, Severity, Transition
+from diagnosis.frame import Frame, MachineInfo
+from diagnosis.knowledge import KnowledgeBase
+from diagnosis.model import ModelError, RegimeModel
+from telematics.db import acquire, with_retry
+from telematics.decode import ReadingColumns
+from telematics.errors import StoreUnavailableError
+from telematics.metrics import Metrics
+from telematics.store import alarms as alarm_store
+from telematics.store import models as model_store
+from telematics.store import readings as readings_store
+from telematics.store.registry import machines_by_id
+
+log = logging.getLogger(__name__)
+
+Notify = Callable[[Sequence[alarm_store.AlarmChange]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class DiagnoserConfig:
+    """Tuning of the edge around the engine.
+
+    Attributes:
+        history_s: How far back a machine's readings are replayed to rebuild its state.
+        silence_check_s: How often silent machines are looked for.
+        max_backlog_readings: Committed readings allowed to wait for diagnosis.
+        model_refresh_s: How often the store is asked for newer anomaly models.
+    """
+
+    history_s: float = 900.0
+    silence_check_s: float = 30.0
+    max_backlog_readings: int = 500_000
+    model_refresh_s: float = 60.0
+
+
+def frame_of(readings: ReadingColumns) -> Frame:
+    """The engine's frame from the gateway's decoded columns."""
+    dtcs: list[list[tuple[int, int, int]] | None] | None = None
+    if any(d is not None for d in readings.dtc):
+        dtcs = []
+        for raw in readings.dtc:
+            codes = orjson.loads(raw) if raw else None
+            dtcs.append([(c["spn"], c["fmi"], c.get("oc", 0)) for c in codes] if codes else None)
+    return Frame.build(readings.machine_ids, readings.ts_ms, readings.values, dtcs)
+
+
+class Diagnoser:
+    """Runs the engine over committed batches and keeps the alarm episodes in the store."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        engine: Engine,
+        knowledge: KnowledgeBase,
+        metrics: Metrics,
+        config: DiagnoserConfig | None = None,
+        notify: Notify | None = None,
+    ) -> None:
+        """Create a diagnoser; `run` does the work."""
+        self._pool = pool
+        self.engine = engine
+        self._knowledge = knowledge
+        self._metrics = metrics
+        self._config = config or DiagnoserConfig()
+        self._notify = notify
+        self._backlog: deque[ReadingColumns] = deque()
+        self._backlog_readings = 0
+        self._work = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self.model_versions: dict[str, int] = {}
+        self._models: dict[str, RegimeModel] = {}
+
+    def describe(self, fault: str) -> tuple[Severity, str]:
+        """Severity and title of a fault, from the knowledge base."""
+        diagnosis = self._knowledge.diagnose(fault)
+        return diagnosis.severity, diagnosis.title
+
+    # -- hand-over from the gateway ------------------------------------------------------------
+
+    def submit(self, readings: ReadingColumns) -> None:
+        """Queue a committed batch's readings; call in commit order."""
+        if not len(readings):
+            return
+        self._backlog.append(readings)
+        self._backlog_readings += len(readings)
+        self._metrics.diagnosis_backlog.set(self._backlog_readings)
+        self.idle.clear()
+        self._work.set()
+        if self._backlog_readings >= self._config.max_backlog_readings:
+            self._room.clear()
+
+    async def room(self) -> None:
+        """Wait until the backlog is under its bound."""
+        await self._room.wait()
+
+    # -- the work ------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Diagnose submitted batches, and look for silent machines, until `stop` and drained."""
+        last_silence_check = last_model_refresh = time.monotonic()
+        with contextlib.suppress(StoreUnavailableError):
+            await self.refresh_models()
+        while True:
+            if not self._backlog:
+                self.idle.set()
+                if stop.is_set():
+                    return
+                self._work.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._work.wait(), timeout=1.0)
+            if self._backlog:
+                readings = self._backlog.popleft()
+                self._backlog_readings -= len(readings)
+                self._metrics.diagnosis_backlog.set(self._backlog_readings)
+                if self._backlog_readings < self._config.max_backlog_readings:
+                    self._room.set()
+                await self._diagnose_batch(frame_of(readings), stop)
+            if time.monotonic() - last_silence_check >= self._config.silence_check_s:
+                last_silence_check = time.monotonic()
+                await self.check_silence(stop)
+            if time.monotonic() - last_model_refresh >= self._config.model_refresh_s:
+                last_model_refresh = time.monotonic()
+                with contextlib.suppress(StoreUnavailableError):
+                    await self.refresh_models()
+
+    async def _diagnose_batch(self, frame: Frame, stop: asyncio.Event) -> None:
+        started = time.monotonic()
+        try:
+            changes = await with_retry(
+                lambda: self.diagnose(frame), what="batch diagnosis", stop=stop
+            )
+        except StoreUnavailableError:
+            self.engine.forget(frame.machine_ids)
+            return
+        except Exception:  # a supervisor: diagnosis must never stop ingestion
+            log.exception("diagnosis of a batch failed; its machines' state will be rebuilt")
+            self._metrics.diagnosis_failures.inc()
+            self.engine.forget(frame.machine_ids)
+            return
+        self._metrics.diagnosis_seconds.observe(time.monotonic() - started)
+        self._published(changes)
+
+    async def diagnose(self, frame: Frame) -> list[alarm_store.AlarmChange]:
+        """Restore unknown machines, run the engine on `frame`, store the alarm changes."""
+        async with acquire(self._pool) as conn:
+            try:
+                unknown = self.engine.unknown(frame.machine_ids)
+                if unknown:
+                    await self._restore(conn, unknown, int(frame.ts_ms.min()))
+                events = self.engine.process(frame)
+                if not events:
+                    return []
+                async with conn.transaction():
+                    return await alarm_store.apply_events(conn, events, self.describe)
+            except BaseException:
+                # Memory must not run ahead of the store: what this batch taught the engine is
+                # forgotten, and rebuilt from the store next time.
+                self.engine.forget(frame.machine_ids)
+                raise
+
+    async def _restore(
+        self, conn: asyncpg.Connection, machine_ids: list[str], before_ms: int
+    ) -> None:
+        machines = await machines_by_id(conn, machine_ids)
+        infos = [
+            MachineInfo(
+                m.machine_id,
+                m.model,
+                m.site.lat if m.site else None,
+                m.site.lon if m.site else None,
+                m.site.radius_m if m.site else None,
+            )
+            for m in machines
+        ]
+        end = datetime.fromtimestamp((before_ms - 1) / 1000, UTC)
+        start = datetime.fromtimestamp((before_ms - self._config.history_s * 1000) / 1000, UTC)
+        past = await readings_store.history(conn, [i.machine_id for i in infos], start, end)
+        history = Frame.build(past.machine_ids, past.ts_ms, past.values, past.dtcs)
+        open_faults = await alarm_store.open_faults(conn, machine_ids)
+        self.engine.restore(infos, history, open_faults)
+
+    async def refresh_models(self) -> list[str]:
+        """Load anomaly models newer than those in use; returns the machine models refreshed."""
+        async with acquire(self._pool) as conn:
+            versions = await model_store.latest_versions(conn)
+            stale = [m for m, v in versions.items() if self.model_versions.get(m) != v]
+            if not stale:
+                return []
+            blobs = await model_store.latest_blobs(conn)
+        loaded: dict[str, RegimeModel] = {}
+        for name in stale:
+            version, blob = blobs[name]
+            try:
+                loaded[name] = RegimeModel.from_bytes(blob)
+            except ModelError:
+                log.exception("anomaly model %s v%d cannot be loaded; retrain it", name, version)
+            self.model_versions[name] = version
+        if loaded:
+            self._models.update(loaded)
+            self.engine.set_models(dict(self._models))
+            log.info("anomaly models in use: %s", sorted(self.model_versions.items()))
+        return sorted(loaded)
+
+    async def check_silence(self, stop: asyncio.Event | None = None) -> None:
+        """Raise `machine_silent` for machines that stopped reporting while running."""
+        events = self.engine.check_silence(time.time_ns() // 1_000_000)
+        if events:
+            await self.apply(events, stop)
+
+    async def apply(
+        self, events: Sequence[AlarmEvent], stop: asyncio.Event | None = None
+    ) -> list[alarm_store.AlarmChange]:
+        """Store events that did not come from a batch (silence), and publish the changes."""
+
+        async def once() -> list[alarm_store.AlarmChange]:
+            async with acquire(self._pool) as conn, conn.transaction():
+                return await alarm_store.apply_events(conn, events, self.describe)
+
+        changes = await with_retry(once, what="alarm update", stop=stop)
+        self._published(changes)
+        return changes
+
+    def _published(self, changes: Sequence[alarm_store.AlarmChange]) -> None:
+        for change in changes:
+            if change.transition is not Transition.UPDATED:
+                self._metrics.alarms.labels(change.transition.value, change.severity.value).inc()
+            log.info(
+                "alarm %s %s on %s: %s",
+                change.fault,
+                change.transition,
+                change.machine_id,
+                change.detail,
+            )
+        if changes and self._notify is not None:
+            self._notify(changes)

@@ -1,0 +1,371 @@
+"""Alarm episodes and incidents: applying engine events, and the queries of the alarm queue.
+
+Applying is idempotent by construction: at most one episode per (machine, fault) is open (a partial
+unique index), a raise meeting an open episode updates it, a clear meeting none does nothing, and
+times only move forward (`GREATEST`). The engine itself skips readings it has already processed,
+so a batch delivered twice changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import orjson
+
+from diagnosis.events import AlarmEvent, Severity, Transition
+from telematics.errors import NotFoundError
+
+Describe = Callable[[str], tuple[Severity, str]]
+"""Severity and title of a fault code (from the knowledge base)."""
+
+_SEVERITY_RANK = "array_position(ARRAY['info','minor','major','critical'], {})"
+
+
+def _ts(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmChange:
+    """An event as applied: what to tell on-board displays and the log."""
+
+    alarm_id: int
+    incident_id: int
+    machine_id: str
+    fault: str
+    transition: Transition
+    severity: Severity
+    title: str
+    ts: datetime
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Alarm:
+    """One stored alarm episode."""
+
+    alarm_id: int
+    incident_id: int
+    machine_id: str
+    model: str
+    customer_id: str
+    fault: str
+    state: str
+    severity: Severity
+    title: str
+    signal: str | None
+    spn: int | None
+    fmi: int | None
+    raised_at: datetime
+    last_seen_at: datetime
+    cleared_at: datetime | None
+    readings: int
+    first_value: float | None
+    last_value: float | None
+    worst_value: float | None
+    occurrences: int | None
+    detail: str
+    deviations: list[tuple[str, float]]
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+
+
+_OPEN_INCIDENT = f"""
+INSERT INTO incidents (machine_id, opened_at, last_seen_at, severity)
+VALUES ($1, $2, $2, $3)
+ON CONFLICT (machine_id) WHERE closed_at IS NULL DO UPDATE
+SET last_seen_at = GREATEST(incidents.last_seen_at, EXCLUDED.last_seen_at),
+    severity = CASE WHEN {_SEVERITY_RANK.format("EXCLUDED.severity")}
+                         > {_SEVERITY_RANK.format("incidents.severity")}
+                    THEN EXCLUDED.severity ELSE incidents.severity END
+RETURNING incident_id
+"""
+
+_UPSERT_ALARM = """
+INSERT INTO alarms (machine_id, incident_id, fault, state, severity, title, signal, spn, fmi,
+                    raised_at, last_seen_at, readings, first_value, last_value, worst_value,
+                    higher_is_worse, occurrences, detail, deviations)
+VALUES ($1, $2, $3, 'open', $4, $5, $6, $7, $8, $9, $9, $10, $11, $11, $12, $13, $14, $15,
+        $16::jsonb)
+ON CONFLICT (machine_id, fault) WHERE state = 'open' DO UPDATE
+SET last_seen_at = GREATEST(alarms.last_seen_at, EXCLUDED.last_seen_at),
+    readings = alarms.readings + EXCLUDED.readings,
+    last_value = COALESCE(EXCLUDED.last_value, alarms.last_value),
+    worst_value = CASE
+        WHEN alarms.worst_value IS NULL THEN EXCLUDED.worst_value
+        WHEN EXCLUDED.worst_value IS NULL THEN alarms.worst_value
+        WHEN alarms.higher_is_worse THEN GREATEST(alarms.worst_value, EXCLUDED.worst_value)
+        ELSE LEAST(alarms.worst_value, EXCLUDED.worst_value) END,
+    occurrences = COALESCE(EXCLUDED.occurrences, alarms.occurrences),
+    detail = EXCLUDED.detail,
+    deviations = COALESCE(EXCLUDED.deviations, alarms.deviations),
+    updated_at = now()
+RETURNING alarm_id, incident_id, (xmax = 0) AS inserted
+"""
+
+_UPDATE_ALARM = """
+UPDATE alarms
+SET last_seen_at = GREATEST(last_seen_at, $3),
+    readings = readings + $4,
+    last_value = COALESCE($5, last_value),
+    worst_value = CASE
+        WHEN worst_value IS NULL THEN $6
+        WHEN $6::float8 IS NULL THEN worst_value
+        WHEN higher_is_worse THEN GREATEST(worst_value, $6)
+        ELSE LEAST(worst_value, $6) END,
+    occurrences = COALESCE($7, occurrences),
+    detail = CASE WHEN $8 = '' THEN detail ELSE $8 END,
+    deviations = COALESCE($9::jsonb, deviations),
+    updated_at = now()
+WHERE machine_id = $1 AND fault = $2 AND state = 'open'
+RETURNING alarm_id, incident_id, severity, title
+"""
+
+_CLEAR_ALARM = """
+UPDATE alarms
+SET state = 'cleared', cleared_at = GREATEST(last_seen_at, $3),
+    last_seen_at = GREATEST(last_seen_at, $3), updated_at = now()
+WHERE machine_id = $1 AND fault = $2 AND state = 'open'
+RETURNING alarm_id, incident_id, severity, title
+"""
+
+_INCIDENT_GAINED = "UPDATE incidents SET open_alarms = open_alarms + 1 WHERE incident_id = $1"
+_INCIDENT_LOST = """
+UPDATE incidents
+SET open_alarms = open_alarms - 1,
+    last_seen_at = GREATEST(last_seen_at, $2),
+    closed_at = CASE WHEN open_alarms = 1 THEN GREATEST(last_seen_at, $2) END
+WHERE incident_id = $1
+"""
+
+
+def _deviations_json(event: AlarmEvent) -> str | None:
+    if not event.deviations:
+        return None
+    return orjson.dumps([[name, round(z, 3)] for name, z in event.deviations]).decode()
+
+
+async def _raise(
+    conn: asyncpg.Connection, event: AlarmEvent, severity: Severity, title: str
+) -> tuple[int, int, bool]:
+    ts = _ts(event.ts_ms)
+    incident_id = await conn.fetchval(_OPEN_INCIDENT, event.machine_id, ts, severity.value)
+    row = await conn.fetchrow(
+        _UPSERT_ALARM,
+        event.machine_id,
+        incident_id,
+        event.fault,
+        severity.value,
+        title,
+        event.signal,
+        event.spn,
+        event.fmi,
+        ts,
+        event.count,
+        event.value,
+        event.worst,
+        event.higher_is_worse,
+        event.occurrences,
+        event.detail,
+        _deviations_json(event),
+    )
+    assert row is not None  # INSERT ... ON CONFLICT DO UPDATE always returns its row
+    if row["inserted"]:
+        await conn.execute(_INCIDENT_GAINED, row["incident_id"])
+    return row["alarm_id"], row["incident_id"], bool(row["inserted"])
+
+
+async def apply_events(
+    conn: asyncpg.Connection, events: Sequence[AlarmEvent], describe: Describe
+) -> list[AlarmChange]:
+    """Apply engine events in order, in the caller's transaction; returns what changed.
+
+    An update for an episode the store does not have open opens one (the engine says the fault is
+    active; the store must not lose it). A clear for an episode that is not open changes nothing.
+    """
+    changes: list[AlarmChange] = []
+    for event in events:
+        ts = _ts(event.ts_ms)
+        if event.transition is Transition.CLEARED:
+            row = await conn.fetchrow(_CLEAR_ALARM, event.machine_id, event.fault, ts)
+            if row is None:
+                continue
+            await conn.execute(_INCIDENT_LOST, row["incident_id"], ts)
+            changes.append(
+                AlarmChange(
+                    row["alarm_id"],
+                    row["incident_id"],
+                    event.machine_id,
+                    event.fault,
+                    Transition.CLEARED,
+                    Severity(row["severity"]),
+                    row["title"],
+                    ts,
+                    event.detail,
+                )
+            )
+            continue
+        if event.transition is Transition.UPDATED:
+            row = await conn.fetchrow(
+                _UPDATE_ALARM,
+                event.machine_id,
+                event.fault,
+                ts,
+                event.count,
+                event.value,
+                event.worst,
+                event.occurrences,
+                event.detail,
+                _deviations_json(event),
+            )
+            if row is not None:
+                await conn.execute(
+                    "UPDATE incidents SET last_seen_at = GREATEST(last_seen_at, $2) "
+                    "WHERE incident_id = $1",
+                    row["incident_id"],
+                    ts,
+                )
+                continue
+        severity, title = describe(event.fault)
+        alarm_id, incident_id, inserted = await _raise(conn, event, severity, title)
+        if inserted:
+            changes.append(
+                AlarmChange(
+                    alarm_id,
+                    incident_id,
+                    event.machine_id,
+                    event.fault,
+                    Transition.RAISED,
+                    severity,
+                    title,
+                    ts,
+                    event.detail,
+                )
+            )
+    return changes
+
+
+async def open_faults(conn: asyncpg.Connection, machine_ids: Iterable[str]) -> dict[str, set[str]]:
+    """The faults with an open episode, per machine."""
+    rows = await conn.fetch(
+        "SELECT machine_id, fault FROM alarms WHERE state = 'open' AND machine_id = ANY($1)",
+        list(machine_ids),
+    )
+    found: dict[str, set[str]] = {}
+    for row in rows:
+        found.setdefault(row["machine_id"], set()).add(row["fault"])
+    return found
+
+
+_SELECT = """
+SELECT a.*, m.model, m.customer_id, a.deviations::text AS deviations_text
+FROM alarms a JOIN machines m USING (machine_id)
+"""
+
+
+def _alarm(row: asyncpg.Record) -> Alarm:
+    deviations: list[Any] = orjson.loads(row["deviations_text"]) if row["deviations_text"] else []
+    return Alarm(
+        alarm_id=row["alarm_id"],
+        incident_id=row["incident_id"],
+        machine_id=row["machine_id"],
+        model=row["model"],
+        customer_id=row["customer_id"],
+        fault=row["fault"],
+        state=row["state"],
+        severity=Severity(row["severity"]),
+        title=row["title"],
+        signal=row["signal"],
+        spn=row["spn"],
+        fmi=row["fmi"],
+        raised_at=row["raised_at"],
+        last_seen_at=row["last_seen_at"],
+        cleared_at=row["cleared_at"],
+        readings=row["readings"],
+        first_value=row["first_value"],
+        last_value=row["last_value"],
+        worst_value=row["worst_value"],
+        occurrences=row["occurrences"],
+        detail=row["detail"],
+        deviations=[(str(name), float(z)) for name, z in deviations],
+        acknowledged_at=row["acknowledged_at"],
+        acknowledged_by=row["acknowledged_by"],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmFilter:
+    """Filters of the alarm queue; None means any."""
+
+    state: str | None = None
+    severity: Severity | None = None
+    model: str | None = None
+    customer_id: str | None = None
+    machine_id: str | None = None
+    fault: str | None = None
+    incident_id: int | None = None
+    acknowledged: bool | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+async def list_alarms(
+    conn: asyncpg.Connection, where: AlarmFilter, *, before_id: int | None, limit: int
+) -> list[Alarm]:
+    """Alarms matching `where`, newest first, keyset-paged by alarm id."""
+    acknowledged = None
+    if where.acknowledged is not None:
+        acknowledged = "NOT NULL" if where.acknowledged else "NULL"
+    filters: list[tuple[str, object]] = [
+        ("a.state = {}", where.state),
+        ("a.severity = {}", where.severity.value if where.severity else None),
+        ("m.model = {}", where.model),
+        ("m.customer_id = {}", where.customer_id),
+        ("a.machine_id = {}", where.machine_id),
+        ("a.fault = {}", where.fault),
+        ("a.incident_id = {}", where.incident_id),
+        ("a.raised_at >= {}", where.since),
+        ("a.raised_at < {}", where.until),
+        ("a.alarm_id < {}", before_id),
+    ]
+    clauses = [f"a.acknowledged_at IS {acknowledged}"] if acknowledged else []
+    args: list[object] = []
+    for clause, value in filters:
+        if value is not None:
+            args.append(value)
+            clauses.append(clause.format(f"${len(args)}"))
+    sql = _SELECT + (" WHERE " + " AND ".join(clauses) if clauses else "")
+    args.append(limit)
+    sql += f" ORDER BY a.alarm_id DESC LIMIT ${len(args)}"
+    return [_alarm(row) for row in await conn.fetch(sql, *args)]
+
+
+async def get_alarm(conn: asyncpg.Connection, alarm_id: int) -> Alarm:
+    """One alarm.
+
+    Raises:
+        NotFoundError: No such alarm.
+    """
+    row = await conn.fetchrow(_SELECT + " WHERE a.alarm_id = $1", alarm_id)
+    if row is None:
+        raise NotFoundError("alarm", str(alarm_id))
+    return _alarm(row)
+
+
+async def acknowledge(conn: asyncpg.Connection, alarm_id: int, by: str) -> Alarm:
+    """Mark an alarm acknowledged by `by`; acknowledging twice keeps the first.
+
+    Raises:
+        NotFoundError: No such alarm.
+    """
+    await conn.execute(
+        "UPDATE alarms SET acknowledged_at = now(), acknowledged_by = $2, updated_at = now() "
+        "WHERE alarm_id = $1 AND acknowledged_at IS NULL",
+        alarm_id,
+        by,
+    )
+    return await get_alarm(conn, alarm_id)

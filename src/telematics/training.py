@@ -1,0 +1,135 @@
+"""Training the anomaly model of a machine model from the store's healthy history.
+
+Healthy history: 60 s window means of running readings (computed in SQL, the same definition as
+the engine's live windows in `diagnosis.windows`), leaving out every window of a machine that
+overlaps one of its alarm episodes, whatever the fault. Fitting runs in a worker thread, so an
+API process keeps answering while a model trains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+import numpy as np
+
+from diagnosis.model import RegimeModel
+from diagnosis.rules import RuleBook
+from diagnosis.windows import MODEL_SIGNALS
+from telematics.store import models as model_store
+from telematics.store.models import StoredModel
+
+log = logging.getLogger(__name__)
+
+_WINDOWS = f"""
+SELECT r.machine_id,
+       floor(extract(epoch FROM r.ts) / $4)::bigint AS window_idx,
+       {", ".join(f"avg(r.{name}) AS {name}" for name in MODEL_SIGNALS)}
+FROM readings r JOIN machines m USING (machine_id)
+WHERE m.model = $1 AND r.ts >= $2 AND r.ts < $3 AND r.engine_speed_rpm > 0
+  AND {" AND ".join(f"r.{name} IS NOT NULL" for name in MODEL_SIGNALS)}
+GROUP BY 1, 2
+HAVING count(*) >= $5 AND max(r.engine_speed_rpm) - min(r.engine_speed_rpm) <= $6
+"""
+
+_EPISODES = """
+SELECT a.machine_id,
+       floor(extract(epoch FROM a.raised_at) / $4)::bigint AS first_idx,
+       floor(extract(epoch FROM COALESCE(a.cleared_at, 'infinity'::timestamptz)) / $4)::float8
+           AS last_idx
+FROM alarms a JOIN machines m USING (machine_id)
+WHERE m.model = $1 AND a.raised_at < $3 AND COALESCE(a.cleared_at, 'infinity') >= $2
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingData:
+    """Healthy windows of one machine model."""
+
+    rows: np.ndarray
+    machines: int
+    windows_dropped: int
+
+
+async def healthy_windows(
+    conn: asyncpg.Connection,
+    model: str,
+    start: datetime,
+    end: datetime,
+    *,
+    window_s: int = 60,
+    min_readings: int = 5,
+    max_rpm_range: float = 300.0,
+) -> TrainingData:
+    """Steady window means of `MODEL_SIGNALS` for `model` in [start, end), outside alarm
+    episodes: the rows the engine scores (see `diagnosis.windows`).
+    """
+    rows = await conn.fetch(_WINDOWS, model, start, end, window_s, min_readings, max_rpm_range)
+    episodes = await conn.fetch(_EPISODES, model, start, end, window_s)
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for ep in episodes:
+        spans.setdefault(ep["machine_id"], []).append((float(ep["first_idx"]), ep["last_idx"]))
+    kept: list[list[float]] = []
+    machines: set[str] = set()
+    for row in rows:
+        idx = float(row["window_idx"])
+        if any(lo <= idx <= hi for lo, hi in spans.get(row["machine_id"], ())):
+            continue
+        values = [row[name] for name in MODEL_SIGNALS]
+        kept.append([np.nan if v is None else float(v) for v in values])
+        machines.add(row["machine_id"])
+    matrix = np.asarray(kept, dtype=np.float64).reshape(len(kept), len(MODEL_SIGNALS))
+    return TrainingData(matrix, len(machines), len(rows) - len(kept))
+
+
+async def train(
+    conn: asyncpg.Connection, model: str, start: datetime, end: datetime, rules: RuleBook
+) -> StoredModel:
+    """Fit `model`'s anomaly model on its healthy history and store it as the newest version.
+
+    The windows are those the engine will score: `rules`' window length and minimum readings.
+
+    Raises:
+        diagnosis.model.NotEnoughDataError: Too few healthy windows to fit.
+    """
+    anomaly = rules.for_model(model).anomaly
+    data = await healthy_windows(
+        conn,
+        model,
+        start,
+        end,
+        window_s=int(anomaly.window_s),
+        min_readings=int(anomaly.min_readings),
+        max_rpm_range=anomaly.max_rpm_range,
+    )
+    log.info(
+        "training %s on %d windows of %d machines (%d windows left out: alarms)",
+        model,
+        len(data.rows),
+        data.machines,
+        data.windows_dropped,
+    )
+    started = time.monotonic()
+    fitted = await asyncio.to_thread(
+        RegimeModel(model).fit, data.rows, trained_at_ms=time.time_ns() // 1_000_000
+    )
+    blob = fitted.to_bytes()
+    summary = {
+        **fitted.info.to_json(),
+        "windows_left_out": data.windows_dropped,
+        "fit_seconds": round(time.monotonic() - started, 3),
+    }
+    return await model_store.save_model(
+        conn,
+        model,
+        blob,
+        trained_from=start,
+        trained_to=end,
+        machines=data.machines,
+        windows=len(data.rows),
+        summary=summary,
+    )

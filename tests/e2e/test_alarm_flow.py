@@ -1,0 +1,171 @@
+"""A fault from the simulator becomes an alarm with its diagnosis, and clears when it ends.
+
+Everything real: the service (gateway, diagnosis, API, alarm notices) runs in-process against the
+shared PostgreSQL and Mosquitto, the simulator publishes a fleet with injected faults over MQTT,
+and the test reads the alarms back through the HTTP API and the alarm topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+
+import aiomqtt
+import httpx
+import orjson
+import pytest
+
+from simulators import SimConfig, arun, make_fleet
+from simulators.faults import FaultPlan, FaultSpec
+from simulators.link import MqttSettings
+from simulators.registry import register_machines
+from telematics.config import Settings
+from telematics.mqtt import MqttEndpoint
+from telematics.service import Endpoints, run_service
+from tests.conftest import unique
+
+TOKEN = "test-admin-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+MINUTE_MS = 60_000
+
+
+@contextlib.asynccontextmanager
+async def service(settings: Settings, tmp_path: Path) -> AsyncIterator[Endpoints]:
+    cfg = settings.model_copy(
+        update={
+            "mqtt_client_id": unique("gw-e2e"),
+            "http_port": 0,
+            "data_dir": tmp_path,
+            "admin_token": settings.admin_token,
+        }
+    )
+    stop = asyncio.Event()
+    ready: asyncio.Future[Endpoints] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(run_service(cfg, stop, ready.set_result))
+    try:
+        yield await asyncio.wait_for(asyncio.shield(ready), 30)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+async def alarms_of(http: httpx.AsyncClient, machine_id: str) -> list[dict[str, object]]:
+    answer = await http.get("/v1/alarms", params={"machine_id": machine_id}, headers=AUTH)
+    answer.raise_for_status()
+    alarms: list[dict[str, object]] = answer.json()["alarms"]
+    return alarms
+
+
+@pytest.mark.slow
+async def test_injected_faults_raise_diagnosed_alarms_that_clear(
+    settings: Settings, mqtt_endpoint: MqttEndpoint, tmp_path: Path
+) -> None:
+    fleet = make_fleet(4, id_prefix=unique("E2E"), seed=3)
+    faulty, coded, *healthy = fleet
+    minutes = 30
+    plan = FaultPlan(
+        from_run_start=(
+            FaultSpec("engine_overheat", faulty.machine_id, 5 * MINUTE_MS, 15 * 60, form="sudden"),
+            FaultSpec("dtc", coded.machine_id, 10 * MINUTE_MS, 5 * 60, spn=100, fmi=1, oc=1),
+        )
+    )
+    async with (
+        service(settings, tmp_path) as endpoints,
+        httpx.AsyncClient(base_url=endpoints.http_url, timeout=10) as http,
+        aiomqtt.Client(
+            mqtt_endpoint.host, mqtt_endpoint.port, identifier=unique("disp")
+        ) as display,
+    ):
+        await display.subscribe(f"machines/{faulty.machine_id}/alarms", qos=1)
+        await asyncio.to_thread(register_machines, endpoints.http_url, TOKEN, fleet)
+        report = await arun(
+            SimConfig(
+                machines=fleet,
+                mqtt=MqttSettings(host=mqtt_endpoint.host, port=mqtt_endpoint.port),
+                readings_per_machine=minutes * 60,
+                period_s=1.0,
+                batch_size=20,
+                seed=1,
+                faults=plan,
+                progress=False,
+            )
+        )
+        assert report.is_complete
+        truth = {t.machine_id: t for t in report.ground_truth}
+        overheat, code = truth[faulty.machine_id], truth[coded.machine_id]
+        assert overheat.visible_ts_ms is not None, "the seed must make the overheat visible"
+        assert overheat.end_ts_ms is not None
+        assert code.visible_ts_ms is not None
+        assert code.end_ts_ms is not None
+
+        async def settled() -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+            while True:
+                hot = await alarms_of(http, faulty.machine_id)
+                dtc = await alarms_of(http, coded.machine_id)
+                done = [
+                    a for a in hot if a["fault"] == "engine_overheat" and a["state"] == "cleared"
+                ]
+                if done and any(a["state"] == "cleared" for a in dtc):
+                    return hot, dtc
+                await asyncio.sleep(0.5)
+
+        hot, dtc = await asyncio.wait_for(settled(), 60)
+
+        (episode,) = [a for a in hot if a["fault"] == "engine_overheat"]
+        raised_ms = _ms(episode["raised_at"])
+        cleared_ms = _ms(episode["cleared_at"])
+        # Detected within two minutes of the fault showing in the signals, cleared after it ended.
+        assert overheat.visible_ts_ms <= raised_ms <= overheat.visible_ts_ms + 2 * MINUTE_MS
+        assert cleared_ms >= overheat.end_ts_ms - MINUTE_MS
+        assert episode["severity"] == "critical"
+        assert float(str(episode["worst_value"])) >= 105.0
+
+        detail = await http.get(f"/v1/alarms/{episode['alarm_id']}", headers=AUTH)
+        detail.raise_for_status()
+        body = detail.json()
+        diagnosis = body["diagnosis"]
+        assert diagnosis["fault"] == "engine_overheat"
+        assert diagnosis["causes"]
+        likelihoods = [c["likelihood"] for c in diagnosis["causes"]]
+        assert likelihoods == sorted(likelihoods, reverse=True)
+        assert diagnosis["remote_steps"]
+        assert diagnosis["parts"]
+        assert diagnosis["skills"]
+        temps = [r["coolant_temp_c"] for r in body["readings"]]
+        assert max(t for t in temps if t is not None) >= 105.0  # the window shows the fault
+
+        (code_episode,) = [a for a in dtc if a["fault"] == "dtc_100_1"]
+        assert code_episode["spn"] == 100
+        assert code_episode["fmi"] == 1
+        assert _ms(code_episode["raised_at"]) == code.visible_ts_ms
+        assert "oil pressure" in str(code_episode["title"]).lower()
+
+        for machine in healthy:
+            assert await alarms_of(http, machine.machine_id) == []
+
+        acked = await http.post(
+            f"/v1/alarms/{episode['alarm_id']}/ack", json={"by": "expert-e2e"}, headers=AUTH
+        )
+        assert acked.json()["acknowledged_by"] == "expert-e2e"
+
+        notices: list[dict[str, object]] = []
+        async with asyncio.timeout(20):
+            async for message in display.messages:
+                assert isinstance(message.payload, bytes)
+                notices.append(orjson.loads(message.payload))
+                if any(
+                    n["transition"] == "cleared" and n["fault"] == "engine_overheat"
+                    for n in notices
+                ):
+                    break
+        assert [n["transition"] for n in notices if n["fault"] == "engine_overheat"] == [
+            "raised",
+            "cleared",
+        ]
+
+
+def _ms(value: object) -> int:
+    return int(datetime.fromisoformat(str(value)).timestamp() * 1000)

@@ -1,0 +1,234 @@
+"""Alarm episodes and incidents in the real database, applied from engine events."""
+
+from __future__ import annotations
+
+import asyncpg
+import httpx
+
+from diagnosis.events import (
+    ENGINE_OVERHEAT,
+    LOW_OIL_PRESSURE,
+    AlarmEvent,
+    Severity,
+    Transition,
+)
+from diagnosis.knowledge import KnowledgeBase
+from telematics.api.app import create_app
+from telematics.api.context import ApiContext
+from telematics.decode import Limits
+from telematics.metrics import Metrics
+from telematics.store import alarms
+from telematics.store.registry import SourceDirectory, add_machine
+from tests.conftest import unique
+
+T0 = 1_795_000_000_000
+
+
+def describe(fault: str) -> tuple[Severity, str]:
+    return (Severity.CRITICAL if fault == LOW_OIL_PRESSURE else Severity.MAJOR), fault.title()
+
+
+def event(
+    machine_id: str, fault: str, transition: Transition, ts_ms: int, **kw: object
+) -> AlarmEvent:
+    return AlarmEvent(machine_id, fault, transition, ts_ms, **kw)  # type: ignore[arg-type]
+
+
+async def machine(conn: asyncpg.Connection, customer: str = "C1", model: str = "excavator") -> str:
+    machine_id = unique("AL")
+    await add_machine(conn, machine_id, model, customer, None)
+    return machine_id
+
+
+async def apply(conn: asyncpg.Connection, *events: AlarmEvent) -> list[alarms.AlarmChange]:
+    async with conn.transaction():
+        return await alarms.apply_events(conn, events, describe)
+
+
+async def test_a_raise_applied_twice_opens_one_episode(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        m = await machine(conn)
+        raised = event(m, LOW_OIL_PRESSURE, Transition.RAISED, T0, value=80.0, worst=80.0,
+                       higher_is_worse=False, count=3)  # fmt: skip
+        first = await apply(conn, raised)
+        second = await apply(conn, raised)
+        assert [c.transition for c in first] == [Transition.RAISED]
+        assert second == []
+        found = await alarms.list_alarms(
+            conn, alarms.AlarmFilter(machine_id=m), before_id=None, limit=10
+        )
+        assert len(found) == 1
+        assert found[0].state == "open"
+        assert found[0].severity is Severity.CRITICAL
+        assert await alarms.open_faults(conn, [m]) == {m: {LOW_OIL_PRESSURE}}
+
+
+async def test_updates_extend_the_episode_and_keep_the_worst_value(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        m = await machine(conn)
+        common = {"higher_is_worse": False, "signal": "oil_pressure_kpa"}
+        await apply(
+            conn,
+            event(
+                m,
+                LOW_OIL_PRESSURE,
+                Transition.RAISED,
+                T0,
+                value=90.0,
+                worst=90.0,
+                count=2,
+                **common,
+            ),
+        )
+        await apply(
+            conn,
+            event(
+                m,
+                LOW_OIL_PRESSURE,
+                Transition.UPDATED,
+                T0 + 5000,
+                value=85.0,
+                worst=70.0,
+                count=5,
+                **common,
+            ),
+        )
+        await apply(
+            conn,
+            event(
+                m,
+                LOW_OIL_PRESSURE,
+                Transition.UPDATED,
+                T0 + 9000,
+                value=88.0,
+                worst=75.0,
+                count=4,
+                **common,
+            ),
+        )
+        (alarm,) = await alarms.list_alarms(
+            conn, alarms.AlarmFilter(machine_id=m), before_id=None, limit=10
+        )
+        assert alarm.readings == 11
+        assert alarm.worst_value == 70.0
+        assert alarm.first_value == 90.0
+        assert alarm.last_value == 88.0
+        assert int(alarm.last_seen_at.timestamp() * 1000) == T0 + 9000
+
+
+async def test_a_clear_closes_the_episode_and_its_incident(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        m = await machine(conn)
+        await apply(conn, event(m, LOW_OIL_PRESSURE, Transition.RAISED, T0))
+        await apply(conn, event(m, ENGINE_OVERHEAT, Transition.RAISED, T0 + 1000))
+        found = await alarms.list_alarms(
+            conn, alarms.AlarmFilter(machine_id=m), before_id=None, limit=10
+        )
+        assert len({a.incident_id for a in found}) == 1  # related alarms share one incident
+        incident_id = found[0].incident_id
+
+        changes = await apply(conn, event(m, LOW_OIL_PRESSURE, Transition.CLEARED, T0 + 60_000))
+        assert [c.transition for c in changes] == [Transition.CLEARED]
+        assert await apply(conn, event(m, LOW_OIL_PRESSURE, Transition.CLEARED, T0 + 60_000)) == []
+        closed_at = await conn.fetchval(
+            "SELECT closed_at FROM incidents WHERE incident_id = $1", incident_id
+        )
+        assert closed_at is None  # the overheat alarm is still open
+
+        await apply(conn, event(m, ENGINE_OVERHEAT, Transition.CLEARED, T0 + 90_000))
+        row = await conn.fetchrow(
+            "SELECT closed_at, open_alarms, severity FROM incidents WHERE incident_id = $1",
+            incident_id,
+        )
+        assert row["open_alarms"] == 0
+        assert int(row["closed_at"].timestamp() * 1000) == T0 + 90_000
+        assert row["severity"] == "critical"
+
+        # A later raise of the same fault is a new episode in a new incident.
+        await apply(conn, event(m, LOW_OIL_PRESSURE, Transition.RAISED, T0 + 200_000))
+        found = await alarms.list_alarms(
+            conn, alarms.AlarmFilter(machine_id=m, fault=LOW_OIL_PRESSURE), before_id=None, limit=10
+        )
+        assert [a.state for a in found] == ["open", "cleared"]
+        assert found[0].incident_id != incident_id
+
+
+async def test_an_update_for_an_episode_the_store_lacks_opens_one(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        m = await machine(conn)
+        changes = await apply(
+            conn, event(m, ENGINE_OVERHEAT, Transition.UPDATED, T0, value=110.0, worst=112.0)
+        )
+        assert [c.transition for c in changes] == [Transition.RAISED]
+        assert await alarms.open_faults(conn, [m]) == {m: {ENGINE_OVERHEAT}}
+
+
+async def test_the_queue_filters_by_customer_model_severity_and_state(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        customer = unique("CU")
+        crane = await machine(conn, customer, "crane")
+        excavator = await machine(conn, customer, "excavator")
+        other = await machine(conn, unique("CU"), "crane")
+        await apply(conn, event(crane, LOW_OIL_PRESSURE, Transition.RAISED, T0))
+        await apply(conn, event(excavator, ENGINE_OVERHEAT, Transition.RAISED, T0))
+        await apply(conn, event(other, LOW_OIL_PRESSURE, Transition.RAISED, T0))
+        await apply(conn, event(excavator, ENGINE_OVERHEAT, Transition.CLEARED, T0 + 1000))
+
+        def ids(found: list[alarms.Alarm]) -> set[str]:
+            return {a.machine_id for a in found}
+
+        async def query(**kw: object) -> set[str]:
+            where = alarms.AlarmFilter(customer_id=customer, **kw)  # type: ignore[arg-type]
+            return ids(await alarms.list_alarms(conn, where, before_id=None, limit=100))
+
+        assert await query() == {crane, excavator}
+        assert await query(model="crane") == {crane}
+        assert await query(severity=Severity.CRITICAL) == {crane}
+        assert await query(state="open") == {crane}
+        assert await query(state="cleared") == {excavator}
+
+
+async def test_acknowledging_twice_keeps_the_first(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        m = await machine(conn)
+        (change,) = await apply(conn, event(m, LOW_OIL_PRESSURE, Transition.RAISED, T0))
+        first = await alarms.acknowledge(conn, change.alarm_id, "expert-a")
+        second = await alarms.acknowledge(conn, change.alarm_id, "expert-b")
+        assert first.acknowledged_by == second.acknowledged_by == "expert-a"
+        assert first.acknowledged_at == second.acknowledged_at
+        assert first.acknowledged_at is not None
+
+
+async def test_alarm_api_answers_404_for_an_unknown_alarm_and_filters_by_query(
+    pool: asyncpg.Pool,
+) -> None:
+    app = create_app(
+        ApiContext(
+            pool=pool,
+            directory=SourceDirectory(),
+            metrics=Metrics(),
+            admin_token="t",
+            limits=Limits(),
+            knowledge=KnowledgeBase.load(),
+        )
+    )
+    auth = {"Authorization": "Bearer t"}
+    async with pool.acquire() as conn:
+        m = await machine(conn, unique("CU"), "crane")
+        (change,) = await apply(conn, event(m, LOW_OIL_PRESSURE, Transition.RAISED, T0))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+        missing = await http.get("/v1/alarms/999999999", headers=auth)
+        assert missing.status_code == 404
+        assert missing.headers["content-type"] == "application/problem+json"
+        bad = await http.get("/v1/alarms", params={"severity": "urgent"}, headers=auth)
+        assert bad.status_code == 422
+        naive = await http.get("/v1/alarms", params={"since": "2026-01-01T00:00:00"}, headers=auth)
+        assert naive.status_code == 422
+        page = await http.get(
+            "/v1/alarms", params={"machine_id": m, "severity": "critical"}, headers=auth
+        )
+        assert [a["alarm_id"] for a in page.json()["alarms"]] == [change.alarm_id]
+        one = await http.get(f"/v1/alarms/{change.alarm_id}", headers=auth)
+        assert one.json()["diagnosis"]["fault"] == LOW_OIL_PRESSURE
+        assert one.json()["alarm"]["machine_id"] == m

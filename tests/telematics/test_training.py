@@ -1,0 +1,164 @@
+"""The anomaly model trained from the store, stored, loaded by the diagnoser, and alarming.
+
+History comes from the fleet simulator's physics and goes in through the real decoder and write
+path; training reads it back with SQL; the diagnoser loads the stored model and scores new
+batches with it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import asyncpg
+import httpx
+
+from diagnosis.engine import Engine
+from diagnosis.events import UNEXPLAINED_ANOMALY
+from diagnosis.knowledge import KnowledgeBase
+from diagnosis.model import RegimeModel
+from diagnosis.rules import RuleBook
+from simulators import make_fleet
+from simulators.faults import FaultInjector, FaultSpec
+from simulators.fleet import Fleet
+from simulators.machines import MachineSpec
+from simulators.wire import encode_batch, frame_rows, telemetry_topic
+from telematics.api.app import create_app
+from telematics.api.context import ApiContext
+from telematics.decode import Limits
+from telematics.diagnose import Diagnoser, frame_of
+from telematics.metrics import Metrics
+from telematics.pipeline import ingest, now_ms
+from telematics.store import models as model_store
+from telematics.store.registry import SourceDirectory, add_machine
+from telematics.training import healthy_windows
+from tests.conftest import unique
+
+PERIOD_MS = 5_000
+AUTH = {"Authorization": "Bearer test-admin-token"}
+
+
+def machine_model_name() -> str:
+    # A model name of this test's own, so other tests' excavators do not join its training set.
+    return f"ex_{unique('m').split('-')[1]}"
+
+
+async def publish_history(
+    conn: asyncpg.Connection,
+    fleet: tuple[MachineSpec, ...],
+    start_ms: int,
+    steps: int,
+    specs: tuple[FaultSpec, ...] = (),
+    seed: int = 5,
+) -> None:
+    """Simulate `steps` readings per machine and store them through the decoder, 60 at a time."""
+    sim = Fleet(fleet, seed=seed, start_ts_ms=start_ms - PERIOD_MS)
+    injector = FaultInjector(fleet, specs, seed=seed)
+    injector.attach(sim)
+    directory = SourceDirectory()
+    rows_by_machine: dict[str, list[dict[str, object]]] = {m.machine_id: [] for m in fleet}
+    for i in range(steps):
+        frame, publishing = injector.step(sim, start_ms + i * PERIOD_MS)
+        for machine, row, on in zip(fleet, frame_rows(frame), publishing, strict=True):
+            if on:
+                rows_by_machine[machine.machine_id].append(dict(row))
+        if len(rows_by_machine[fleet[0].machine_id]) == 60 or i == steps - 1:
+            messages = [
+                (telemetry_topic(m), encode_batch(rows))
+                for m, rows in rows_by_machine.items()
+                if rows
+            ]
+            await ingest(conn, directory, messages, limits=Limits(), clock_ms=now_ms())
+            rows_by_machine = {m.machine_id: [] for m in fleet}
+
+
+async def register(conn: asyncpg.Connection, fleet: tuple[MachineSpec, ...], model: str) -> None:
+    for m in fleet:
+        await add_machine(conn, m.machine_id, model, m.customer_id, None)
+
+
+async def test_a_trained_model_is_stored_loaded_and_raises_unexplained_anomalies(
+    pool: asyncpg.Pool,
+) -> None:
+    model = machine_model_name()
+    fleet = make_fleet(8, models=["excavator"], id_prefix=unique("TR"), seed=2)
+    rules = RuleBook.load()
+    start_ms = now_ms() - 20 * 3600 * 1000
+    async with pool.acquire() as conn:
+        await register(conn, fleet, model)
+        await publish_history(conn, fleet, start_ms, steps=8 * 720)  # 8 h at 5 s
+
+    app = create_app(
+        ApiContext(
+            pool=pool,
+            directory=SourceDirectory(),
+            metrics=Metrics(),
+            admin_token="test-admin-token",
+            limits=Limits(),
+            rules=rules,
+        )
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://api"
+    ) as http:
+        refused = await http.post("/v1/models/no_such_model/train", json={"days": 2}, headers=AUTH)
+        assert refused.status_code == 422
+        trained = await http.post(f"/v1/models/{model}/train", json={"days": 2}, headers=AUTH)
+        assert trained.status_code == 201, trained.text
+        body = trained.json()
+        assert body["version"] == 1
+        assert body["machines"] == len(fleet)
+        assert body["windows"] > 1000
+        listed = await http.get("/v1/models", headers=AUTH)
+        assert (model, 1) in {(m["model"], m["version"]) for m in listed.json()}
+
+    # The windows training saw are the engine's windows: 60 s of running readings, 5 or more.
+    async with pool.acquire() as conn:
+        data = await healthy_windows(
+            conn, model, _dt(start_ms), _dt(now_ms()), window_s=60, min_readings=5
+        )
+        assert len(data.rows) == body["windows"]
+        assert (data.rows[:, 0] > 0).all()
+        blobs = await model_store.latest_blobs(conn)
+    version, blob = blobs[model]
+    assert version == 1
+    assert RegimeModel.from_bytes(blob).info.machine_model == model
+
+    diagnoser = Diagnoser(pool, Engine(rules), KnowledgeBase.load(), Metrics())
+    assert await diagnoser.refresh_models() == [model]
+    assert await diagnoser.refresh_models() == []  # nothing newer
+
+    # A machine of the same model with oil pressure stuck high: no rule covers it, the model does.
+    sick = make_fleet(2, models=["excavator"], id_prefix=unique("TS"), seed=9)
+    fault_start = now_ms() - 3 * 3600 * 1000
+    spec = FaultSpec(
+        "unexplained_anomaly", sick[0].machine_id, fault_start + 20 * 60_000, 2 * 3600,
+        variant="oil_pressure_high", magnitude=1.5,
+    )  # fmt: skip
+    changes = []
+    async with pool.acquire() as conn:
+        await register(conn, sick, model)
+        sim = Fleet(sick, seed=4, start_ts_ms=fault_start - PERIOD_MS)
+        injector = FaultInjector(sick, (spec,), seed=4)
+        injector.attach(sim)
+        directory = SourceDirectory()
+        for block in range(3 * 60):  # 3 h in blocks of one minute
+            rows: dict[str, list[dict[str, object]]] = {m.machine_id: [] for m in sick}
+            for i in range(12):
+                frame, _ = injector.step(sim, fault_start + (block * 12 + i) * PERIOD_MS)
+                for machine, row in zip(sick, frame_rows(frame), strict=True):
+                    rows[machine.machine_id].append(dict(row))
+            messages = [(telemetry_topic(m), encode_batch(r)) for m, r in rows.items()]
+            decoded, _ = await ingest(conn, directory, messages, limits=Limits(), clock_ms=now_ms())
+            changes += await diagnoser.diagnose(frame_of(decoded.readings))
+    (truth,) = injector.ground_truth()
+    assert truth.visible_ts_ms is not None
+    raised = [c for c in changes if c.fault == UNEXPLAINED_ANOMALY and c.transition == "raised"]
+    assert [c.machine_id for c in raised] == [sick[0].machine_id]
+    raised_ms = int(raised[0].ts.timestamp() * 1000)
+    assert truth.visible_ts_ms <= raised_ms <= truth.visible_ts_ms + 5 * 60_000
+    assert all(c.machine_id == sick[0].machine_id for c in changes)
+
+
+def _dt(ms: int):
+
+    return datetime.fromtimestamp(ms / 1000, UTC)
