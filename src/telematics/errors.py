@@ -7,6 +7,7 @@
     ├── ConflictError           a resource already exists (HTTP 409)
     ├── InvalidRequestError     a request is well-formed but not acceptable (HTTP 422)
     ├── AuthError               missing or wrong credentials (HTTP 401)
+    ├── ForbiddenError          the caller's role may not do this (HTTP 403)
     └── EmbeddedServiceError    an embedded default (database, broker) failed to start
 
 Only the HTTP app maps these to status codes; routers and stores raise them.
@@ -55,6 +56,10 @@ class InvalidRequestError(TelematicsError):
 
 class AuthError(TelematicsError):
     """Credentials are missing or wrong."""
+
+
+class ForbiddenError(TelematicsError):
+    """The caller is known but its role may not do this."""
 
 
 class EmbeddedServiceError(TelematicsError):

@@ -5,18 +5,19 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from diagnosis.events import Severity
 from diagnosis.knowledge import KnowledgeBase
 from telematics.api.alarm_schemas import AckIn, AlarmDetailOut, AlarmOut, AlarmPage, DiagnosisOut
-from telematics.api.context import Admin, Conn, Context
+from telematics.api.context import Conn, Context, Staff, allow
 from telematics.api.schemas import ReadingOut
-from telematics.errors import InvalidRequestError
+from telematics.errors import InvalidRequestError, NotFoundError
 from telematics.store import alarms as alarm_store
 from telematics.store import readings as readings_store
+from telematics.store.tokens import Principal, Role
 
-router = APIRouter(prefix="/v1/alarms", dependencies=[Admin], tags=["alarms"])
+router = APIRouter(prefix="/v1/alarms", tags=["alarms"])
 
 WINDOW_BEFORE = timedelta(minutes=10)
 WINDOW_AFTER = timedelta(minutes=2)
@@ -26,6 +27,7 @@ WINDOW_MAX_READINGS = 2000
 @router.get("")
 async def list_alarms(
     conn: Conn,
+    caller: Annotated[Principal, Depends(allow(Role.EXPERT, Role.CUSTOMER))],
     state: Literal["open", "cleared"] | None = None,
     severity: Severity | None = None,
     model: str | None = None,
@@ -38,7 +40,12 @@ async def list_alarms(
     before: int | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AlarmPage:
-    """Alarms newest first, filtered; `since`/`until` bound the time the alarm was raised."""
+    """Alarms newest first, filtered; `since`/`until` bound the time the alarm was raised.
+
+    A customer sees the alarms of its own machines only.
+    """
+    if caller.role is Role.CUSTOMER:
+        customer_id = caller.subject_id
     for name, value in (("since", since), ("until", until)):
         if value is not None and value.tzinfo is None:
             raise InvalidRequestError(f"{name} needs a UTC offset")
@@ -67,11 +74,18 @@ def _knowledge(ctx: Context) -> KnowledgeBase:
 
 
 @router.get("/{alarm_id}")
-async def get_alarm(alarm_id: int, conn: Conn, ctx: Context) -> AlarmDetailOut:
+async def get_alarm(
+    alarm_id: int,
+    conn: Conn,
+    ctx: Context,
+    caller: Annotated[Principal, Depends(allow(Role.EXPERT, Role.CUSTOMER))],
+) -> AlarmDetailOut:
     """One alarm with its preliminary diagnosis and the machine's readings around it: from ten
     minutes before it was raised to two minutes after it cleared (or was last seen).
     """
     alarm = await alarm_store.get_alarm(conn, alarm_id)
+    if caller.role is Role.CUSTOMER and alarm.customer_id != caller.subject_id:
+        raise NotFoundError("alarm", str(alarm_id))
     diagnosis = _knowledge(ctx).diagnose(alarm.fault)
     start = alarm.raised_at - WINDOW_BEFORE
     end = (alarm.cleared_at or alarm.last_seen_at) + WINDOW_AFTER
@@ -92,6 +106,6 @@ async def get_alarm(alarm_id: int, conn: Conn, ctx: Context) -> AlarmDetailOut:
 
 
 @router.post("/{alarm_id}/ack")
-async def acknowledge(alarm_id: int, body: AckIn, conn: Conn) -> AlarmOut:
+async def acknowledge(alarm_id: int, body: AckIn, conn: Conn, caller: Staff) -> AlarmOut:
     """Acknowledge an alarm: someone has seen it. Acknowledging twice keeps the first."""
     return AlarmOut.of(await alarm_store.acknowledge(conn, alarm_id, body.by))

@@ -11,12 +11,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
-from telematics.api import alarms, ingest, machines, models
+from telematics.api import alarms, ingest, machines, models, tokens
 from telematics.api.context import ApiContext, Context
 from telematics.db import acquire
 from telematics.errors import (
     AuthError,
     ConflictError,
+    ForbiddenError,
     InvalidRequestError,
     NotFoundError,
     StoreUnavailableError,
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 
 _STATUS: list[tuple[type[TelematicsError], int, str]] = [
     (AuthError, 401, "Unauthorized"),
+    (ForbiddenError, 403, "Forbidden"),
     (NotFoundError, 404, "Not Found"),
     (ConflictError, 409, "Conflict"),
     (InvalidRequestError, 422, "Unprocessable Content"),
@@ -74,6 +76,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(ingest.router)
     app.include_router(alarms.router)
     app.include_router(models.router)
+    app.include_router(tokens.router)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

@@ -15,9 +15,10 @@ from diagnosis.knowledge import KnowledgeBase
 from diagnosis.rules import RuleBook
 from telematics.db import acquire
 from telematics.decode import Limits
-from telematics.errors import AuthError
+from telematics.errors import AuthError, ForbiddenError
 from telematics.metrics import Metrics
 from telematics.store.registry import SourceDirectory
+from telematics.store.tokens import Principal, Role, principal_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,19 +68,44 @@ async def connection(ctx: Context) -> AsyncIterator[asyncpg.Connection]:
 Conn = Annotated[asyncpg.Connection, Depends(connection)]
 
 
-def require_admin(
+async def principal(
     ctx: Context,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    """Allow only the admin's bearer token.
+) -> Principal:
+    """Who is calling: the admin token from the settings, or a token from `api_tokens`.
 
     Raises:
-        AuthError: No token, or the wrong one.
+        AuthError: No token, or one that is unknown or revoked.
     """
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise AuthError("missing bearer token")
-    if not hmac.compare_digest(credentials.credentials.encode(), ctx.admin_token.encode()):
+    token = credentials.credentials
+    if hmac.compare_digest(token.encode(), ctx.admin_token.encode()):
+        return Principal(Role.ADMIN, "admin")
+    async with acquire(ctx.pool, timeout_s=10.0) as conn:
+        found = await principal_of(conn, token)
+    if found is None:
         raise AuthError("invalid token")
+    return found
 
 
-Admin = Depends(require_admin)
+Caller = Annotated[Principal, Depends(principal)]
+"""Any authenticated caller; routes scope what it sees by its role."""
+
+
+def allow(*roles: Role) -> Callable[[Principal], Principal]:
+    """A dependency that admits only `roles` (the admin always)."""
+    allowed = {Role.ADMIN, *roles}
+
+    def check(caller: Caller) -> Principal:
+        if caller.role not in allowed:
+            raise ForbiddenError(f"{caller.role.value} may not do this")
+        return caller
+
+    return check
+
+
+Admin = Depends(allow())
+"""Admin only."""
+Staff = Annotated[Principal, Depends(allow(Role.EXPERT))]
+"""Admin or control-centre expert."""

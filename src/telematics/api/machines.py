@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+import asyncpg
+from fastapi import APIRouter, Depends, Query, Response, status
 
-from telematics.api.context import Admin, Conn
+from telematics.api.context import Admin, Caller, Conn, Staff, allow
 from telematics.api.schemas import (
     EngineerIn,
     EngineerOut,
@@ -17,15 +18,34 @@ from telematics.api.schemas import (
     ReadingOut,
     ReadingPage,
 )
-from telematics.errors import InvalidRequestError
+from telematics.errors import ForbiddenError, InvalidRequestError, NotFoundError
 from telematics.store import readings as readings_store
 from telematics.store import registry
-from telematics.store.registry import Site
+from telematics.store.registry import Machine, Site
+from telematics.store.tokens import Principal, Role
 
-router = APIRouter(prefix="/v1", dependencies=[Admin])
+router = APIRouter(prefix="/v1")
 
 
-@router.post("/machines", status_code=status.HTTP_201_CREATED, tags=["machines"])
+async def visible_machine(conn: asyncpg.Connection, caller: Principal, machine_id: str) -> Machine:
+    """The machine if the caller may see it: staff see all, a customer only its own.
+
+    Raises:
+        NotFoundError: No such machine, or (for a customer) not its own: the answer does not
+            tell the two apart, so machine ids of other customers do not leak.
+        ForbiddenError: Engineers see machines through their orders, not here.
+    """
+    if caller.role is Role.ENGINEER:
+        raise ForbiddenError("engineers see machines through their orders")
+    machine = await registry.get_machine(conn, machine_id)
+    if caller.role is Role.CUSTOMER and machine.customer_id != caller.subject_id:
+        raise NotFoundError("machine", machine_id)
+    return machine
+
+
+@router.post(
+    "/machines", status_code=status.HTTP_201_CREATED, tags=["machines"], dependencies=[Admin]
+)
 async def register_machine(body: MachineIn, conn: Conn, response: Response) -> MachineOut:
     """Register a machine, so its telemetry is accepted."""
     site = Site(body.site.lat, body.site.lon, body.site.radius_m) if body.site else None
@@ -37,12 +57,17 @@ async def register_machine(body: MachineIn, conn: Conn, response: Response) -> M
 @router.get("/machines", tags=["machines"])
 async def list_machines(
     conn: Conn,
+    caller: Annotated[Principal, Depends(allow(Role.EXPERT, Role.CUSTOMER))],
     customer_id: str | None = None,
     model: str | None = None,
     after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> MachinePage:
-    """Machines ordered by id, optionally filtered by customer or model."""
+    """Machines ordered by id, optionally filtered by customer or model; a customer sees its
+    own machines only.
+    """
+    if caller.role is Role.CUSTOMER:
+        customer_id = caller.subject_id
     machines = await registry.list_machines(
         conn, customer_id=customer_id, model=model, after=after, limit=limit
     )
@@ -53,15 +78,16 @@ async def list_machines(
 
 
 @router.get("/machines/{machine_id}", tags=["machines"])
-async def get_machine(machine_id: str, conn: Conn) -> MachineOut:
+async def get_machine(machine_id: str, conn: Conn, caller: Caller) -> MachineOut:
     """One machine."""
-    return MachineOut.of(await registry.get_machine(conn, machine_id))
+    return MachineOut.of(await visible_machine(conn, caller, machine_id))
 
 
 @router.get("/machines/{machine_id}/readings", tags=["machines"])
 async def machine_readings(
     machine_id: str,
     conn: Conn,
+    caller: Caller,
     start: datetime | None = None,
     end: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
@@ -70,7 +96,7 @@ async def machine_readings(
 
     When `next_start` is set in the answer, ask again with `start=next_start` for the rest.
     """
-    await registry.get_machine(conn, machine_id)  # 404 for an unknown machine, not an empty page
+    await visible_machine(conn, caller, machine_id)  # 404 for an unknown machine, not no rows
     end = end or datetime.now(UTC)
     start = start or end - timedelta(hours=1)
     if start.tzinfo is None or end.tzinfo is None:
@@ -87,13 +113,15 @@ async def machine_readings(
     )
 
 
-@router.post("/engineers", status_code=status.HTTP_201_CREATED, tags=["engineers"])
+@router.post(
+    "/engineers", status_code=status.HTTP_201_CREATED, tags=["engineers"], dependencies=[Admin]
+)
 async def register_engineer(body: EngineerIn, conn: Conn) -> EngineerOut:
     """Register a service engineer, so their vehicle's positions are accepted."""
     return EngineerOut.of(await registry.add_engineer(conn, body.engineer_id, body.name))
 
 
 @router.get("/engineers", tags=["engineers"])
-async def list_engineers(conn: Conn) -> list[EngineerOut]:
+async def list_engineers(conn: Conn, caller: Staff) -> list[EngineerOut]:
     """All engineers."""
     return [EngineerOut.of(e) for e in await registry.list_engineers(conn)]
