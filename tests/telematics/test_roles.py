@@ -25,6 +25,7 @@ from telematics.store.tokens import Role, create_token
 from tests.conftest import unique
 
 ADMIN = "roles-admin-token"
+ENGINEER = unique("ENG")
 A, E, G, C, D = "admin", "expert", "engineer", "customer", "other customer"
 EVERYONE = {A, E, G, C, D}
 
@@ -37,6 +38,16 @@ RULES: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/machines/{machine_id}/readings"): {A, E, C},
     ("POST", "/v1/engineers"): {A},
     ("GET", "/v1/engineers"): {A, E},
+    ("GET", "/v1/engineers/{engineer_id}"): {A, E, G},
+    ("PUT", "/v1/engineers/{engineer_id}"): {A},
+    ("PUT", "/v1/engineers/{engineer_id}/status"): {A, E, G},
+    ("POST", "/v1/warehouses"): {A},
+    ("GET", "/v1/warehouses"): {A, E, G},
+    ("GET", "/v1/warehouses/{warehouse_id}"): {A, E, G},
+    ("POST", "/v1/parts"): {A},
+    ("GET", "/v1/parts"): {A, E, G},
+    ("PUT", "/v1/stock"): {A},
+    ("POST", "/v1/import/{kind}"): {A},
     ("GET", "/v1/ingest/rejects"): {A},
     ("POST", "/v1/ingest/rejects/replay"): {A},
     ("GET", "/v1/alarms"): {A, E, C, D},
@@ -50,14 +61,19 @@ RULES: dict[tuple[str, str], set[str]] = {
 }
 
 
-def body_for(method: str, path: str, machine_id: str) -> dict[str, object] | None:
-    bodies: dict[str, dict[str, object]] = {
+def body_for(method: str, path: str, machine_id: str) -> object:
+    bodies: dict[str, object] = {
         "/v1/machines": {"machine_id": unique("RM"), "model": "crane", "customer_id": "X"},
         "/v1/engineers": {"engineer_id": unique("RE"), "name": "N"},
         "/v1/ingest/rejects/replay": {"limit": 1},
         "/v1/alarms/{alarm_id}/ack": {"by": "someone"},
         "/v1/models/{model}/train": {"days": 1},
         "/v1/tokens": {"role": "expert", "subject_id": "x"},
+        "/v1/engineers/{engineer_id}": {"engineer_id": ENGINEER, "name": "Self"},
+        "/v1/engineers/{engineer_id}/status": {"status": "available"},
+        "/v1/warehouses": {"warehouse_id": "WH-ROLES", "name": "W", "lat": 1.0, "lon": 2.0},
+        "/v1/parts": {"part_no": "P-ROLES", "name": "P"},
+        "/v1/stock": [],
     }
     return bodies.get(path) if method in ("POST", "PUT", "PATCH") else None
 
@@ -68,6 +84,13 @@ async def world(pool: asyncpg.Pool) -> AsyncIterator[tuple[httpx.AsyncClient, di
     async with pool.acquire() as conn:
         machine_id = unique("RMA")
         await add_machine(conn, machine_id, "crane", customer, None)
+        await conn.execute(
+            "INSERT INTO engineers (engineer_id, name) VALUES ($1, 'Self') ON CONFLICT DO NOTHING",
+            ENGINEER,
+        )
+        await conn.execute(
+            "INSERT INTO warehouses VALUES ('WH-ROLES', 'W', 1, 2) ON CONFLICT DO NOTHING"
+        )
         async with conn.transaction():
             (change,) = await alarm_store.apply_events(
                 conn,
@@ -77,7 +100,7 @@ async def world(pool: asyncpg.Pool) -> AsyncIterator[tuple[httpx.AsyncClient, di
         tokens = {A: ADMIN}
         for who, role, subject in (
             (E, Role.EXPERT, "ecc-1"),
-            (G, Role.ENGINEER, unique("ENG")),
+            (G, Role.ENGINEER, ENGINEER),
             (C, Role.CUSTOMER, customer),
             (D, Role.CUSTOMER, other),
         ):
@@ -99,6 +122,9 @@ async def world(pool: asyncpg.Pool) -> AsyncIterator[tuple[httpx.AsyncClient, di
         "alarm_id": change.alarm_id,
         "model": "no_history_model",
         "token_id": spare.token_id,
+        "engineer_id": ENGINEER,
+        "warehouse_id": "WH-ROLES",
+        "kind": "parts",
         "tokens": tokens,
         "customer": customer,
     }
@@ -134,12 +160,17 @@ async def test_each_role_may_call_only_its_routes(
         for who in sorted(EVERYONE):
             if (method, template) == ("DELETE", "/v1/tokens/{token_id}") and who == A:
                 continue  # revoking is checked last, below
-            answer = await http.request(
-                method,
-                path,
-                json=body_for(method, template, str(ids["machine_id"])),
-                headers={"Authorization": f"Bearer {tokens[who]}"},
-            )
+            headers = {"Authorization": f"Bearer {tokens[who]}"}
+            if template == "/v1/import/{kind}":
+                answer = await http.post(
+                    path, content="part_no,name\nP-CSV,Csv part\n",
+                    headers={**headers, "Content-Type": "text/csv"},
+                )  # fmt: skip
+            else:
+                answer = await http.request(
+                    method, path, json=body_for(method, template, str(ids["machine_id"])),
+                    headers=headers,
+                )  # fmt: skip
             refused = answer.status_code in (401, 403)
             if refused == (who in allowed) and not (who == D and answer.status_code == 404):
                 failures.append(f"{who} {method} {path}: {answer.status_code} {answer.text[:80]}")

@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
-from telematics.api import alarms, ingest, machines, models, tokens
+from telematics.api import alarms, ingest, machines, models, resources, tokens
 from telematics.api.context import ApiContext, Context
 from telematics.db import acquire
 from telematics.errors import (
@@ -48,7 +48,9 @@ async def _telematics_error(request: Request, exc: Exception) -> JSONResponse:
         if isinstance(exc, kind):
             if status >= 500:
                 log.warning("%s %s: %s", request.method, request.url.path, exc)
-            return problem(status, title, str(exc))
+            errors = getattr(exc, "errors", None)
+            extra = {"errors": errors} if isinstance(errors, list) else {}
+            return problem(status, title, str(exc), **extra)
     log.error("unmapped error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem(500, "Internal Server Error", "unexpected error")
 
@@ -77,6 +79,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(alarms.router)
     app.include_router(models.router)
     app.include_router(tokens.router)
+    app.include_router(resources.router)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

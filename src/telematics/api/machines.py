@@ -8,10 +8,8 @@ from typing import Annotated
 import asyncpg
 from fastapi import APIRouter, Depends, Query, Response, status
 
-from telematics.api.context import Admin, Caller, Conn, Staff, allow
+from telematics.api.context import Admin, Caller, Conn, allow
 from telematics.api.schemas import (
-    EngineerIn,
-    EngineerOut,
     MachineIn,
     MachineOut,
     MachinePage,
@@ -111,17 +109,3 @@ async def machine_readings(
         # ts resolution is the millisecond, so the next page starts 1 ms after the last reading.
         next_start=rows[-1].ts + timedelta(milliseconds=1) if more else None,
     )
-
-
-@router.post(
-    "/engineers", status_code=status.HTTP_201_CREATED, tags=["engineers"], dependencies=[Admin]
-)
-async def register_engineer(body: EngineerIn, conn: Conn) -> EngineerOut:
-    """Register a service engineer, so their vehicle's positions are accepted."""
-    return EngineerOut.of(await registry.add_engineer(conn, body.engineer_id, body.name))
-
-
-@router.get("/engineers", tags=["engineers"])
-async def list_engineers(conn: Conn, caller: Staff) -> list[EngineerOut]:
-    """All engineers."""
-    return [EngineerOut.of(e) for e in await registry.list_engineers(conn)]
