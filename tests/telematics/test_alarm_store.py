@@ -19,6 +19,7 @@ from telematics.decode import Limits
 from telematics.metrics import Metrics
 from telematics.store import alarms
 from telematics.store.registry import SourceDirectory, add_machine
+from telematics.store.tokens import Role, create_token
 from tests.conftest import unique
 
 T0 = 1_795_000_000_000
@@ -232,3 +233,47 @@ async def test_alarm_api_answers_404_for_an_unknown_alarm_and_filters_by_query(
         one = await http.get(f"/v1/alarms/{change.alarm_id}", headers=auth)
         assert one.json()["diagnosis"]["fault"] == LOW_OIL_PRESSURE
         assert one.json()["alarm"]["machine_id"] == m
+
+
+async def test_the_expert_workflow_leaves_an_audit_trail(pool: asyncpg.Pool) -> None:
+    app = create_app(
+        ApiContext(
+            pool=pool, directory=SourceDirectory(), metrics=Metrics(), admin_token="t",
+            limits=Limits(), knowledge=KnowledgeBase.load(),
+        )
+    )  # fmt: skip
+    async with pool.acquire() as conn:
+        m = await machine(conn)
+        (change,) = await apply(conn, event(m, LOW_OIL_PRESSURE, Transition.RAISED, T0))
+        _, expert = await create_token(conn, Role.EXPERT, "ecc-zhang", "Zhang")
+    auth = {"Authorization": f"Bearer {expert}"}
+    base = f"/v1/alarms/{change.alarm_id}"
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+        assert (await http.post(f"{base}/ack", json={}, headers=auth)).json()[
+            "acknowledged_by"
+        ] == ("expert:ecc-zhang")
+        corrected = await http.post(
+            f"{base}/confirm",
+            json={"fault": "dtc_100_18", "note": "sender, not pump"},
+            headers=auth,
+        )
+        assert corrected.json()["confirmed_fault"] == "dtc_100_18"
+        assert (await http.post(f"{base}/notes", json={"text": "operator on the phone"},
+                                headers=auth)).status_code == 201  # fmt: skip
+        assert (await http.post(f"{base}/escalate", json={"to_line": 2}, headers=auth)).json()[
+            "support_line"
+        ] == 2
+        down = await http.post(f"{base}/escalate", json={"to_line": 2}, headers=auth)
+        assert down.status_code == 422
+        steps = ["checked the dipstick: level fine", "reseated the pressure sender connector"]
+        resolved = await http.post(f"{base}/resolve", json={"steps": steps}, headers=auth)
+        assert resolved.json()["resolution"] == "remote"
+        twice = await http.post(f"{base}/resolve", json={"steps": steps}, headers=auth)
+        assert twice.status_code == 409
+        trail = (await http.get(f"{base}/events", headers=auth)).json()
+    assert [e["action"] for e in trail] == [
+        "acknowledged", "corrected", "note", "escalated", "resolved_remote",
+    ]  # fmt: skip
+    assert {e["actor"] for e in trail} == {"expert:ecc-zhang"}
+    assert trail[-1]["detail"]["steps"] == steps

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -45,6 +46,13 @@ class AlarmOut(BaseModel):
     deviations: list[DeviationOut]
     acknowledged_at: datetime | None
     acknowledged_by: str | None
+    confirmed_fault: str | None = Field(
+        description="What an expert confirmed or corrected the fault to"
+    )
+    resolution: str | None = Field(description="remote, dispatched or no_fault, once resolved")
+    resolved_at: datetime | None
+    resolved_by: str | None
+    support_line: int = Field(description="1 first line, 2 expert, 3 R&D")
 
     @classmethod
     def of(cls, alarm: Alarm) -> AlarmOut:
@@ -74,6 +82,11 @@ class AlarmOut(BaseModel):
             deviations=[DeviationOut(signal=s, z=z) for s, z in alarm.deviations],
             acknowledged_at=alarm.acknowledged_at,
             acknowledged_by=alarm.acknowledged_by,
+            confirmed_fault=alarm.confirmed_fault,
+            resolution=alarm.resolution,
+            resolved_at=alarm.resolved_at,
+            resolved_by=alarm.resolved_by,
+            support_line=alarm.support_line,
         )
 
 
@@ -142,8 +155,58 @@ class AlarmDetailOut(BaseModel):
 
 
 class AckIn(BaseModel):
-    """Who acknowledges an alarm."""
+    """Acknowledge an alarm; `by` defaults to the caller."""
 
     model_config = ConfigDict(extra="forbid")
 
-    by: str = Field(min_length=1, max_length=200, examples=["expert-li"])
+    by: str | None = Field(default=None, min_length=1, max_length=200, examples=["expert-li"])
+
+
+class ConfirmIn(BaseModel):
+    """Confirm the diagnosis, or correct it by naming the right fault code."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fault: str | None = Field(
+        default=None, pattern=r"^[a-z0-9_]{1,64}$", description="Corrected fault code, if wrong"
+    )
+    note: str = Field(default="", max_length=4000)
+
+
+class NoteIn(BaseModel):
+    """A note on an alarm."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=4000)
+
+
+class ResolveIn(BaseModel):
+    """Close an alarm without a field visit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    resolution: Literal["remote", "no_fault"] = "remote"
+    steps: list[Annotated[str, Field(min_length=1, max_length=1000)]] = Field(
+        default_factory=list, description="What was done with the customer, in order"
+    )
+    note: str = Field(default="", max_length=4000)
+
+
+class EscalateIn(BaseModel):
+    """Hand an alarm to a higher support line."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to_line: Literal[2, 3] = Field(description="2 expert, 3 R&D")
+    note: str = Field(default="", max_length=4000)
+
+
+class AlarmEventOut(BaseModel):
+    """One action on an alarm."""
+
+    event_id: int
+    at: datetime
+    actor: str
+    action: str
+    detail: dict[str, Any]

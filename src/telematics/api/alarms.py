@@ -9,7 +9,18 @@ from fastapi import APIRouter, Depends, Query
 
 from diagnosis.events import Severity
 from diagnosis.knowledge import KnowledgeBase
-from telematics.api.alarm_schemas import AckIn, AlarmDetailOut, AlarmOut, AlarmPage, DiagnosisOut
+from telematics.api.alarm_schemas import (
+    AckIn,
+    AlarmDetailOut,
+    AlarmEventOut,
+    AlarmOut,
+    AlarmPage,
+    ConfirmIn,
+    DiagnosisOut,
+    EscalateIn,
+    NoteIn,
+    ResolveIn,
+)
 from telematics.api.context import Conn, Context, Staff, allow
 from telematics.api.schemas import ReadingOut
 from telematics.errors import InvalidRequestError, NotFoundError
@@ -108,4 +119,52 @@ async def get_alarm(
 @router.post("/{alarm_id}/ack")
 async def acknowledge(alarm_id: int, body: AckIn, conn: Conn, caller: Staff) -> AlarmOut:
     """Acknowledge an alarm: someone has seen it. Acknowledging twice keeps the first."""
-    return AlarmOut.of(await alarm_store.acknowledge(conn, alarm_id, body.by))
+    return AlarmOut.of(await alarm_store.acknowledge(conn, alarm_id, body.by or caller.actor))
+
+
+@router.post("/{alarm_id}/confirm")
+async def confirm(alarm_id: int, body: ConfirmIn, conn: Conn, caller: Staff) -> AlarmOut:
+    """Confirm the preliminary diagnosis, or correct it (`fault`); corrections are kept for
+    retraining the diagnosis.
+    """
+    return AlarmOut.of(
+        await alarm_store.confirm(conn, alarm_id, caller.actor, body.fault, body.note)
+    )
+
+
+@router.post("/{alarm_id}/notes", status_code=201)
+async def add_note(alarm_id: int, body: NoteIn, conn: Conn, caller: Staff) -> AlarmOut:
+    """Add a note to the alarm's trail."""
+    alarm = await alarm_store.get_alarm(conn, alarm_id)
+    await alarm_store.record(conn, alarm_id, caller.actor, "note", {"text": body.text})
+    return AlarmOut.of(alarm)
+
+
+@router.post("/{alarm_id}/resolve")
+async def resolve(alarm_id: int, body: ResolveIn, conn: Conn, caller: Staff) -> AlarmOut:
+    """Close the alarm without a field visit: fixed remotely (with the steps taken), or no fault
+    found. Sending someone is `POST /v1/alarms/{id}/dispatch`.
+    """
+    return AlarmOut.of(
+        await alarm_store.resolve(
+            conn, alarm_id, caller.actor, body.resolution, body.steps, body.note
+        )
+    )
+
+
+@router.post("/{alarm_id}/escalate")
+async def escalate(alarm_id: int, body: EscalateIn, conn: Conn, caller: Staff) -> AlarmOut:
+    """Hand the alarm to a higher support line: 2 (expert) or 3 (R&D)."""
+    return AlarmOut.of(
+        await alarm_store.escalate(conn, alarm_id, caller.actor, body.to_line, body.note)
+    )
+
+
+@router.get("/{alarm_id}/events")
+async def events(alarm_id: int, conn: Conn, caller: Staff) -> list[AlarmEventOut]:
+    """The alarm's audit trail: every action, who and when, oldest first."""
+    await alarm_store.get_alarm(conn, alarm_id)
+    return [
+        AlarmEventOut(event_id=e.event_id, at=e.at, actor=e.actor, action=e.action, detail=e.detail)
+        for e in await alarm_store.audit_trail(conn, alarm_id)
+    ]

@@ -17,7 +17,7 @@ import asyncpg
 import orjson
 
 from diagnosis.events import AlarmEvent, Severity, Transition
-from telematics.errors import NotFoundError
+from telematics.errors import ConflictError, InvalidRequestError, NotFoundError
 
 Describe = Callable[[str], tuple[Severity, str]]
 """Severity and title of a fault code (from the knowledge base)."""
@@ -72,6 +72,11 @@ class Alarm:
     deviations: list[tuple[str, float]]
     acknowledged_at: datetime | None
     acknowledged_by: str | None
+    confirmed_fault: str | None = None
+    resolution: str | None = None
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None
+    support_line: int = 1
 
 
 _OPEN_INCIDENT = f"""
@@ -294,6 +299,11 @@ def _alarm(row: asyncpg.Record) -> Alarm:
         deviations=[(str(name), float(z)) for name, z in deviations],
         acknowledged_at=row["acknowledged_at"],
         acknowledged_by=row["acknowledged_by"],
+        confirmed_fault=row["confirmed_fault"],
+        resolution=row["resolution"],
+        resolved_at=row["resolved_at"],
+        resolved_by=row["resolved_by"],
+        support_line=row["support_line"],
     )
 
 
@@ -362,10 +372,136 @@ async def acknowledge(conn: asyncpg.Connection, alarm_id: int, by: str) -> Alarm
     Raises:
         NotFoundError: No such alarm.
     """
+    async with conn.transaction():
+        await _locked(conn, alarm_id)
+        done = await conn.execute(
+            "UPDATE alarms SET acknowledged_at = now(), acknowledged_by = $2, updated_at = now() "
+            "WHERE alarm_id = $1 AND acknowledged_at IS NULL",
+            alarm_id,
+            by,
+        )
+        if done != "UPDATE 0":
+            await record(conn, alarm_id, by, "acknowledged", {})
+    return await get_alarm(conn, alarm_id)
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmAudit:
+    """One action on an alarm: who did what, when."""
+
+    event_id: int
+    alarm_id: int
+    at: datetime
+    actor: str
+    action: str
+    detail: dict[str, Any]
+
+
+async def record(
+    conn: asyncpg.Connection, alarm_id: int, actor: str, action: str, detail: dict[str, Any]
+) -> None:
+    """Append an action to an alarm's audit trail."""
     await conn.execute(
-        "UPDATE alarms SET acknowledged_at = now(), acknowledged_by = $2, updated_at = now() "
-        "WHERE alarm_id = $1 AND acknowledged_at IS NULL",
+        "INSERT INTO alarm_events (alarm_id, actor, action, detail) VALUES ($1, $2, $3, $4::jsonb)",
         alarm_id,
-        by,
+        actor,
+        action,
+        orjson.dumps(detail).decode(),
     )
+
+
+async def audit_trail(conn: asyncpg.Connection, alarm_id: int) -> list[AlarmAudit]:
+    """Every action on an alarm, oldest first."""
+    rows = await conn.fetch(
+        "SELECT event_id, alarm_id, at, actor, action, detail::text AS detail FROM alarm_events "
+        "WHERE alarm_id = $1 ORDER BY event_id",
+        alarm_id,
+    )
+    return [
+        AlarmAudit(r["event_id"], r["alarm_id"], r["at"], r["actor"], r["action"],
+                   orjson.loads(r["detail"]))
+        for r in rows
+    ]  # fmt: skip
+
+
+async def _locked(conn: asyncpg.Connection, alarm_id: int) -> asyncpg.Record:
+    row = await conn.fetchrow("SELECT * FROM alarms WHERE alarm_id = $1 FOR UPDATE", alarm_id)
+    if row is None:
+        raise NotFoundError("alarm", str(alarm_id))
+    return row
+
+
+async def confirm(
+    conn: asyncpg.Connection, alarm_id: int, actor: str, fault: str | None, note: str
+) -> Alarm:
+    """Confirm the diagnosis, or correct it to `fault` (kept for retraining)."""
+    async with conn.transaction():
+        row = await _locked(conn, alarm_id)
+        confirmed = fault or row["fault"]
+        await conn.execute(
+            "UPDATE alarms SET confirmed_fault = $2, updated_at = now() WHERE alarm_id = $1",
+            alarm_id,
+            confirmed,
+        )
+        action = "confirmed" if confirmed == row["fault"] else "corrected"
+        await record(conn, alarm_id, actor, action, {"fault": confirmed, "note": note})
+    return await get_alarm(conn, alarm_id)
+
+
+async def resolve(
+    conn: asyncpg.Connection,
+    alarm_id: int,
+    actor: str,
+    resolution: str,
+    steps: list[str],
+    note: str,
+) -> Alarm:
+    """Close the expert's work on an alarm: fixed remotely (with the steps taken), no fault, or
+    dispatched to the field.
+
+    Raises:
+        ConflictError: The alarm is resolved already.
+    """
+    async with conn.transaction():
+        row = await _locked(conn, alarm_id)
+        if row["resolution"] is not None:
+            raise ConflictError("resolution of alarm", str(alarm_id))
+        await conn.execute(
+            "UPDATE alarms SET resolution = $2, resolved_at = now(), resolved_by = $3, "
+            "acknowledged_at = COALESCE(acknowledged_at, now()), "
+            "acknowledged_by = COALESCE(acknowledged_by, $3), updated_at = now() "
+            "WHERE alarm_id = $1",
+            alarm_id,
+            resolution,
+            actor,
+        )
+        await record(
+            conn, alarm_id, actor, f"resolved_{resolution}", {"steps": steps, "note": note}
+        )
+    return await get_alarm(conn, alarm_id)
+
+
+async def escalate(
+    conn: asyncpg.Connection, alarm_id: int, actor: str, to_line: int, note: str
+) -> Alarm:
+    """Hand an alarm up a support line: 1 first line, 2 expert, 3 R&D.
+
+    Raises:
+        InvalidRequestError: `to_line` is not above the current line.
+    """
+    async with conn.transaction():
+        row = await _locked(conn, alarm_id)
+        if to_line <= row["support_line"]:
+            raise InvalidRequestError(
+                f"alarm {alarm_id} is at line {row['support_line']}; escalate to a higher one"
+            )
+        await conn.execute(
+            "UPDATE alarms SET support_line = $2, updated_at = now() WHERE alarm_id = $1",
+            alarm_id,
+            to_line,
+        )
+        await record(
+            conn, alarm_id, actor, "escalated",
+            {"from_line": row["support_line"], "to_line": to_line, "note": note},
+        )  # fmt: skip
     return await get_alarm(conn, alarm_id)
