@@ -475,22 +475,33 @@ class Engine:
             return worst, count
 
         def events(at: IntArray, tr: Transition, worst: FloatArray, count: IntArray) -> None:
+            if len(at) == 0:
+                return
+            # Python values once per array, not a numpy scalar per event and field.
             segs = np.searchsorted(sub.starts, at, side="right") - 1
-            for j, seg, w, c in zip(
-                at.tolist(), segs.tolist(), worst.tolist(), count.tolist(), strict=True
+            info, describe = self._info, cond.describe
+            signal, higher_is_worse = cond.signal, cond.higher_is_worse
+            for slot, ts, v, w, c, i in zip(
+                sub.slots[segs].tolist(),
+                sub.ts_ms[at].tolist(),
+                value[at].tolist(),
+                worst.tolist(),
+                count.tolist(),
+                (at if idx is None else idx[at]).tolist(),
+                strict=True,
             ):
                 out.append(
                     AlarmEvent(
-                        self._info[int(sub.slots[seg])].machine_id,
+                        info[slot].machine_id,
                         fault,
                         tr,
-                        int(sub.ts_ms[j]),
-                        signal=cond.signal,
-                        value=float(value[j]),
+                        ts,
+                        signal=signal,
+                        value=v,
                         worst=None if c == 0 else w,
-                        higher_is_worse=cond.higher_is_worse,
+                        higher_is_worse=higher_is_worse,
                         count=c,
-                        detail=cond.describe(j if idx is None else int(idx[j]), tr),
+                        detail=describe(i, tr),
                     )
                 )
 
@@ -597,8 +608,8 @@ class Engine:
 
         def describe(i: int, tr: Transition) -> str:
             c = sets[int(batch.model_seg[batch.seg_of(i)])].low_oil_pressure
-            limit = float(np.interp(speed[i], c.curve_rpm, c.curve_kpa))
-            head = f"oil pressure {_fmt(oil[i])} kPa at {_fmt(speed[i])} rpm"
+            limit = float(np.interp(speed.item(i), c.curve_rpm, c.curve_kpa))
+            head = f"oil pressure {_fmt(oil.item(i))} kPa at {_fmt(speed.item(i))} rpm"
             if tr is Transition.CLEARED:
                 return f"{head}, back above {_fmt(limit + c.clear_margin_kpa)} kPa"
             return f"{head}, below the minimum of {_fmt(limit)} kPa"
@@ -624,8 +635,8 @@ class Engine:
 
         def describe(i: int, tr: Transition) -> str:
             if tr is Transition.CLEARED:
-                return f"{label} {_fmt(temp[i], 1)} °C, below {_fmt(_at(lo, i), 1)} °C again"
-            return f"{label} {_fmt(temp[i], 1)} °C, at or above {_fmt(_at(hi, i), 1)} °C"
+                return f"{label} {_fmt(temp.item(i), 1)} °C, below {_fmt(_at(lo, i), 1)} °C again"
+            return f"{label} {_fmt(temp.item(i), 1)} °C, at or above {_fmt(_at(hi, i), 1)} °C"
 
         return _Conditions(
             is_raise,
@@ -660,14 +671,14 @@ class Engine:
         known = is_cool | (is_hot & ~np.isnan(rate))
 
         def describe(i: int, tr: Transition) -> str:
-            head = f"coolant {_fmt(temp[i], 1)} °C"
+            head = f"coolant {_fmt(temp.item(i), 1)} °C"
             if tr is Transition.CLEARED:
-                if temp[i] <= _at(floor, i):
+                if temp.item(i) <= _at(floor, i):
                     return f"{head}, at or below {_fmt(_at(floor, i))} °C again"
-                return f"{head}, rising {_fmt(rate[i], 2)} °C/min, below {_at(slow, i)} °C/min"
+                return f"{head}, rising {_fmt(rate.item(i), 2)} °C/min, below {_at(slow, i)} °C/min"
             return (
-                f"{head}, rising {_fmt(rate[i], 2)} °C/min over {_fmt(_at(span_s, i) / 60, 1)} "
-                f"min, faster than {_at(fast, i)} °C/min"
+                f"{head}, rising {_fmt(rate.item(i), 2)} °C/min over "
+                f"{_fmt(_at(span_s, i) / 60, 1)} min, faster than {_at(fast, i)} °C/min"
             )
 
         return _Conditions(
@@ -769,12 +780,12 @@ class Engine:
 
         def describe(i: int, tr: Transition) -> str:
             if tr is Transition.CLEARED:
-                if speed[i] > 0:
-                    return f"engine running again, fuel level {_fmt(fuel[i], 1)} %"
-                return f"fuel level {_fmt(fuel[i], 1)} %, back to {_fmt(ref[i], 1)} %"
+                if speed.item(i) > 0:
+                    return f"engine running again, fuel level {_fmt(fuel.item(i), 1)} %"
+                return f"fuel level {_fmt(fuel.item(i), 1)} %, back to {_fmt(ref.item(i), 1)} %"
             return (
-                f"fuel level {_fmt(fuel[i], 1)} % with the engine off, {_fmt(drop[i], 1)} points "
-                f"below {_fmt(ref[i], 1)} % at engine stop"
+                f"fuel level {_fmt(fuel.item(i), 1)} % with the engine off, "
+                f"{_fmt(drop.item(i), 1)} points below {_fmt(ref.item(i), 1)} % at engine stop"
             )
 
         return _Conditions(
@@ -806,10 +817,10 @@ class Engine:
 
         def describe(i: int, tr: Transition) -> str:
             if tr is Transition.CLEARED:
-                return f"battery {_fmt(battery[i], 2)} V, at or above {_at(good, i)} V again"
+                return f"battery {_fmt(battery.item(i), 2)} V, at or above {_at(good, i)} V again"
             return (
-                f"battery {_fmt(battery[i], 2)} V with the engine running for "
-                f"{_fmt(ran_ms[i] / 1000)} s, below {_at(low, i)} V"
+                f"battery {_fmt(battery.item(i), 2)} V with the engine running for "
+                f"{_fmt(ran_ms.item(i) / 1000)} s, below {_at(low, i)} V"
             )
 
         return _Conditions(
@@ -835,7 +846,7 @@ class Engine:
         known = ~np.isnan(speed) & ~np.isnan(load)
 
         def describe(i: int, tr: Transition) -> str:
-            head = f"engine speed {_fmt(speed[i])} rpm at {_fmt(load[i])} % load"
+            head = f"engine speed {_fmt(speed.item(i))} rpm at {_fmt(load.item(i))} % load"
             r = _at(rated, i)
             if tr is Transition.CLEARED:
                 return f"{head}, load below {_at(load_min, i):.0f} % or speed recovered"
@@ -902,7 +913,9 @@ class Engine:
             seg = int(np.searchsorted(sg.starts, i, side="right")) - 1
             if np.isnan(site[2, seg]):
                 return "no site registered any more"
-            head = f"{_fmt(dist[i])} m from the site centre, site radius {_fmt(site[2, seg])} m"
+            head = (
+                f"{_fmt(dist.item(i))} m from the site centre, site radius {_fmt(site[2, seg])} m"
+            )
             if tr is Transition.CLEARED:
                 return f"{head}: back inside"
             return f"{head}: outside by more than {_fmt(out_m[seg])} m"
@@ -940,9 +953,10 @@ class Engine:
         ids = [batch.machine_ids[seg_of_slot[int(s)]] for s in wsg.slots.tolist()]
 
         def describe(i: int, tr: Transition) -> str:
+            score, limit = scores.item(i), limits.item(i)
             if tr is Transition.CLEARED:
-                return f"anomaly score {scores[i]:.2f}, at or below {limits[i]:.2f} again"
-            return f"anomaly score {scores[i]:.2f} above the model's threshold {limits[i]:.2f}"
+                return f"anomaly score {score:.2f}, at or below {limit:.2f} again"
+            return f"anomaly score {score:.2f} above the model's threshold {limit:.2f}"
 
         cond = _Conditions(is_raise, known, is_clear, known, scores, None, True, describe)
         wbatch = _Batch(
@@ -957,29 +971,45 @@ class Engine:
         c_n = wbatch.param(lambda t: t.anomaly.clear_windows)
         row = _FAULT_ROW[ev.UNEXPLAINED_ANOMALY]
         found = self._transitions(wbatch, row, cond, wsg, None, ((r_n, 0.0), (c_n, 0.0)), emit)
-        return [self._deviations(e, windows, models, scorer_of, ids, wsg) for e in found]
+        return self._deviations(found, windows, models, scorer_of, ids, wsg)
 
     def _deviations(
         self,
-        event: AlarmEvent,
+        found: list[AlarmEvent],
         windows: Windows,
         models: np.ndarray,
         scorer_of: Mapping[str, AnomalyScorer],
         ids: list[str],
         wsg: Segments,
-    ) -> AlarmEvent:
-        """The event with the signals that deviate most in its window."""
-        if event.transition is Transition.CLEARED:
-            return event
-        seg = ids.index(event.machine_id)
-        lo, hi = int(wsg.starts[seg]), int(wsg.starts[seg] + wsg.counts[seg])
-        at = lo + int(np.searchsorted(windows.end_ts_ms[lo:hi], event.ts_ms))
-        scorer = scorer_of[str(models[at])]
-        z = scorer.explain(windows.means[at : at + 1])[0]
-        top = np.argsort(-np.abs(z), kind="stable")[:3]
-        deviations = tuple((MODEL_SIGNALS[k], round(float(z[k]), 2)) for k in top.tolist())
-        parts = ", ".join(f"{s} z={v:+.1f}" for s, v in deviations)
-        return replace(event, deviations=deviations, detail=f"{event.detail}; {parts}")
+    ) -> list[AlarmEvent]:
+        """The events with the signals that deviate most in their window.
+
+        One `explain` per machine model for all events of the batch (z-scores are per row).
+        """
+        todo = [k for k, e in enumerate(found) if e.transition is not Transition.CLEARED]
+        if not todo:
+            return found
+        seg_of = {machine_id: seg for seg, machine_id in reversed(list(enumerate(ids)))}
+        starts, counts, ends = wsg.starts.tolist(), wsg.counts.tolist(), windows.end_ts_ms
+        rows: list[int] = []
+        for k in todo:
+            seg = seg_of[found[k].machine_id]
+            lo, hi = starts[seg], starts[seg] + counts[seg]
+            rows.append(lo + int(np.searchsorted(ends[lo:hi], found[k].ts_ms)))
+        names = [str(models[at]) for at in rows]
+        out = list(found)
+        for name in dict.fromkeys(names):  # machine models, not events
+            mine = [j for j, n in enumerate(names) if n == name]
+            z = scorer_of[name].explain(windows.means[[rows[j] for j in mine]])
+            tops = np.argsort(-np.abs(z), axis=1, kind="stable")[:, :3].tolist()
+            for j, z_row, top in zip(mine, z.tolist(), tops, strict=True):
+                event = found[todo[j]]
+                deviations = tuple((MODEL_SIGNALS[c], round(z_row[c], 2)) for c in top)
+                parts = ", ".join(f"{s} z={v:+.1f}" for s, v in deviations)
+                out[todo[j]] = replace(
+                    event, deviations=deviations, detail=f"{event.detail}; {parts}"
+                )
+        return out
 
 
 @dataclass(frozen=True, slots=True)
