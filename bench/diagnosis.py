@@ -1,6 +1,6 @@
 """Diagnosis engine benchmark: the engine beside a per-reading Python loop of the same rules.
 
-Run by hand (not in CI): `.venv/bin/python bench/diagnosis.py` (see bench/README.md).
+Run by hand (not in CI): `.venv/bin/python -m bench.diagnosis` (see bench/README.md).
 
 The workload is a simulated fleet (`simulators.Fleet`, three machine models, one reading per
 machine a second), cut into frames of `--readings-per-frame` readings per machine that the

@@ -1,6 +1,6 @@
 """End-to-end ingest benchmark: the gateway beside a naive gateway, a bare pipe and the broker.
 
-Run by hand (not in CI): `.venv/bin/python bench/ingest.py` (see bench/README.md).
+Run by hand (not in CI): `.venv/bin/python -m bench.ingest` (see bench/README.md).
 
 Everything runs here, on one machine: a private Mosquitto on a free port (unlimited queues, so
 nothing is dropped), fresh databases on the PostgreSQL of TELEMATICS_BENCH_DATABASE_URL, and the
