@@ -93,6 +93,7 @@ CREATE TABLE orders (
     pickup_warehouse_id text REFERENCES warehouses (warehouse_id),
     plan                jsonb,
     eta                 timestamptz,
+    doc                 jsonb NOT NULL,
     created_at          timestamptz NOT NULL DEFAULT now(),
     updated_at          timestamptz NOT NULL DEFAULT now(),
     dispatched_at       timestamptz,
@@ -102,6 +103,7 @@ CREATE TABLE orders (
     closed_at           timestamptz,
     version             integer NOT NULL DEFAULT 0
 );
+COMMENT ON COLUMN orders.doc IS 'The order as the state machine (dispatch.orders.Order) holds it; the other columns are copies for queries.';
 CREATE INDEX orders_state_idx ON orders (state, order_id DESC);
 CREATE INDEX orders_engineer_idx ON orders (engineer_id, order_id DESC);
 CREATE INDEX orders_customer_idx ON orders (customer_id, order_id DESC);
@@ -131,16 +133,18 @@ CREATE TABLE order_reservations (
 
 CREATE TABLE sla_timers (
     timer_id    bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    timer_key   text NOT NULL UNIQUE,
     order_id    bigint NOT NULL REFERENCES orders (order_id),
     kind        text NOT NULL,
+    anchor_at   timestamptz NOT NULL,
     due_at      timestamptz NOT NULL,
     state       text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'fired')),
     fired_at    timestamptz,
     fired_by    text,
-    verdict     text CHECK (verdict IN ('breach', 'met', 'moot')),
-    detail      text,
-    UNIQUE (order_id, kind)
+    verdict     text CHECK (verdict IN ('breach', 'satisfied', 'moot', 'due')),
+    detail      text
 );
+CREATE INDEX sla_timers_order_idx ON sla_timers (order_id);
 CREATE INDEX sla_timers_due_idx ON sla_timers (due_at) WHERE state = 'pending';
 CREATE INDEX sla_timers_breach_idx ON sla_timers (fired_at DESC) WHERE verdict = 'breach';
 COMMENT ON TABLE sla_timers IS 'Durable service-level timers; workers claim due ones with FOR UPDATE SKIP LOCKED.';

@@ -6,6 +6,7 @@ the part of it it needs) from the composition root in `telematics.app`.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -13,6 +14,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from dispatch.sla import SlaPolicy
 from telematics.decode import Limits
 
 MqttProtocol = Literal["5", "3.1.1"]
@@ -87,6 +89,18 @@ class Settings(BaseSettings):
     alarm_notices: bool = Field(
         default=True, description="Publish alarm changes on machines/{machine_id}/alarms."
     )
+    sla_callback_s: int = Field(
+        default=15 * 60, ge=1, description="After a dispatch, by when the customer is called."
+    )
+    sla_complete_within_h: float = Field(
+        default=48.0, gt=0, description="Orders not completed within this are escalated."
+    )
+    sla_survey_after_h: float = Field(
+        default=24.0, gt=0, description="After completion, when the satisfaction call is due."
+    )
+    sla_check_interval_s: float = Field(
+        default=5.0, gt=0, description="How often due SLA timers are looked for."
+    )
 
     @field_validator("mqtt_url")
     @classmethod
@@ -96,6 +110,14 @@ class Settings(BaseSettings):
             if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
                 raise ValueError("TELEMATICS_MQTT_URL must look like mqtt://host:port")
         return value
+
+    def sla_policy(self) -> SlaPolicy:
+        """The service levels these settings describe (arrival deadlines stay by severity)."""
+        return SlaPolicy(
+            callback_after=timedelta(seconds=self.sla_callback_s),
+            complete_within=timedelta(hours=self.sla_complete_within_h),
+            survey_after=timedelta(hours=self.sla_survey_after_h),
+        )
 
     def limits(self) -> Limits:
         """The payload acceptance limits these settings describe."""

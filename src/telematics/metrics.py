@@ -101,6 +101,13 @@ class Metrics:
             registry=r,
         )
 
+        self.sla_timers = Counter(
+            "telematics_sla_timers",
+            "SLA timers fired, by kind and verdict (breach, satisfied, moot, due)",
+            ["kind", "verdict"],
+            registry=r,
+        )
+
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)

@@ -22,7 +22,7 @@ import uvicorn
 from diagnosis.engine import Engine
 from diagnosis.knowledge import KnowledgeBase
 from diagnosis.rules import RuleBook
-from telematics import embedded
+from telematics import embedded, sla_worker
 from telematics.api.app import create_app
 from telematics.api.context import ApiContext
 from telematics.config import Settings
@@ -213,6 +213,7 @@ async def run_service(
                     knowledge=knowledge,
                     rules=diagnoser.engine.rules if diagnoser else None,
                     models_changed=diagnoser.refresh_models if diagnoser else None,
+                    sla_policy=settings.sla_policy(),
                 )
             )
             server = _Server(
@@ -248,6 +249,15 @@ async def run_service(
                 if publisher is not None:
                     tg.create_task(publisher.run(diagnosis_done))
                 tg.create_task(_upkeep_loop(pool, settings, stop))
+                tg.create_task(
+                    sla_worker.run(
+                        pool,
+                        metrics,
+                        stop,
+                        worker_id=settings.mqtt_client_id,
+                        interval_s=settings.sla_check_interval_s,
+                    )
+                )
                 api = tg.create_task(server.serve())
                 # uvicorn offers no "started" event to wait on.
                 while not server.started and not api.done():  # noqa: ASYNC110

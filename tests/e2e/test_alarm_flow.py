@@ -169,3 +169,125 @@ async def test_injected_faults_raise_diagnosed_alarms_that_clear(
 
 def _ms(value: object) -> int:
     return int(datetime.fromisoformat(str(value)).timestamp() * 1000)
+
+
+async def field_resources(
+    http: httpx.AsyncClient, engineer_id: str, warehouse_id: str, lat: float, lon: float
+) -> dict[str, dict[str, str]]:
+    """Parts, an engineer with an empty van near the site, a stocked depot, and tokens."""
+    # Field resources arrive as spreadsheets.
+    csv = {**AUTH, "Content-Type": "text/csv"}
+    kit = ["CL-4050", "TH-4020", "FB-4040", "RC-4060"]
+    imports = {
+        "parts": "part_no,name\n" + "".join(f"{p},{p}\n" for p in kit),
+        "engineers": "engineer_id,name,skills,home_lat,home_lon\n"
+        f"{engineer_id},Chen,cooling_system;engine_mechanical,{lat + 0.05},{lon}\n",
+        "warehouses": f"warehouse_id,name,lat,lon\n{warehouse_id},Depot,{lat - 0.1},{lon}\n",
+        "stock": "location_kind,location_id,part_no,quantity\n"
+        + "".join(f"warehouse,{warehouse_id},{p},3\n" for p in kit),
+    }
+    for kind, text in imports.items():
+        answer = await http.post(f"/v1/import/{kind}", content=text, headers=csv)
+        assert answer.status_code == 200, answer.text
+    tokens = {}
+    for role, subject in (("expert", "ecc-e2e"), ("engineer", engineer_id)):
+        made = await http.post(
+            "/v1/tokens", json={"role": role, "subject_id": subject}, headers=AUTH
+        )
+        tokens[role] = {"Authorization": f"Bearer {made.json()['token']}"}
+
+    return tokens
+
+
+@pytest.mark.slow
+async def test_an_alarm_is_dispatched_worked_and_closed_with_its_callback_check(
+    settings: Settings, mqtt_endpoint: MqttEndpoint, tmp_path: Path
+) -> None:
+    """Simulator fault -> alarm -> expert dispatch -> engineer accepts and completes -> the
+    callback check fires (a breach: nobody called the customer) -> the expert closes the order.
+    """
+    fleet = make_fleet(2, id_prefix=unique("SVC"), seed=3)
+    faulty = fleet[0]
+    plan = FaultPlan(
+        from_run_start=(
+            FaultSpec("engine_overheat", faulty.machine_id, 5 * MINUTE_MS, 15 * 60, form="sudden"),
+        )
+    )
+    fast_sla = settings.model_copy(update={"sla_callback_s": 1, "sla_check_interval_s": 0.2})
+    engineer_id, warehouse_id = unique("ENG"), unique("WH")
+    lat, lon = faulty.site.lat, faulty.site.lon
+    async with (
+        service(fast_sla, tmp_path) as endpoints,
+        httpx.AsyncClient(base_url=endpoints.http_url, timeout=10) as http,
+    ):
+        await asyncio.to_thread(register_machines, endpoints.http_url, TOKEN, fleet)
+        tokens = await field_resources(http, engineer_id, warehouse_id, lat, lon)
+
+        report = await arun(
+            SimConfig(
+                machines=fleet,
+                mqtt=MqttSettings(host=mqtt_endpoint.host, port=mqtt_endpoint.port),
+                readings_per_machine=30 * 60,
+                batch_size=20,
+                seed=1,
+                faults=plan,
+                progress=False,
+            )
+        )
+        assert report.is_complete
+
+        async def raised() -> dict[str, object]:
+            while True:
+                for alarm in await alarms_of(http, faulty.machine_id):
+                    if alarm["fault"] == "engine_overheat":
+                        return alarm
+                await asyncio.sleep(0.3)
+
+        alarm = await asyncio.wait_for(raised(), 60)
+        expert, engineer = tokens["expert"], tokens["engineer"]
+        made = await http.post(f"/v1/alarms/{alarm['alarm_id']}/dispatch", json={}, headers=expert)
+        assert made.status_code == 201, made.text
+        order = made.json()
+        oid = order["order_id"]
+        assert order["engineer_id"] == engineer_id
+        assert order["plan"]["pickup_warehouse_id"] == warehouse_id  # the van is empty
+
+        async def timer_fired() -> list[dict[str, object]]:
+            while True:
+                timers = (await http.get(f"/v1/orders/{oid}/timers", headers=expert)).json()
+                if any(t["kind"] == "callback_check" and t["state"] == "fired" for t in timers):
+                    return list(timers)
+                await asyncio.sleep(0.2)
+
+        timers = await asyncio.wait_for(timer_fired(), 20)
+        (callback,) = [t for t in timers if t["kind"] == "callback_check"]
+        assert callback["verdict"] == "breach"
+        breaches = (await http.get("/v1/sla/breaches", headers=expert)).json()
+        assert oid in [b["order_id"] for b in breaches]
+
+        for step in ("accept", "start-travel", "arrive"):
+            answer = await http.post(f"/v1/orders/{oid}/{step}", headers=engineer)
+            assert answer.status_code == 200, (step, answer.text)
+        used = [{"part_no": "TH-4020", "quantity": 1}]
+        done = await http.post(
+            f"/v1/orders/{oid}/complete", json={"parts_used": used}, headers=engineer
+        )
+        assert done.json()["state"] == "completed"
+        closed = await http.post(f"/v1/orders/{oid}/close", json={"note": "ok"}, headers=expert)
+        assert closed.json()["state"] == "closed"
+        trail = [
+            e["action"] for e in (await http.get(f"/v1/orders/{oid}/events", headers=expert)).json()
+        ]
+        assert trail == [
+            "create",
+            "dispatch",
+            "accept",
+            "start_travel",
+            "arrive",
+            "complete",
+            "close",
+        ]
+        depot = (await http.get(f"/v1/warehouses/{warehouse_id}", headers=expert)).json()
+        left = {s["part_no"]: (s["quantity"], s["reserved"]) for s in depot["stock"]}
+        assert left["TH-4020"] == (2, 0)
+        assert left["CL-4050"] == (3, 0)

@@ -15,22 +15,26 @@ import pytest
 from diagnosis.events import LOW_OIL_PRESSURE, AlarmEvent, Severity, Transition
 from diagnosis.knowledge import KnowledgeBase
 from diagnosis.rules import RuleBook
+from dispatch.sla import SlaPolicy
 from telematics.api.app import create_app
 from telematics.api.context import ApiContext
 from telematics.decode import Limits
+from telematics.dispatching import dispatch_alarm
 from telematics.metrics import Metrics
 from telematics.store import alarms as alarm_store
 from telematics.store.registry import SourceDirectory, add_machine
 from telematics.store.tokens import Role, create_token
 from tests.conftest import unique
+from tests.telematics.test_orders import build, raise_alarm
 
 ADMIN = "roles-admin-token"
 ENGINEER = unique("ENG")
 A, E, G, C, D = "admin", "expert", "engineer", "customer", "other customer"
 EVERYONE = {A, E, G, C, D}
 
-# (method, path template) -> roles allowed to call it. Customer-scoped routes list both
-# customers: the other customer is allowed to call but sees nothing of customer A (tested below).
+# (method, path template) -> roles allowed to call it. A caller outside a resource's scope (the
+# other customer; an engineer the order is not assigned to) gets 404, as if it did not exist;
+# scoping itself is tested below and in test_orders.py.
 RULES: dict[tuple[str, str], set[str]] = {
     ("POST", "/v1/machines"): {A},
     ("GET", "/v1/machines"): {A, E, C, D},
@@ -60,6 +64,21 @@ RULES: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/alarms/{alarm_id}/events"): {A, E},
     ("GET", "/v1/models"): {A},
     ("POST", "/v1/models/{model}/train"): {A},
+    ("POST", "/v1/alarms/{alarm_id}/dispatch"): {A, E},
+    ("GET", "/v1/orders"): EVERYONE,
+    ("GET", "/v1/orders/{order_id}"): {A, E, C},
+    ("GET", "/v1/orders/{order_id}/events"): {A, E, C},
+    ("GET", "/v1/orders/{order_id}/timers"): {A, E},
+    ("POST", "/v1/orders/{order_id}/accept"): {A, E},
+    ("POST", "/v1/orders/{order_id}/start-travel"): {A, E},
+    ("POST", "/v1/orders/{order_id}/arrive"): {A, E},
+    ("POST", "/v1/orders/{order_id}/complete"): {A, E},
+    ("POST", "/v1/orders/{order_id}/contact"): {A, E},
+    ("POST", "/v1/orders/{order_id}/survey"): {A, E},
+    ("POST", "/v1/orders/{order_id}/close"): {A, E},
+    ("POST", "/v1/orders/{order_id}/transfer"): {A, E},
+    ("POST", "/v1/orders/{order_id}/cancel"): {A, E},
+    ("GET", "/v1/sla/breaches"): {A, E},
     ("POST", "/v1/tokens"): {A},
     ("GET", "/v1/tokens"): {A},
     ("DELETE", "/v1/tokens/{token_id}"): {A},
@@ -83,6 +102,13 @@ def body_for(method: str, path: str, machine_id: str) -> object:
         "/v1/warehouses": {"warehouse_id": "WH-ROLES", "name": "W", "lat": 1.0, "lon": 2.0},
         "/v1/parts": {"part_no": "P-ROLES", "name": "P"},
         "/v1/stock": [],
+        "/v1/alarms/{alarm_id}/dispatch": {},
+        "/v1/orders/{order_id}/complete": {},
+        "/v1/orders/{order_id}/contact": {},
+        "/v1/orders/{order_id}/survey": {},
+        "/v1/orders/{order_id}/close": {},
+        "/v1/orders/{order_id}/transfer": {"to_engineer_id": ENGINEER},
+        "/v1/orders/{order_id}/cancel": {"reason": "roles test"},
     }
     return bodies.get(path) if method in ("POST", "PUT", "PATCH") else None
 
@@ -115,6 +141,16 @@ async def world(pool: asyncpg.Pool) -> AsyncIterator[tuple[httpx.AsyncClient, di
         ):
             _, tokens[who] = await create_token(conn, role, subject, who)
         spare, _ = await create_token(conn, Role.EXPERT, "spare", "to revoke")
+        w = await build(conn)
+        order_alarm = await raise_alarm(conn, w.machine_id)
+    order = await dispatch_alarm(
+        pool, KnowledgeBase.load(), SlaPolicy(), order_alarm, actor="t", engineer_id=None, note=""
+    )
+    # The order belongs to customer C: its machine is moved over to C for this test.
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE orders SET customer_id = $2 WHERE order_id = $1", order.order.order_id, customer
+        )
     app = create_app(
         ApiContext(
             pool=pool,
@@ -131,6 +167,7 @@ async def world(pool: asyncpg.Pool) -> AsyncIterator[tuple[httpx.AsyncClient, di
         "alarm_id": change.alarm_id,
         "model": "no_history_model",
         "token_id": spare.token_id,
+        "order_id": order.order.order_id,
         "engineer_id": ENGINEER,
         "warehouse_id": "WH-ROLES",
         "kind": "parts",
@@ -181,7 +218,8 @@ async def test_each_role_may_call_only_its_routes(
                     headers=headers,
                 )  # fmt: skip
             refused = answer.status_code in (401, 403)
-            if refused == (who in allowed) and not (who == D and answer.status_code == 404):
+            hidden = who in (G, D) and answer.status_code == 404
+            if refused == (who in allowed) and not hidden:
                 failures.append(f"{who} {method} {path}: {answer.status_code} {answer.text[:80]}")
         anonymous = await http.request(method, path)
         if anonymous.status_code != 401:

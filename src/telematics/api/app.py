@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
-from telematics.api import alarms, ingest, machines, models, resources, tokens
+from telematics.api import alarms, ingest, machines, models, orders, resources, tokens
 from telematics.api.context import ApiContext, Context
 from telematics.db import acquire
 from telematics.errors import (
@@ -80,6 +80,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(models.router)
     app.include_router(tokens.router)
     app.include_router(resources.router)
+    app.include_router(orders.router)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 import asyncpg
@@ -13,6 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from diagnosis.knowledge import KnowledgeBase
 from diagnosis.rules import RuleBook
+from dispatch.sla import SlaPolicy
 from telematics.db import acquire
 from telematics.decode import Limits
 from telematics.errors import AuthError, ForbiddenError
@@ -35,6 +36,7 @@ class ApiContext:
         knowledge: The diagnosis knowledge base, when diagnosis is enabled.
         rules: The diagnosis thresholds, when diagnosis is enabled.
         models_changed: Tells the in-process diagnoser that a new anomaly model was stored.
+        sla_policy: The service levels orders are held to.
     """
 
     pool: asyncpg.Pool
@@ -46,6 +48,7 @@ class ApiContext:
     knowledge: KnowledgeBase | None = None
     rules: RuleBook | None = None
     models_changed: Callable[[], Awaitable[object]] | None = None
+    sla_policy: SlaPolicy = field(default_factory=SlaPolicy)
 
 
 def get_context(request: Request) -> ApiContext:

@@ -1,0 +1,297 @@
+"""Dispatch at the edge: alarms become service orders for the best engineer, and orders move
+through their lifecycle with stock, audit trail and SLA timers kept in the store.
+
+The matching and the state machine are pure (`dispatch`); this module feeds them a snapshot of
+the fleet from the store and writes their results back in one transaction. The snapshot holds
+only the stock of the parts the order needs, so it stays small however large the catalogue.
+
+Concurrent dispatches: reservations are conditional UPDATEs (see `store.orders`); when another
+order took the units between the snapshot and the reservation, the transaction rolls back and
+the order is matched again on a fresh snapshot, up to three times.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import asyncpg
+
+from diagnosis.knowledge import KnowledgeBase
+from dispatch.errors import TransitionError
+from dispatch.geo import GeoPoint
+from dispatch.matching import (
+    Candidate,
+    Engineer,
+    FleetIndex,
+    OrderNeed,
+    PartNeed,
+    Ranking,
+    Warehouse,
+    rank,
+)
+from dispatch.orders import Command, Dispatch, Order, apply, create_order
+from dispatch.sla import SlaPolicy, timers_for
+from telematics.db import acquire
+from telematics.errors import ConflictError, InvalidRequestError, NotFoundError
+from telematics.store import alarms as alarm_store
+from telematics.store import orders as order_store
+from telematics.store import resources
+from telematics.store.orders import StockShortError, StoredOrder
+from telematics.store.registry import get_machine
+
+log = logging.getLogger(__name__)
+
+RESERVATION_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchResult:
+    """An order created and dispatched, with the matching that chose its engineer."""
+
+    order: StoredOrder
+    chosen: Candidate
+    ranking: Ranking
+
+
+def _shift_window(p: resources.EngineerProfile, now: datetime) -> tuple[datetime, datetime] | None:
+    """Today's shift in the engineer's time zone, as aware UTC times; None when not tracked."""
+    if p.shift_start is None or p.shift_end is None:
+        return None
+    try:
+        tz = ZoneInfo(p.shift_tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        tz = ZoneInfo("UTC")
+    local = now.astimezone(tz)
+    start = datetime.combine(local.date(), p.shift_start, tz)
+    end = datetime.combine(local.date(), p.shift_end, tz)
+    if end <= start:  # a night shift: it ends tomorrow, or began yesterday
+        if local < end:
+            start -= timedelta(days=1)
+        else:
+            end += timedelta(days=1)
+    return start.astimezone(UTC), end.astimezone(UTC)
+
+
+def _point(lat: float | None, lon: float | None) -> GeoPoint | None:
+    return None if lat is None or lon is None else GeoPoint(lat, lon)
+
+
+async def fleet_snapshot(
+    conn: asyncpg.Connection, parts: Sequence[PartNeed], now: datetime
+) -> FleetIndex:
+    """Engineers and warehouses as matching sees them, with the stock of `parts` available now."""
+    part_nos = [p.part_no for p in parts]
+    vans: dict[str, dict[str, int]] = {}
+    stores: dict[str, dict[str, int]] = {}
+    for line in await resources.available_stock(conn, part_nos):
+        target = vans if line.location_kind is resources.LocationKind.VAN else stores
+        target.setdefault(line.location_id, {})[line.part_no] = line.available
+    engineers: list[Engineer] = []
+    for p in await resources.list_profiles(conn):
+        home = _point(p.home_lat, p.home_lon)
+        last = _point(p.last_lat, p.last_lon)
+        if home is None and last is None:
+            continue  # nowhere to start from: cannot be routed
+        shift = _shift_window(p, now)
+        engineers.append(
+            Engineer(
+                engineer_id=p.engineer_id,
+                position=last,
+                home_base=home or last or GeoPoint(0.0, 0.0),
+                skills=frozenset(p.skills),
+                van_stock=vans.get(p.engineer_id, {}),
+                open_orders=p.open_orders,
+                max_orders=p.max_orders,
+                on_shift=p.status == "available",
+                shift_start=shift[0] if shift else None,
+                shift_end=shift[1] if shift else None,
+                speed_kmh=p.speed_kmh,
+            )
+        )
+    warehouses = [
+        Warehouse(w.warehouse_id, GeoPoint(w.lat, w.lon), stores.get(w.warehouse_id, {}))
+        for w in await resources.list_warehouses(conn)
+    ]
+    return FleetIndex(engineers, warehouses)
+
+
+def _plan(candidate: Candidate, ranking: Ranking) -> dict[str, Any]:
+    return {
+        "engineer_id": candidate.engineer_id,
+        "pickup_warehouse_id": candidate.pickup_warehouse_id,
+        "route": [
+            {
+                "kind": str(stop.kind),
+                "place_id": stop.place_id,
+                "lat": stop.position.lat,
+                "lon": stop.position.lon,
+                "distance_km": round(stop.distance_km, 2),
+                "arrive_min": round(stop.arrive_min, 1),
+            }
+            for stop in candidate.route
+        ],
+        "distance_km": round(candidate.distance_km, 2),
+        "detour_km": round(candidate.detour_km, 2),
+        "eta_min": round(candidate.eta_min, 1),
+        "explanation": candidate.explanation,
+        "ranking": ranking.explain(),
+    }
+
+
+async def _site_of(conn: asyncpg.Connection, machine_id: str) -> tuple[float, float]:
+    machine = await get_machine(conn, machine_id)
+    if machine.site is not None:
+        return machine.site.lat, machine.site.lon
+    row = await conn.fetchrow(
+        "SELECT lat, lon FROM readings WHERE machine_id = $1 AND lat IS NOT NULL "
+        "AND ts > now() - interval '7 days' ORDER BY ts DESC LIMIT 1",
+        machine_id,
+    )
+    if row is None:
+        raise InvalidRequestError(
+            f"machine {machine_id} has no registered site and no recent position"
+        )
+    return row["lat"], row["lon"]
+
+
+async def dispatch_alarm(
+    pool: asyncpg.Pool,
+    knowledge: KnowledgeBase,
+    policy: SlaPolicy,
+    alarm_id: int,
+    *,
+    actor: str,
+    engineer_id: str | None,
+    note: str,
+    now: datetime | None = None,
+) -> DispatchResult:
+    """Create an order for an alarm and dispatch it to the best (or the chosen) engineer.
+
+    Raises:
+        NotFoundError: No such alarm.
+        ConflictError: The alarm already has an open order, nobody can serve it, the chosen
+            engineer is not among those who can, or stock ran out three times in a row.
+    """
+    for attempt in range(1, RESERVATION_ATTEMPTS + 1):
+        try:
+            async with acquire(pool) as conn, conn.transaction():
+                return await _dispatch_once(
+                    conn, knowledge, policy, alarm_id, actor, engineer_id, note,
+                    now or datetime.now(UTC),
+                )  # fmt: skip
+        except StockShortError as exc:
+            log.info("dispatch of alarm %d: %s; matching again (%d)", alarm_id, exc, attempt)
+    raise ConflictError("stock for alarm", f"{alarm_id}: reserved by other orders meanwhile")
+
+
+async def _dispatch_once(
+    conn: asyncpg.Connection,
+    knowledge: KnowledgeBase,
+    policy: SlaPolicy,
+    alarm_id: int,
+    actor: str,
+    engineer_id: str | None,
+    note: str,
+    now: datetime,
+) -> DispatchResult:
+    alarm = await alarm_store.get_alarm(conn, alarm_id)
+    fault = alarm.confirmed_fault or alarm.fault
+    diagnosis = knowledge.diagnose(fault)
+    parts = tuple(PartNeed(p.part_no, p.quantity) for p in diagnosis.parts)
+    site = await _site_of(conn, alarm.machine_id)
+    order_id = await order_store.next_order_id(conn)
+    need = OrderNeed(
+        str(order_id), GeoPoint(*site), parts, frozenset(diagnosis.skills), alarm.severity
+    )
+    ranking = rank(need, await fleet_snapshot(conn, parts, now), now=now, limit=10)
+    chosen = _choose(ranking, engineer_id)
+    order, created = create_order(str(order_id), alarm.severity, parts, actor=actor, now=now)
+    await order_store.insert_order(
+        conn, order_id, order, created, alarm_id=alarm_id, machine_id=alarm.machine_id,
+        customer_id=alarm.customer_id, fault=fault, skills=diagnosis.skills, site=site,
+    )  # fmt: skip
+    stored = await order_store.load(conn, order_id, lock=True)
+    command = Dispatch(chosen.engineer_id, chosen.pickup_warehouse_id, note or chosen.explanation)
+    dispatched, event = apply(order, command, actor=actor, now=now)
+    await order_store.save(
+        conn, stored, dispatched, event,
+        plan=_plan(chosen, ranking), eta=now + timedelta(minutes=chosen.eta_min),
+    )  # fmt: skip
+    await order_store.schedule(conn, [*timers_for(created, policy), *timers_for(event, policy)])
+    if alarm.resolution is None:
+        await alarm_store.resolve(conn, alarm_id, actor, "dispatched", [], note)
+    await alarm_store.record(
+        conn, alarm_id, actor, "dispatch",
+        {"order_id": order_id, "engineer_id": chosen.engineer_id, "eta_min": chosen.eta_min},
+    )  # fmt: skip
+    return DispatchResult(await order_store.load(conn, order_id), chosen, ranking)
+
+
+def _choose(ranking: Ranking, engineer_id: str | None) -> Candidate:
+    if engineer_id is None:
+        if ranking.best is None:
+            raise ConflictError("engineer for order", f"nobody can serve it: {ranking.explain()}")
+        return ranking.best
+    for candidate in ranking.candidates:
+        if candidate.engineer_id == engineer_id:
+            return candidate
+    why = [r.text for r in ranking.rejected_examples if r.engineer_id == engineer_id]
+    raise ConflictError(
+        "engineer for order",
+        f"{engineer_id} cannot serve it: {why[0] if why else 'slower than the 10 best'}",
+    )
+
+
+async def act(
+    pool: asyncpg.Pool,
+    policy: SlaPolicy,
+    order_id: int,
+    command: Command,
+    *,
+    actor: str,
+    now: datetime | None = None,
+) -> StoredOrder:
+    """Apply a lifecycle command to an order and store the result with its stock and timers.
+
+    Raises:
+        NotFoundError: No such order.
+        ConflictError: The command is not allowed in the order's state, or stock is short.
+    """
+    async with acquire(pool) as conn, conn.transaction():
+        stored = await order_store.load(conn, order_id, lock=True)
+        try:
+            order, event = apply(stored.order, command, actor=actor, now=now or datetime.now(UTC))
+        except TransitionError as exc:
+            raise ConflictError("transition", str(exc)) from exc
+        await order_store.save(conn, stored, order, event)
+        await order_store.schedule(conn, timers_for(event, policy))
+        return await order_store.load(conn, order_id)
+
+
+def order_visible(order: StoredOrder, role: str, subject_id: str) -> bool:
+    """Whether a caller may see an order: staff all, an engineer theirs, a customer its own."""
+    if role in ("admin", "expert"):
+        return True
+    if role == "engineer":
+        return order.order.engineer_id == subject_id
+    return order.customer_id == subject_id
+
+
+def assigned_to(order: Order, engineer_id: str) -> bool:
+    """Whether the order is currently the engineer's."""
+    return order.engineer_id == engineer_id
+
+
+def require_found(found: bool, order_id: int) -> None:
+    """404 for an order the caller may not see, so ids of others' orders do not leak.
+
+    Raises:
+        NotFoundError: `found` is False.
+    """
+    if not found:
+        raise NotFoundError("order", str(order_id))

@@ -1,0 +1,67 @@
+"""The SLA timer runner: fires due timers exactly once, however many copies run.
+
+Timers live in `sla_timers`. Each round claims due ones with `FOR UPDATE SKIP LOCKED`, judges
+them on their orders as they now stand (`dispatch.sla.judge`), and records the verdict in the
+same transaction: a second runner skips the locked rows, a runner that dies mid-round leaves them
+pending for the next, and a timer that came due while every runner was down fires at the first
+round after a restart, judged on the order's recorded times, as if punctual.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+
+import asyncpg
+
+from dispatch.sla import Verdict, judge
+from telematics.db import acquire, with_retry
+from telematics.errors import StoreUnavailableError
+from telematics.metrics import Metrics
+from telematics.store import orders as order_store
+from telematics.store.orders import FiredTimer
+
+log = logging.getLogger(__name__)
+
+
+async def fire_due(
+    pool: asyncpg.Pool, *, worker_id: str, now: datetime | None = None, limit: int = 200
+) -> list[FiredTimer]:
+    """Fire every due timer this runner can claim; returns what fired."""
+    at = now or datetime.now(UTC)
+    fired: list[FiredTimer] = []
+    async with acquire(pool) as conn, conn.transaction():
+        for timer_id, spec, stored in await order_store.claim_due(conn, at, limit):
+            verdict = judge(spec, stored.order, at)
+            detail = f"{spec.kind} of order {stored.order_id} ({stored.order.state}): {verdict}"
+            await order_store.record_verdict(conn, timer_id, verdict, at, worker_id, detail)
+            fired.append(
+                FiredTimer(timer_id, stored.order_id, spec.kind, spec.fires_at, at, verdict, detail)
+            )
+    return fired
+
+
+async def run(
+    pool: asyncpg.Pool,
+    metrics: Metrics,
+    stop: asyncio.Event,
+    *,
+    worker_id: str,
+    interval_s: float = 5.0,
+) -> None:
+    """Fire due timers every `interval_s` until `stop`."""
+    while not stop.is_set():
+        try:
+            fired = await with_retry(
+                lambda: fire_due(pool, worker_id=worker_id), what="SLA timers", stop=stop
+            )
+        except StoreUnavailableError:
+            return
+        for timer in fired:
+            metrics.sla_timers.labels(timer.kind.value, timer.verdict.value).inc()
+            if timer.verdict is Verdict.BREACH:
+                log.warning("SLA breach: %s", timer.detail)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval_s)
