@@ -32,6 +32,7 @@ from dispatch.matching import (
     PartNeed,
     Ranking,
     Warehouse,
+    assign,
     rank,
 )
 from dispatch.orders import Command, Dispatch, Order, apply, create_order
@@ -120,7 +121,7 @@ async def fleet_snapshot(
     return FleetIndex(engineers, warehouses)
 
 
-def _plan(candidate: Candidate, ranking: Ranking) -> dict[str, Any]:
+def _plan(candidate: Candidate, why_this_one: str) -> dict[str, Any]:
     return {
         "engineer_id": candidate.engineer_id,
         "pickup_warehouse_id": candidate.pickup_warehouse_id,
@@ -139,7 +140,7 @@ def _plan(candidate: Candidate, ranking: Ranking) -> dict[str, Any]:
         "detour_km": round(candidate.detour_km, 2),
         "eta_min": round(candidate.eta_min, 1),
         "explanation": candidate.explanation,
-        "ranking": ranking.explain(),
+        "ranking": why_this_one,
     }
 
 
@@ -189,6 +190,69 @@ async def dispatch_alarm(
     raise ConflictError("stock for alarm", f"{alarm_id}: reserved by other orders meanwhile")
 
 
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """An alarm about to become an order: what it needs and where."""
+
+    alarm: alarm_store.Alarm
+    fault: str
+    need: OrderNeed
+    site: tuple[float, float]
+
+
+async def _job(conn: asyncpg.Connection, knowledge: KnowledgeBase, alarm_id: int) -> _Job:
+    alarm = await alarm_store.get_alarm(conn, alarm_id)
+    fault = alarm.confirmed_fault or alarm.fault
+    diagnosis = knowledge.diagnose(fault)
+    parts = tuple(PartNeed(p.part_no, p.quantity) for p in diagnosis.parts)
+    site = await _site_of(conn, alarm.machine_id)
+    order_id = await order_store.next_order_id(conn)
+    need = OrderNeed(
+        str(order_id), GeoPoint(*site), parts, frozenset(diagnosis.skills), alarm.severity
+    )
+    return _Job(alarm, fault, need, site)
+
+
+async def _open_order(
+    conn: asyncpg.Connection,
+    policy: SlaPolicy,
+    job: _Job,
+    chosen: Candidate,
+    plan: dict[str, Any],
+    *,
+    actor: str,
+    note: str,
+    now: datetime,
+) -> StoredOrder:
+    """Create the order, dispatch it to `chosen` (reserving its parts), start its timers and
+    mark the alarm dispatched; all in the caller's transaction.
+    """
+    order_id = int(job.need.order_id)
+    order, created = create_order(
+        job.need.order_id, job.alarm.severity, job.need.parts, actor=actor, now=now
+    )
+    await order_store.insert_order(
+        conn, order_id, order, created, alarm_id=job.alarm.alarm_id,
+        machine_id=job.alarm.machine_id, customer_id=job.alarm.customer_id, fault=job.fault,
+        skills=sorted(job.need.skills), site=job.site,
+    )  # fmt: skip
+    stored = await order_store.load(conn, order_id, lock=True)
+    command = Dispatch(chosen.engineer_id, chosen.pickup_warehouse_id, note or chosen.explanation)
+    dispatched, event = apply(order, command, actor=actor, now=now)
+    await order_store.save(
+        conn, stored, dispatched, event, plan=plan, eta=now + timedelta(minutes=chosen.eta_min)
+    )
+    await order_store.schedule(conn, [*timers_for(created, policy), *timers_for(event, policy)])
+    alarm_id = job.alarm.alarm_id
+    if job.alarm.resolution is None:
+        await alarm_store.resolve(conn, alarm_id, actor, "dispatched", [], note)
+    await alarm_store.record(
+        conn, alarm_id, actor, "dispatch",
+        {"order_id": order_id, "engineer_id": chosen.engineer_id, "eta_min": chosen.eta_min},
+    )  # fmt: skip
+    return await order_store.load(conn, order_id)
+
+
 async def _dispatch_once(
     conn: asyncpg.Connection,
     knowledge: KnowledgeBase,
@@ -199,37 +263,80 @@ async def _dispatch_once(
     note: str,
     now: datetime,
 ) -> DispatchResult:
-    alarm = await alarm_store.get_alarm(conn, alarm_id)
-    fault = alarm.confirmed_fault or alarm.fault
-    diagnosis = knowledge.diagnose(fault)
-    parts = tuple(PartNeed(p.part_no, p.quantity) for p in diagnosis.parts)
-    site = await _site_of(conn, alarm.machine_id)
-    order_id = await order_store.next_order_id(conn)
-    need = OrderNeed(
-        str(order_id), GeoPoint(*site), parts, frozenset(diagnosis.skills), alarm.severity
-    )
-    ranking = rank(need, await fleet_snapshot(conn, parts, now), now=now, limit=10)
+    job = await _job(conn, knowledge, alarm_id)
+    ranking = rank(job.need, await fleet_snapshot(conn, job.need.parts, now), now=now, limit=10)
     chosen = _choose(ranking, engineer_id)
-    order, created = create_order(str(order_id), alarm.severity, parts, actor=actor, now=now)
-    await order_store.insert_order(
-        conn, order_id, order, created, alarm_id=alarm_id, machine_id=alarm.machine_id,
-        customer_id=alarm.customer_id, fault=fault, skills=diagnosis.skills, site=site,
-    )  # fmt: skip
-    stored = await order_store.load(conn, order_id, lock=True)
-    command = Dispatch(chosen.engineer_id, chosen.pickup_warehouse_id, note or chosen.explanation)
-    dispatched, event = apply(order, command, actor=actor, now=now)
-    await order_store.save(
-        conn, stored, dispatched, event,
-        plan=_plan(chosen, ranking), eta=now + timedelta(minutes=chosen.eta_min),
-    )  # fmt: skip
-    await order_store.schedule(conn, [*timers_for(created, policy), *timers_for(event, policy)])
-    if alarm.resolution is None:
-        await alarm_store.resolve(conn, alarm_id, actor, "dispatched", [], note)
-    await alarm_store.record(
-        conn, alarm_id, actor, "dispatch",
-        {"order_id": order_id, "engineer_id": chosen.engineer_id, "eta_min": chosen.eta_min},
-    )  # fmt: skip
-    return DispatchResult(await order_store.load(conn, order_id), chosen, ranking)
+    plan = _plan(chosen, ranking.explain())
+    stored = await _open_order(conn, policy, job, chosen, plan, actor=actor, note=note, now=now)
+    return DispatchResult(stored, chosen, ranking)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """Orders created for a batch of alarms, and the alarms nobody could take."""
+
+    orders: tuple[StoredOrder, ...]
+    unassigned: tuple[tuple[int, str], ...]
+    method: str
+    total_eta_min: float
+
+
+async def dispatch_alarms(
+    pool: asyncpg.Pool,
+    knowledge: KnowledgeBase,
+    policy: SlaPolicy,
+    alarm_ids: Sequence[int],
+    *,
+    actor: str,
+    now: datetime | None = None,
+) -> BatchResult:
+    """Dispatch several alarms at once, jointly: the engineers are assigned to minimise the total
+    arrival time (`dispatch.matching.assign`), not one alarm after the other.
+
+    Raises:
+        NotFoundError: An alarm does not exist.
+        ConflictError: An alarm already has an open order, or stock ran out three times.
+    """
+    if len(set(alarm_ids)) != len(alarm_ids):
+        raise InvalidRequestError("an alarm appears twice in the batch")
+    for attempt in range(1, RESERVATION_ATTEMPTS + 1):
+        try:
+            async with acquire(pool) as conn, conn.transaction():
+                return await _dispatch_batch(
+                    conn, knowledge, policy, alarm_ids, actor, now or datetime.now(UTC)
+                )
+        except StockShortError as exc:
+            log.info("batch dispatch: %s; assigning again (%d)", exc, attempt)
+    raise ConflictError("stock for batch", "reserved by other orders meanwhile")
+
+
+async def _dispatch_batch(
+    conn: asyncpg.Connection,
+    knowledge: KnowledgeBase,
+    policy: SlaPolicy,
+    alarm_ids: Sequence[int],
+    actor: str,
+    now: datetime,
+) -> BatchResult:
+    jobs = [await _job(conn, knowledge, a) for a in alarm_ids]
+    parts = {p.part_no: p for job in jobs for p in job.need.parts}
+    snapshot = await fleet_snapshot(conn, list(parts.values()), now)
+    assignment = assign([job.need for job in jobs], snapshot, now=now)
+    orders: list[StoredOrder] = []
+    unassigned: list[tuple[int, str]] = []
+    for job, choice in zip(jobs, assignment.choices, strict=True):
+        if choice.candidate is None:
+            unassigned.append((job.alarm.alarm_id, choice.explanation))
+            continue
+        plan = _plan(choice.candidate, choice.explanation)
+        orders.append(
+            await _open_order(
+                conn, policy, job, choice.candidate, plan, actor=actor, note="", now=now
+            )
+        )
+    return BatchResult(
+        tuple(orders), tuple(unassigned), str(assignment.method), assignment.total_delay_min
+    )
 
 
 def _choose(ranking: Ranking, engineer_id: str | None) -> Candidate:

@@ -265,3 +265,45 @@ async def test_timers_fire_once_with_two_runners_and_after_a_restart(pool: async
         )
     assert [r["order_id"] for r in breaches] == [ignored.order.order_id]
     assert pending == 4  # arrival deadline and 48 h escalation of each order, still ahead
+
+
+async def test_a_batch_is_assigned_jointly_not_greedily(pool: asyncpg.Pool) -> None:
+    """Two alarms, two engineers. Engineer X is a little nearer to alarm 1 and much nearer to
+    alarm 2; engineer Y is near alarm 1 only. Greedy (worst first, both critical: the first)
+    gives alarm 1 to X and leaves alarm 2 to Y, far away; jointly, Y takes 1 and X takes 2."""
+    from dispatch.matching import assign_greedy  # noqa: PLC0415
+    from telematics.dispatching import dispatch_alarms, fleet_snapshot  # noqa: PLC0415
+
+    async with pool.acquire() as conn:
+        w = await build(conn, far_has_kit=True)
+        lat, lon = w.site
+        second = unique("OM")
+        await add_machine(conn, second, "excavator", w.customer_id, Site(lat + 0.5, lon, 300.0))
+        x, y = unique("EX"), unique("EY")
+        await resources.upsert_engineers(
+            conn, [engineer(x, lat + 0.2, lon), engineer(y, lat - 0.22, lon)]
+        )
+        await resources.set_stock(
+            conn, [StockLine(LocationKind.VAN, e, no, q, 0) for e in (x, y) for no, q in KIT]
+        )
+        # The world's own engineers stand aside for this one.
+        await conn.execute(
+            "UPDATE engineers SET status = 'off' WHERE engineer_id = ANY($1)", [w.near, w.far]
+        )
+        alarms = [await raise_alarm(conn, w.machine_id), await raise_alarm(conn, second)]
+        now = datetime.now(UTC)
+        from dispatch.geo import GeoPoint  # noqa: PLC0415
+        from dispatch.matching import OrderNeed, PartNeed  # noqa: PLC0415
+
+        needs = [
+            OrderNeed(str(i), GeoPoint(la, lon), tuple(PartNeed(n, q) for n, q in KIT),
+                      frozenset(SKILLS))
+            for i, la in enumerate((lat, lat + 0.5))
+        ]  # fmt: skip
+        snapshot = await fleet_snapshot(conn, needs[0].parts, now)
+        greedy = assign_greedy(needs, snapshot, now=now)
+    result = await dispatch_alarms(pool, KB, SlaPolicy(), alarms, actor="expert:t", now=now)
+    chosen = {o.alarm_id: o.order.engineer_id for o in result.orders}
+    assert chosen == {alarms[0]: y, alarms[1]: x}
+    assert result.unassigned == ()
+    assert result.total_eta_min < greedy.total_delay_min

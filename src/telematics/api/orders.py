@@ -23,7 +23,13 @@ from dispatch.orders import (
 )
 from telematics.api.context import Caller, Conn, Context, Staff, allow
 from telematics.api.schemas import ID_PATTERN
-from telematics.dispatching import act, dispatch_alarm, order_visible, require_found
+from telematics.dispatching import (
+    act,
+    dispatch_alarm,
+    dispatch_alarms,
+    order_visible,
+    require_found,
+)
 from telematics.errors import ForbiddenError, InvalidRequestError
 from telematics.store import orders as order_store
 from telematics.store.orders import StoredOrder
@@ -178,6 +184,48 @@ async def dispatch(alarm_id: int, body: DispatchIn, ctx: Context, caller: Staff)
         actor=caller.actor, engineer_id=body.engineer_id, note=body.note,
     )  # fmt: skip
     return OrderOut.of(result.order)
+
+
+class BatchDispatchIn(BaseModel):
+    """Alarms to dispatch together (a surge: a storm, a site-wide outage)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alarm_ids: list[int] = Field(min_length=1, max_length=200)
+
+
+class UnassignedOut(BaseModel):
+    """An alarm nobody could take in this batch, and why."""
+
+    alarm_id: int
+    reason: str
+
+
+class BatchDispatchOut(BaseModel):
+    """The orders a batch created, and what is left."""
+
+    orders: list[OrderOut]
+    unassigned: list[UnassignedOut]
+    method: str = Field(description="optimal (assignment), milp (contended stock) or greedy")
+    total_eta_min: float
+
+
+@router.post("/dispatch", status_code=status.HTTP_201_CREATED)
+async def dispatch_batch(body: BatchDispatchIn, ctx: Context, caller: Staff) -> BatchDispatchOut:
+    """Dispatch several alarms jointly: engineers are assigned to minimise the total arrival
+    time over the batch, not greedily one alarm after the other.
+    """
+    if ctx.knowledge is None:
+        raise InvalidRequestError("diagnosis is not enabled in this service")
+    result = await dispatch_alarms(
+        ctx.pool, ctx.knowledge, ctx.sla_policy, body.alarm_ids, actor=caller.actor
+    )
+    return BatchDispatchOut(
+        orders=[OrderOut.of(o) for o in result.orders],
+        unassigned=[UnassignedOut(alarm_id=a, reason=r) for a, r in result.unassigned],
+        method=result.method,
+        total_eta_min=round(result.total_eta_min, 1),
+    )
 
 
 @router.get("/orders")
