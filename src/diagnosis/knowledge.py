@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Final
 
 from diagnosis import events
+from diagnosis.errors import DiagnosisError
 from diagnosis.events import Severity, parse_dtc_code
 from diagnosis.signals import DTC_FMI_MAX, DTC_SPN_MAX, SIGNAL_NAMES, SIGNALS
 
@@ -57,7 +58,7 @@ _SIGNAL_BY_SPN: Final = {s.spn: s.name for s in SIGNALS}
 _Table = Mapping[str, object]
 
 
-class KnowledgeBaseError(Exception):
+class KnowledgeBaseError(DiagnosisError):
     """A knowledge base file that cannot be used.
 
     Attributes:
@@ -74,7 +75,7 @@ class KnowledgeBaseError(Exception):
         self.source = source
 
 
-class UnknownFaultError(LookupError):
+class UnknownFaultError(DiagnosisError, LookupError):
     """`diagnose` was asked about a fault code that is neither known nor a J1939 code.
 
     Attributes:

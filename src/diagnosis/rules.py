@@ -20,6 +20,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+from diagnosis.errors import DiagnosisError
+
 __all__ = [
     "AnomalyTiming",
     "ChargingFailure",
@@ -37,7 +39,7 @@ __all__ = [
 ]
 
 
-class RuleBookError(ValueError):
+class RuleBookError(DiagnosisError, ValueError):
     """The rule book is malformed.
 
     Attributes:

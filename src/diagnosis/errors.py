@@ -1,0 +1,18 @@
+"""The root of the diagnosis package's exceptions.
+
+    DiagnosisError
+    ├── RuleBookError        rules.toml: a bad threshold, named by its key path
+    ├── KnowledgeBaseError   knowledge.toml: a bad entry, named by its key path
+    ├── UnknownFaultError    a fault code the knowledge base does not know
+    ├── EngineError          the engine was used wrongly (e.g. an unknown machine)
+    └── ModelError           the anomaly model: too little data, a wrong shape, a foreign blob
+
+A caller that only needs to know "diagnosis refused this" catches `DiagnosisError`; each subclass
+carries the fields that explain it.
+"""
+
+from __future__ import annotations
+
+
+class DiagnosisError(Exception):
+    """Base of every error the diagnosis package raises on purpose."""
