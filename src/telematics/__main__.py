@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
 
+from diagnosis.errors import DiagnosisError
 from diagnosis.model import NotEnoughDataError
 from diagnosis.rules import RuleBook
 from simulators import cli as simulator_cli
@@ -136,8 +137,10 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_train(settings, args.model, args.days))
         else:
             asyncio.run(_migrate(settings))
-    except TelematicsError as exc:
-        log.error("%s", exc)  # noqa: TRY400 - a clear message, not a traceback, for known errors
+    except (TelematicsError, DiagnosisError) as exc:
+        # A clear message, not a traceback, for known errors (a broken rules or knowledge file
+        # names the key at fault).
+        log.error("%s", exc)  # noqa: TRY400
         return 1
     return 0
 
