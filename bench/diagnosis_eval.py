@@ -8,9 +8,13 @@ The simulator's physics feeds the pure engine in-process: `Fleet.step` -> `Fault
 broker or database: the wire path (encode, MQTT, decode, store, restore) is tested elsewhere
 (tests/telematics, tests/e2e); without it the run is deterministic and takes minutes.
 
-1. Anomaly models. A separate healthy fleet (other machines, other seed) runs `--train-days`; its
-   windows (`diagnosis.windows.window_rows` with each model's `[anomaly]` settings from the rule
-   book) fit one `RegimeModel` per machine model, passed as `Engine(models=...)`.
+1. Anomaly models. The fleet runs `--train-days` of healthy history first (no fault starts
+   before the fault run), as a fleet's stored history would be; its windows
+   (`diagnosis.windows.window_rows` with each model's `[anomaly]` settings from the rule book,
+   tagged by machine) fit one `RegimeModel` per machine model, which learns every machine's own
+   baseline, passed as `Engine(models=...)`. The same simulation then goes on into the fault run:
+   the machines keep their individual settings, and the engine starts at its beginning.
+   `--unseen` leaves some machines out of training, to measure machines first seen after it.
 2. Faults. Every kind of `simulators.faults`, `--faults-per-kind` of each, one per machine, spread
    evenly over the kind's types (sudden and gradual forms, the anomaly's two variants, dtc steady
    and flapping), at random times; the rest of the fleet stays healthy.
@@ -90,21 +94,22 @@ def chunks(
     steps: int,
     period_ms: int,
     chunk_steps: int,
+    start_ms: int = T0_MS,
 ) -> Iterator[tuple[Frame, int]]:
     """The run in chunks of `chunk_steps` steps: each as an engine Frame, with its end time.
 
-    Chunks start at multiples of `chunk_steps * period_ms` after T0 and machines report within
-    their period, so a chunk aligned on the model's window length never cuts a window.
+    Chunks start at multiples of `chunk_steps * period_ms` after `start_ms` and machines report
+    within their period, so a chunk aligned on the model's window length never cuts a window.
     """
     offsets = np.random.default_rng(seed).integers(0, period_ms, len(machines))
-    fleet = Fleet(machines, seed=seed, start_ts_ms=T0_MS - period_ms, offsets_ms=offsets)
+    fleet = Fleet(machines, seed=seed, start_ts_ms=start_ms - period_ms, offsets_ms=offsets)
     injector.attach(fleet)
     for first in range(0, steps, chunk_steps):
         taken = [
-            injector.observe(fleet.step(T0_MS + k * period_ms))
+            injector.observe(fleet.step(start_ms + k * period_ms))
             for k in range(first, min(first + chunk_steps, steps))
         ]
-        end_ms = T0_MS + (first + len(taken)) * period_ms
+        end_ms = start_ms + (first + len(taken)) * period_ms
         yield to_engine_frame(machines, taken), end_ms
 
 
@@ -145,39 +150,44 @@ def empty_frame() -> Frame:
     return Frame((), none, none, np.zeros((len(SIGNAL_NAMES), 0)), none, none, none, none)
 
 
-# -- anomaly models from a healthy run -----------------------------------------------------------
+# -- anomaly models from the fleet's healthy history ----------------------------------------------
 
 
-def train_models(args: argparse.Namespace, rules: RuleBook) -> dict[str, RegimeModel]:
-    """One RegimeModel per machine model, fitted on windows of a separate healthy fleet."""
-    seed = args.seed + 1000
-    machines = make_fleet(args.train_machines, id_prefix="TRAIN", seed=seed)
-    period_ms = round(args.period * 1000)
-    window_ms = max(round(rules.for_model(m).anomaly.window_s * 1000) for m in MODELS)
-    # About an hour per chunk, a whole number of windows (so no window is cut in two).
-    chunk_steps = max(1, window_ms // period_ms) * max(1, 3_600_000 // window_ms)
-    rows: dict[str, list[FloatArray]] = defaultdict(list)
-    steps = round(args.train_days * DAY_S * 1000 / period_ms)
-    model_of = {m.machine_id: m.model for m in machines}
-    skip_ms = T0_MS + round(args.warmup_s * 1000)
-    healthy = FaultInjector(machines, (), seed=seed)
-    for frame, _ in chunks(
-        machines, healthy, seed=seed, steps=steps, period_ms=period_ms, chunk_steps=chunk_steps
-    ):
+class History:
+    """Healthy windows of the fleet's history, per machine model and tagged by machine."""
+
+    def __init__(self, machines: Sequence[MachineSpec], rules: RuleBook, skip_ms: int) -> None:
+        self.model_of = {m.machine_id: m.model for m in machines}
+        self.rules = rules
+        self.skip_ms = skip_ms
+        self.rows: dict[str, list[FloatArray]] = defaultdict(list)
+        self.ids: dict[str, list[list[str]]] = defaultdict(list)
+
+    def add(self, frame: Frame, trained: set[str]) -> None:
+        """Keep the windows of `frame` (whole windows only) of the machines in `trained`."""
         for name in MODELS:
-            a = rules.for_model(name).anomaly
+            a = self.rules.for_model(name).anomaly
             w = window_rows(frame, a.window_s, a.min_readings, a.max_rpm_range)
-            is_model = np.array([model_of[frame.machine_ids[i]] == name for i in w.slot.tolist()])
-            is_model &= w.start_ms >= skip_ms  # the simulator's random start is no steady state
+            ids = [frame.machine_ids[i] for i in w.slot.tolist()]
+            is_model = np.array([self.model_of[m] == name and m in trained for m in ids], bool)
+            is_model &= w.start_ms >= self.skip_ms  # a random start is no steady state
             if is_model.any():
-                rows[name].append(w.means[is_model])
-    models: dict[str, RegimeModel] = {}
-    for model, parts in rows.items():
-        x = np.concatenate(parts)
-        models[model] = RegimeModel(model, seed=args.seed).fit(x, trained_at_ms=T0_MS)
-        n_rows = ", ".join(f"{r} {n:,}" for r, n in models[model].info.n_rows.items())
-        print(f"  {model:10s} {len(x):7,} windows ({n_rows})", flush=True)
-    return models
+                self.rows[name].append(w.means[is_model])
+                self.ids[name].append([m for m, ok in zip(ids, is_model, strict=True) if ok])
+
+    def fit(self, seed: int) -> dict[str, RegimeModel]:
+        """One RegimeModel per machine model."""
+        models: dict[str, RegimeModel] = {}
+        for name, parts in self.rows.items():
+            x = np.concatenate(parts)
+            ids = [m for part in self.ids[name] for m in part]
+            models[name] = RegimeModel(name, seed=seed).fit(x, ids, trained_at_ms=T0_MS)
+            info = models[name].info
+            n_rows = ", ".join(
+                f"{r} {n:,} ({info.n_machines.get(r, 0)} machines)" for r, n in info.n_rows.items()
+            )
+            print(f"  {name:10s} {len(x):7,} windows: {n_rows}", flush=True)
+        return models
 
 
 # -- the fault plan ------------------------------------------------------------------------------
@@ -256,16 +266,17 @@ class Run:
 
 
 def run(args: argparse.Namespace, machines: Sequence[MachineSpec], planned: list[Planned],
-        models: dict[str, RegimeModel], rules: RuleBook) -> Run:  # fmt: skip
-    engine = Engine(rules, models=models)
-    infos = [
-        MachineInfo(m.machine_id, m.model, m.site.lat, m.site.lon, m.site.radius_m)
-        for m in machines
-    ]
-    engine.restore(infos, empty_frame(), {})
+        rules: RuleBook) -> Run:  # fmt: skip
+    """Healthy history (training the models), then the fault run through the engine."""
     period_ms = round(args.period * 1000)
-    steps = round(args.days * DAY_S * 1000 / period_ms)
+    train_steps = round(args.train_days * DAY_S * 1000 / period_ms)
+    steps = train_steps + round(args.days * DAY_S * 1000 / period_ms)
     chunk_steps = max(1, round(args.batch_s * 1000 / period_ms))
+    if train_steps % chunk_steps:  # the fault run must begin on a chunk edge
+        raise SystemExit("--train-days must be a whole number of --batch-s chunks")
+    start_ms = T0_MS - train_steps * period_ms
+    trained = {m.machine_id for m in machines[: len(machines) - args.unseen]}
+    history = History(machines, rules, start_ms + round(args.warmup_s * 1000))
     raised: list[AlarmEvent] = []
     readings, engine_s, t0 = 0, 0.0, time.perf_counter()
     end_ms = T0_MS
@@ -277,7 +288,21 @@ def run(args: argparse.Namespace, machines: Sequence[MachineSpec], planned: list
         steps=steps,
         period_ms=period_ms,
         chunk_steps=chunk_steps,
+        start_ms=start_ms,
     )
+    print(f"history: {args.train_days:g} days, {len(trained)} machines trained on ...", flush=True)
+    for frame, end_ms in stream:
+        history.add(frame, trained)
+        if end_ms >= T0_MS:
+            break
+    engine = Engine(rules, models=history.fit(args.seed))
+    infos = [
+        MachineInfo(m.machine_id, m.model, m.site.lat, m.site.lon, m.site.radius_m)
+        for m in machines
+    ]
+    engine.restore(infos, empty_frame(), {})
+    print(f"fault run: {len(planned)} faults on {len(machines)} machines ...", flush=True)
+    steps -= train_steps
     for n, (frame, end_ms) in enumerate(stream):
         e0 = time.perf_counter()
         events = engine.process(frame) + engine.check_silence(end_ms)
@@ -620,8 +645,12 @@ def parse_args() -> argparse.Namespace:
         help="comma list of fault kinds to inject (default: all)",
     )
     p.add_argument("--batch-s", type=float, default=60.0, help="simulated s per Engine.process")
-    p.add_argument("--train-machines", type=int, default=60, help="healthy fleet for the model")
-    p.add_argument("--train-days", type=float, default=2.0)
+    p.add_argument(
+        "--train-days", type=float, default=2.0, help="healthy history the models learn from"
+    )
+    p.add_argument(
+        "--unseen", type=int, default=0, help="machines (the last ones) left out of training"
+    )
     p.add_argument("--warmup-s", type=float, default=LEAD_S, help="not scored: random start")
     p.add_argument("--tolerance-s", type=float, default=30.0, help="raise before visible")
     p.add_argument("--grace-s", type=float, default=600.0, help="raise after the fault ended")
@@ -637,12 +666,9 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     rules = RuleBook.load()
-    print(f"training anomaly models on {args.train_machines} healthy machines ...", flush=True)
-    models = train_models(args, rules)
     machines = make_fleet(args.machines, seed=args.seed)
     planned = plan(machines, args.kinds, args.faults_per_kind, args.days * DAY_S, args.seed)
-    print(f"fault run: {len(planned)} faults on {args.machines} machines ...", flush=True)
-    r = run(args, machines, planned, models, rules)
+    r = run(args, machines, planned, rules)
     s = score(args, r, planned, machines)
     short = report(args, s, r)
     if args.details:

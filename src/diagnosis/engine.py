@@ -22,6 +22,7 @@ import numpy as np
 
 from diagnosis import events as ev
 from diagnosis.dtc import DtcBatch, DtcTracker
+from diagnosis.errors import DiagnosisError
 from diagnosis.events import AlarmEvent, Transition
 from diagnosis.frame import BoolArray, FloatArray, Frame, IntArray, MachineInfo
 from diagnosis.rules import RuleBook, Thresholds
@@ -54,23 +55,29 @@ _SPEED: Final = SIGNAL_INDEX["engine_speed_rpm"]
 
 
 class AnomalyScorer(Protocol):
-    """What the engine needs of a trained anomaly model (`diagnosis.model` provides one)."""
+    """What the engine needs of a trained anomaly model (`diagnosis.model` provides one).
+
+    Rows come with the machine each is a window of, because a scorer may judge a machine against
+    its own healthy baseline (`diagnosis.model.RegimeModel` does); a NaN score means the row is
+    not judged (no baseline for that machine yet, engine off, a value missing) and neither
+    raises nor clears.
+    """
 
     @property
     def threshold(self) -> float:
         """Scores above this are anomalous."""
         ...
 
-    def score(self, X: FloatArray) -> FloatArray:  # noqa: N803 - the usual name of a matrix
+    def score(self, X: FloatArray, machine_ids: Sequence[str]) -> FloatArray:  # noqa: N803
         """Anomaly score per row of window means in `MODEL_SIGNALS` order; higher is worse."""
         ...
 
-    def explain(self, X: FloatArray) -> FloatArray:  # noqa: N803
+    def explain(self, X: FloatArray, machine_ids: Sequence[str]) -> FloatArray:  # noqa: N803
         """Per-signal z-scores, the same shape as `X`."""
         ...
 
 
-class EngineError(Exception):
+class EngineError(DiagnosisError):
     """Base of the engine's errors."""
 
 
@@ -931,14 +938,16 @@ class Engine:
             return []
         scores = np.full(len(windows), np.nan)
         limits = np.full(len(windows), np.nan)
-        models = np.array([self._info[s].model for s in windows.slot.tolist()], dtype=object)
+        infos = [self._info[s] for s in windows.slot.tolist()]  # windows, not readings
+        models = np.array([i.model for i in infos], dtype=object)
+        machine_ids = [i.machine_id for i in infos]
         scorer_of: dict[str, AnomalyScorer] = {}
         for name in np.unique(models).tolist():  # machine models, not windows
             scorer = self._scorers.get(str(name))
             if scorer is None:
                 continue
             at = np.flatnonzero(models == name)
-            scores[at] = scorer.score(windows.means[at])
+            scores[at] = scorer.score(windows.means[at], [machine_ids[k] for k in at.tolist()])
             limits[at] = scorer.threshold
             scorer_of[str(name)] = scorer
         is_raise = scores > limits
@@ -1000,7 +1009,8 @@ class Engine:
         out = list(found)
         for name in dict.fromkeys(names):  # machine models, not events
             mine = [j for j, n in enumerate(names) if n == name]
-            z = scorer_of[name].explain(windows.means[[rows[j] for j in mine]])
+            ids_of = [found[todo[j]].machine_id for j in mine]
+            z = scorer_of[name].explain(windows.means[[rows[j] for j in mine]], ids_of)
             tops = np.argsort(-np.abs(z), axis=1, kind="stable")[:, :3].tolist()
             for j, z_row, top in zip(mine, z.tolist(), tops, strict=True):
                 event = found[todo[j]]

@@ -1,23 +1,27 @@
-"""The anomaly model: a robust-scaled isolation forest, and one per operating regime.
+"""The anomaly model: per-machine baselines, and a robust-scaled isolation forest per regime.
 
 This module owns everything learned from data in `diagnosis`, and it is the only module of the
-project that imports scikit-learn; the rest of the package sees plain float matrices in and
-float arrays out (the engine's `AnomalyScorer` protocol: `threshold`, `score`, `explain`). It never
-does I/O: training rows come in as arrays and models leave as bytes, which the telematics side
-stores in PostgreSQL (`anomaly_models`).
+project that imports scikit-learn; the rest of the package sees plain float matrices and machine
+ids in and float arrays out (the engine's `AnomalyScorer` protocol: `threshold`, `score`,
+`explain`). It never does I/O: training rows come in as arrays and models leave as bytes, which
+the telematics side stores in PostgreSQL (`anomaly_models`).
 
 Two layers:
 
 * `AnomalyDetector` is the fit/score core for any float matrix, with no idea what its columns
   mean, so it can be checked on any labelled data set. Columns are standardised robustly (median
-  and IQR), then an `IsolationForest` scores them; the score is `-score_samples`, so higher means
-  more anomalous (about 0.35-0.5 for typical rows, towards 1 for isolated ones).
+  and IQR), then an `IsolationForest` is grown on them; the score is `-score_samples`, so higher
+  means more anomalous (about 0.35-0.5 for typical rows, towards 1 for isolated ones). Scoring
+  does not call scikit-learn: the fitted trees are copied into flat arrays (`_FlatForest`) and
+  scored for all rows at once in numpy, to the same figure.
 * `RegimeModel` is the model of one machine model. Its rows are 60 s window means of
-  `MODEL_SIGNALS`. What is healthy depends on what the engine is doing (oil pressure and coolant
-  temperature at full load would be alarming at idle), so rows are split into operating regimes
-  and each regime has its own detector and its own calibrated threshold. The score combines the
-  forest score with the largest robust z-score of the row (a forest alone does not see how far
-  one signal drifted, see `RegimeModel`), and is divided by the regime's threshold, so one
+  `MODEL_SIGNALS`, each with the machine it is a window of. Machines differ more from each other
+  than a healthy machine varies, so each is judged against its own healthy baseline per
+  operating regime (`_Baselines`); what is healthy also depends on what the engine is doing (oil
+  pressure and coolant temperature at full load would be alarming at idle), so each regime has
+  its own baselines, detector and calibrated threshold. The score combines the forest score
+  with the largest robust z-score of the row's residuals (a forest alone does not see how far one
+  signal drifted, see `RegimeModel`), and is divided by the regime's threshold, so one
   threshold, 1.0, serves every regime and the engine needs no regime logic.
 
 Errors derive from `ModelError`; every subclass carries the figures that explain it.
@@ -30,15 +34,16 @@ import json
 import pickle
 import struct
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 import numpy as np
 import sklearn
 from numpy.typing import ArrayLike, NDArray
 from sklearn.ensemble import IsolationForest
 
+from diagnosis.errors import DiagnosisError
 from diagnosis.windows import MODEL_SIGNALS
 
 FloatArray = NDArray[np.float64]
@@ -46,6 +51,7 @@ IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
 
 _SPEED_COL: Final = MODEL_SIGNALS.index("engine_speed_rpm")
+_OIL_COL: Final = MODEL_SIGNALS.index("oil_pressure_kpa")
 _LOAD_COL: Final = MODEL_SIGNALS.index("load_pct")
 _COOLANT_COL: Final = MODEL_SIGNALS.index("coolant_temp_c")
 
@@ -71,19 +77,18 @@ REGIMES: Final = ("idle", "part_load", "full_load")
 """Regime names; `regime_index` returns positions in this tuple, -1 for rows not scored."""
 NOT_SCORED: Final = -1
 
-ALGORITHM_VERSION: Final = "regime-iforest-3"
+ALGORITHM_VERSION: Final = "machine-baseline-iforest-4"
 """What the model computes; bump it when scores of the same data would change."""
-FORMAT_VERSION: Final = 2
+FORMAT_VERSION: Final = 3
 """Layout of `RegimeModel.to_bytes`; bump it when the layout or the body's state changes."""
 _MAGIC: Final = b"TMAM"  # telematics anomaly model
 _PREFIX: Final = struct.Struct(">4sHI")  # magic, format version, header length
-_ALL: Final = "all"  # key of the detector fitted on all running rows (the fallback)
 
 _IQR_TO_SIGMA: Final = 1.349  # the IQR of a normal distribution, in standard deviations
 _SCALE_RTOL: Final = 1e-9  # a spread below this (relative to the centre) counts as none
 
 
-class ModelError(Exception):
+class ModelError(DiagnosisError):
     """Base of every error of this module."""
 
 
@@ -121,6 +126,20 @@ class ShapeError(ModelError):
         cols = "any number of" if expected is None else str(expected)
         super().__init__(f"expected a 2-D matrix with {cols} columns, got shape {shape}")
         self.expected = expected
+        self.shape = shape
+
+
+class MachineIdsError(ModelError):
+    """Machine ids do not come one per row.
+
+    Attributes:
+        rows: Rows given.
+        shape: Shape of the machine ids given.
+    """
+
+    def __init__(self, rows: int, shape: tuple[int, ...]) -> None:
+        super().__init__(f"expected one machine id for each of {rows} rows, got shape {shape}")
+        self.rows = rows
         self.shape = shape
 
 
@@ -176,6 +195,181 @@ class _RobustScale:
         return z
 
 
+def _average_path_length(n_samples: FloatArray) -> FloatArray:
+    """Expected path length of an unsuccessful search in a binary tree of `n_samples` points.
+
+    The isolation forest paper's c(n), written as scikit-learn writes it
+    (`sklearn.ensemble._iforest._average_path_length`) so scores match it to rounding.
+    """
+    n = np.asarray(n_samples, dtype=np.float64)
+    out = np.zeros_like(n)
+    out[n == 2] = 1.0
+    big = n > 2
+    out[big] = 2.0 * (np.log(n[big] - 1.0) + np.euler_gamma) - 2.0 * (n[big] - 1.0) / n[big]
+    return out
+
+
+def _float32_at_most(x: FloatArray) -> NDArray[np.float32]:
+    """Per value, the largest float32 not above it: for any float32 v, `v <= x` exactly when
+    `v <= _float32_at_most(x)`, so float32 rows can be compared with float32 thresholds.
+    """
+    down = x.astype(np.float32)
+    is_above = down.astype(np.float64) > x
+    down[is_above] = np.nextafter(down[is_above], np.float32(-np.inf))
+    return down
+
+
+@dataclass(frozen=True, slots=True)
+class _FlatForest:
+    """A fitted `IsolationForest` as flat arrays, scored for all rows and trees at once.
+
+    scikit-learn's `score_samples` walks the trees one by one, each through joblib with its
+    config and warning contexts: about 6-15 ms a call whatever the row count, which at the
+    gateway's batch sizes was most of the engine's cost. Here the nodes of all trees sit in one
+    table, renumbered so that a node's two children are neighbours (`child` and `child + 1`) and
+    a leaf is its own child with an infinite threshold, and all (row, tree) pairs descend
+    together one level per step: `depth` steps of five gathers on a (rows, trees) matrix, with
+    no branch for leaves.
+
+    The score is sklearn's to rounding (the tests hold it to 1e-12): `score_samples` rounds rows
+    to float32 and compares them with float64 thresholds, and comparing the same float32 values
+    with each threshold rounded down to float32 gives the same decision every time; a leaf counts
+    its depth plus c(its training samples), and the mean over trees is normalised by
+    c(`max_samples_`).
+
+    Attributes:
+        child: Per node (index into the flat table), its left child (its right one is the next
+            node); a leaf points to itself.
+        feature: Per node, the column it splits on (0 for leaves, whose comparison is moot).
+        threshold: Per node, the split value rounded down to float32 (+inf for leaves).
+        leaf_depth: Per node, depth (root 0) + c(training samples at the node): the path
+            length a row ending there adds.
+        roots: Per tree, the index of its root.
+        depth: Levels below the root of the deepest tree.
+        norm: Trees x c(`max_samples_`): the path-length sum of a score of 0.5.
+    """
+
+    child: NDArray[np.int32]
+    feature: NDArray[np.int32]
+    threshold: NDArray[np.float32]
+    leaf_depth: FloatArray
+    roots: NDArray[np.int32]
+    depth: int
+    norm: float
+
+    _CHUNK_ROWS: ClassVar[int] = 512  # keeps the (rows, trees) matrices in cache
+
+    @staticmethod
+    def of(forest: IsolationForest, n_features: int) -> _FlatForest:
+        """The arrays of a fitted forest whose trees see every column, in order."""
+        # With max_features < 1 sklearn gives each tree only its sampled columns; ours use all.
+        if getattr(forest, "_max_features", n_features) != n_features:
+            raise ValueError("forests that subsample features are not supported")
+        child: list[int] = []
+        feature: list[int] = []
+        threshold: list[float] = []
+        leaf_depth: list[float] = []
+        roots: list[int] = []
+        for est in forest.estimators_:  # trees and nodes, not rows: once per fit or load
+            tree = est.tree_
+            c = _average_path_length(tree.n_node_samples.astype(np.float64)).tolist()
+            lefts, rights = tree.children_left.tolist(), tree.children_right.tolist()
+            feats, thrs = tree.feature.tolist(), tree.threshold.tolist()
+            roots.append(len(child))
+            # Breadth first, so that the two children of a node get consecutive numbers.
+            queue, depth_of = [0], [0]
+            child.append(-1)
+            for pos, node in enumerate(queue):
+                at = roots[-1] + pos
+                d = depth_of[pos]
+                leaf_depth.append(d + c[node])
+                if lefts[node] < 0:
+                    child[at], feature_k, thr = at, 0, np.inf
+                else:
+                    child[at], feature_k, thr = roots[-1] + len(queue), feats[node], thrs[node]
+                    queue += [lefts[node], rights[node]]
+                    depth_of += [d + 1, d + 1]
+                    child += [-1, -1]
+                feature.append(feature_k)
+                threshold.append(thr)
+        depth = max(int(est.tree_.max_depth) for est in forest.estimators_)
+        n_trees = len(forest.estimators_)
+        norm = n_trees * float(_average_path_length(np.array([forest.max_samples_]))[0])
+        return _FlatForest(
+            np.array(child, np.int32),
+            np.array(feature, np.int32),
+            _float32_at_most(np.array(threshold, np.float64)),
+            np.array(leaf_depth, np.float64),
+            np.array(roots, np.int32),
+            depth,
+            norm,
+        )
+
+    def score(self, x: FloatArray) -> FloatArray:
+        """`-IsolationForest.score_samples(x)` for finite rows: higher is more anomalous."""
+        out = np.empty(len(x))
+        for lo in range(0, len(x), self._CHUNK_ROWS):  # chunks of rows, not rows
+            out[lo : lo + self._CHUNK_ROWS] = self._score(x[lo : lo + self._CHUNK_ROWS])
+        return out
+
+    def _score(self, x: FloatArray) -> FloatArray:
+        n, k = x.shape
+        values = x.astype(np.float32).ravel()
+        row_at = (np.arange(n, dtype=np.int32) * np.int32(k))[:, None]
+        node = np.repeat(self.roots[None, :], n, axis=0)
+        for _ in range(self.depth):
+            at = self.feature.take(node)
+            at += row_at
+            node = self.child.take(node) + (values.take(at) > self.threshold.take(node))
+        path = self.leaf_depth.take(node).sum(axis=1)
+        if self.norm <= 0:  # one training row: sklearn scores everything 1
+            return np.ones(n)
+        scores: FloatArray = np.exp2(-path / self.norm)
+        return scores
+
+    def state(self) -> dict[str, Any]:
+        """The arrays as plain containers, for pickling."""
+        return {
+            "child": self.child,
+            "feature": self.feature,
+            "threshold": self.threshold,
+            "leaf_depth": self.leaf_depth,
+            "roots": self.roots,
+            "depth": self.depth,
+            "norm": self.norm,
+        }
+
+    @staticmethod
+    def from_state(state: Mapping[str, Any], n_features: int) -> _FlatForest:
+        """A forest from `state` output.
+
+        Raises:
+            KeyError: A field is missing.
+            ValueError: The arrays do not make a forest over `n_features` columns.
+        """
+        flat = _FlatForest(
+            np.asarray(state["child"], dtype=np.int32),
+            np.asarray(state["feature"], dtype=np.int32),
+            np.asarray(state["threshold"], dtype=np.float32),
+            np.asarray(state["leaf_depth"], dtype=np.float64),
+            np.asarray(state["roots"], dtype=np.int32),
+            int(state["depth"]),
+            float(state["norm"]),
+        )
+        n = len(flat.child)
+        if {len(flat.feature), len(flat.threshold), len(flat.leaf_depth)} != {n} or n == 0:
+            raise ValueError("forest arrays do not match")
+        # A leaf (infinite threshold) never goes right; an inner node's right child must exist.
+        reach = flat.child + (flat.threshold < np.inf)
+        if flat.child.min() < 0 or reach.max() >= n:
+            raise ValueError("forest node index out of range")
+        if not len(flat.roots) or flat.roots.min() < 0 or flat.roots.max() >= n:
+            raise ValueError("forest root index out of range")
+        if flat.feature.min() < 0 or flat.feature.max() >= n_features:
+            raise ValueError("forest splits on a column the detector does not have")
+        return flat
+
+
 class AnomalyDetector:
     """Robust standardisation, then an isolation forest: for any float matrix.
 
@@ -201,7 +395,7 @@ class AnomalyDetector:
         self.n_dropped = 0
         self.n_features = 0
         self._scale: _RobustScale | None = None
-        self._forest: IsolationForest | None = None
+        self._forest: _FlatForest | None = None
 
     def fit(self, x: ArrayLike) -> AnomalyDetector:
         """Learn the training statistics and the forest.
@@ -229,7 +423,7 @@ class AnomalyDetector:
             random_state=self.seed,
         )
         forest.fit(scale.z(arr))
-        self._scale, self._forest = scale, forest
+        self._scale, self._forest = scale, _FlatForest.of(forest, arr.shape[1])
         self.n_rows, self.n_dropped, self.n_features = (
             len(arr),
             int((~is_finite).sum()),
@@ -237,7 +431,7 @@ class AnomalyDetector:
         )
         return self
 
-    def _fitted(self) -> tuple[_RobustScale, IsolationForest]:
+    def _fitted(self) -> tuple[_RobustScale, _FlatForest]:
         if self._scale is None or self._forest is None:
             raise NotFittedError("AnomalyDetector")
         return self._scale, self._forest
@@ -245,7 +439,7 @@ class AnomalyDetector:
     def score(self, x: ArrayLike) -> FloatArray:
         """Anomaly score per row, higher is more anomalous; NaN for rows with NaN or infinity.
 
-        One forest call for the whole batch.
+        One pass over all trees for the whole batch (numpy, no per-tree dispatch).
 
         Args:
             x: Matrix with `n_features` columns.
@@ -262,7 +456,7 @@ class AnomalyDetector:
         scores = np.full(len(arr), np.nan)
         is_finite = _finite_rows(arr)
         if is_finite.any():
-            scores[is_finite] = -forest.score_samples(scale.z(arr[is_finite]))
+            scores[is_finite] = forest.score(scale.z(arr[is_finite]))
         return scores
 
     def explain(self, x: ArrayLike) -> FloatArray:
@@ -282,7 +476,7 @@ class AnomalyDetector:
         return scale.z(_as_matrix(x, self.n_features))
 
     def state(self) -> dict[str, Any]:
-        """The fitted detector as plain containers, numpy arrays and the forest, for pickling.
+        """The fitted detector as plain containers and numpy arrays, for pickling.
 
         Raises:
             NotFittedError: Before `fit`.
@@ -293,7 +487,7 @@ class AnomalyDetector:
             "counts": [self.n_rows, self.n_dropped, self.n_features],
             "center": scale.center,
             "scale": scale.scale,
-            "forest": forest,
+            "forest": forest.state(),
         }
 
     @staticmethod
@@ -310,9 +504,7 @@ class AnomalyDetector:
         det.n_rows, det.n_dropped, det.n_features = (int(v) for v in state["counts"])
         center = np.asarray(state["center"], dtype=np.float64)
         scale = np.asarray(state["scale"], dtype=np.float64)
-        forest = state["forest"]
-        if not isinstance(forest, IsolationForest):
-            raise TypeError(f"forest is a {type(forest).__name__}")
+        forest = _FlatForest.from_state(state["forest"], det.n_features)
         if center.shape != (det.n_features,) or scale.shape != (det.n_features,):
             raise ValueError("statistics do not match the feature count")
         det._scale, det._forest = _RobustScale(center, scale), forest
@@ -380,16 +572,20 @@ class ModelInfo:
         version: `ALGORITHM_VERSION` of the code that trained it.
         sklearn_version: scikit-learn version that trained it; loading needs the same.
         signals: Columns of a row, `MODEL_SIGNALS` at training time.
-        n_rows: Training rows per regime (all of `REGIMES`, zero included).
+        n_rows: Training rows per regime (all of `REGIMES`, zero included), of machines with a
+            baseline in that regime: the rows the detectors were fitted on.
         n_dropped: Rows dropped for NaN or infinity.
         n_off: Finite rows left out because the engine was off.
-        fallback: Regimes with too few rows for their own detector, scored by the detector fitted
-            on all running rows.
-        calibration: Per regime, its `Calibration`.
+        n_machines: Per regime, machines with a baseline in it (scored in that regime).
+        n_thin: Running rows left out because their machine had fewer than `min_machine_rows`
+            rows in that regime (no baseline).
+        unscored: Regimes with fewer than `min_regime_rows` rows: no detector, not scored.
+        calibration: Per scored regime, its `Calibration`.
         n_estimators: Trees per forest.
         seed: Seed of the forests and of the calibration split.
         quantile: Calibration quantile of out-of-fold training scores.
         margin: Factor applied to the combined quantile.
+        min_machine_rows: Rows a machine needs in a regime for its baseline there.
     """
 
     machine_model: str
@@ -400,12 +596,15 @@ class ModelInfo:
     n_rows: Mapping[str, int]
     n_dropped: int
     n_off: int
-    fallback: tuple[str, ...]
+    n_machines: Mapping[str, int]
+    n_thin: int
+    unscored: tuple[str, ...]
     calibration: Mapping[str, Calibration]
     n_estimators: int
     seed: int
     quantile: float
     margin: float
+    min_machine_rows: int
 
     def to_json(self) -> dict[str, object]:
         """The info as a JSON-compatible dict."""
@@ -418,7 +617,9 @@ class ModelInfo:
             "n_rows": dict(self.n_rows),
             "n_dropped": self.n_dropped,
             "n_off": self.n_off,
-            "fallback": list(self.fallback),
+            "n_machines": dict(self.n_machines),
+            "n_thin": self.n_thin,
+            "unscored": list(self.unscored),
             "calibration": {
                 name: [c.forest, list(c.tail), c.threshold] for name, c in self.calibration.items()
             },
@@ -426,6 +627,7 @@ class ModelInfo:
             "seed": self.seed,
             "quantile": self.quantile,
             "margin": self.margin,
+            "min_machine_rows": self.min_machine_rows,
         }
 
     @staticmethod
@@ -446,7 +648,9 @@ class ModelInfo:
             n_rows={str(k): int(v) for k, v in obj["n_rows"].items()},
             n_dropped=int(obj["n_dropped"]),
             n_off=int(obj["n_off"]),
-            fallback=tuple(str(r) for r in obj["fallback"]),
+            n_machines={str(k): int(v) for k, v in obj["n_machines"].items()},
+            n_thin=int(obj["n_thin"]),
+            unscored=tuple(str(r) for r in obj["unscored"]),
             calibration={
                 str(k): Calibration(float(f), tuple(float(v) for v in t), float(c))
                 for k, (f, t, c) in obj["calibration"].items()
@@ -455,6 +659,7 @@ class ModelInfo:
             seed=int(obj["seed"]),
             quantile=float(obj["quantile"]),
             margin=float(obj["margin"]),
+            min_machine_rows=int(obj["min_machine_rows"]),
         )
 
 
@@ -463,18 +668,127 @@ def _abs(z: FloatArray) -> FloatArray:
     return abs_z
 
 
+_SLOPE_PRIOR_ROWS: Final = 20.0  # pseudo-rows of the pooled oil slope in each machine's own
+
+
+@dataclass(frozen=True, slots=True)
+class _Baselines:
+    """Every machine's healthy centre in one regime, and its oil-pressure-over-speed slope.
+
+    Between machines of one model, healthy settings differ far more than one machine moves about
+    its own: on the simulated fleet idle speed spreads 35-40 rpm between machines and 1.5 rpm
+    within one, oil pressure in part load 47 kPa against 2 kPa, charging voltage 0.24 V against
+    0.01-0.04 V. Rows minus their machine's centre (residuals) let the detector learn the tight
+    within-machine spread, so an unusual but healthy machine is not an anomaly and a 25 % oil
+    pressure rise is not hidden inside the fleet's spread.
+
+    Oil pressure follows engine speed, with a slope that differs by machine (the pump and relief
+    setting: 0.14-0.23 kPa/rpm at part load here). Its residual is taken after the machine's own
+    slope times its speed residual, each machine's slope being its least-squares slope shrunk
+    towards the regime's pooled one by `_SLOPE_PRIOR_ROWS` pseudo-rows, so a machine whose
+    windows barely vary in speed (idle) gets the pooled slope, not a noisy one of its own.
+
+    Attributes:
+        machine_ids: Machines with a baseline, sorted.
+        center: Per machine, the median of each signal, shape (machines, len(MODEL_SIGNALS)).
+        oil_slope: Per machine, kPa of oil pressure per rpm of engine speed about its centre.
+        n_rows: Per machine, the training rows its baseline was taken from.
+    """
+
+    machine_ids: tuple[str, ...]
+    center: FloatArray
+    oil_slope: FloatArray
+    n_rows: IntArray
+
+    @staticmethod
+    def fit(x: FloatArray, machine_ids: NDArray[np.str_], min_rows: int) -> _Baselines:
+        """Baselines of the machines with at least `min_rows` of the rows `x` (finite)."""
+        names, code, counts = np.unique(machine_ids, return_inverse=True, return_counts=True)
+        order = np.argsort(code, kind="stable")
+        bounds = np.concatenate([[0], np.cumsum(counts)])
+        center = np.empty((len(names), x.shape[1]))
+        for j in range(len(names)):  # machines, not rows
+            center[j] = np.median(x[order[bounds[j] : bounds[j + 1]]], axis=0)
+        d_rpm = x[:, _SPEED_COL] - center[code, _SPEED_COL]
+        d_oil = x[:, _OIL_COL] - center[code, _OIL_COL]
+        sxx = np.bincount(code, d_rpm * d_rpm, len(names))
+        sxy = np.bincount(code, d_rpm * d_oil, len(names))
+        is_kept = counts >= min_rows
+        kept_rows = is_kept[code]
+        pooled = float(sxy[is_kept].sum() / max(sxx[is_kept].sum(), 1e-12))
+        prior = _SLOPE_PRIOR_ROWS * float(np.mean(d_rpm[kept_rows] ** 2)) if kept_rows.any() else 0
+        slope = (sxy + prior * pooled) / np.maximum(sxx + prior, 1e-12)
+        return _Baselines(
+            tuple(str(n) for n in names[is_kept]),
+            center[is_kept],
+            slope[is_kept],
+            counts[is_kept].astype(np.int64),
+        )
+
+    def index_of(self, machine_ids: Sequence[str]) -> IntArray:
+        """Per machine id, its row in `center`, or -1 for a machine without a baseline."""
+        at = {m: i for i, m in enumerate(self.machine_ids)}
+        return np.array([at.get(m, -1) for m in machine_ids], dtype=np.int64)
+
+    def residuals(self, x: FloatArray, idx: IntArray) -> FloatArray:
+        """Rows `x` of machines `idx` (all with a baseline) minus their machines' baselines."""
+        res: FloatArray = x - self.center[idx]
+        res[:, _OIL_COL] -= self.oil_slope[idx] * res[:, _SPEED_COL]
+        return res
+
+    def state(self) -> dict[str, Any]:
+        """The baselines as plain containers and numpy arrays, for pickling."""
+        return {
+            "machine_ids": list(self.machine_ids),
+            "center": self.center,
+            "oil_slope": self.oil_slope,
+            "n_rows": self.n_rows,
+        }
+
+    @staticmethod
+    def from_state(state: Mapping[str, Any]) -> _Baselines:
+        """Baselines from `state` output; raises KeyError, TypeError or ValueError if damaged."""
+        b = _Baselines(
+            tuple(str(m) for m in state["machine_ids"]),
+            np.asarray(state["center"], dtype=np.float64),
+            np.asarray(state["oil_slope"], dtype=np.float64),
+            np.asarray(state["n_rows"], dtype=np.int64),
+        )
+        n = len(b.machine_ids)
+        if b.center.shape != (n, len(MODEL_SIGNALS)) or b.oil_slope.shape != (n,):
+            raise ValueError("baseline arrays do not match")
+        if b.n_rows.shape != (n,):
+            raise ValueError("baseline arrays do not match")
+        return b
+
+
 class RegimeModel:
-    """The anomaly model of one machine model: a detector and a threshold per operating regime.
+    """The anomaly model of one machine model: per operating regime, every machine's healthy
+    baseline, and a detector and threshold for how far a healthy machine strays from its own.
 
-    Regimes (`regime_index`): engine off (below 300 rpm) is not scored; running rows are idle
-    (load < 25 %), part load (25-65 %) or full load (>= 65 %). A regime with at least
-    `min_regime_rows` training rows gets its own `AnomalyDetector`; the others fall back to one
-    detector fitted on all running rows (and are judged against all running rows).
+    Regimes (`regime_index`): engine off (below 300 rpm) and warm-up are not scored; running
+    rows are idle (load < 25 %), part load (25-65 %) or full load (>= 65 %).
 
-    Score. Per row, two figures from its regime's detector: the forest score, which sees unusual
-    combinations of signals, and the largest absolute robust z-score (`explain`), each signal's
-    divided by that signal's own calibration tail, which sees how far a signal left its healthy
-    range. The tail figure is needed because an isolation forest
+    Baselines. Each machine is judged against itself: per regime, a machine with at least
+    `min_machine_rows` healthy training windows there gets a baseline (`_Baselines`: the median
+    of each signal, and its slope of oil pressure over engine speed), and the model's rows are
+    residuals, a window minus its machine's baseline. The fleet's training rows teach what a
+    healthy machine's residuals look like (shared by every machine of the model: one machine's
+    windows are too few to learn tails from).
+
+    Machines without a baseline are not scored. A machine first seen after training (or one
+    that barely ran in a regime) gets no `unexplained_anomaly` from the model, only the rules'
+    alarms, until a later training run has seen `min_machine_rows` of its healthy windows in
+    that regime: `telematics train` picks up every machine of the model with history in its
+    period, so retraining regularly (nightly, or after machines are added) is what brings new
+    machines in. Judging them against the fleet instead would bring back the false alarms that
+    this design removes (an unusual but healthy machine alarming at every idle), and a baseline
+    learned online by the engine would be state the store does not hold.
+
+    Score. Per row, two figures from its regime's detector on its residuals: the forest score,
+    which sees unusual combinations of signals, and the largest absolute robust z-score
+    (`explain`), each signal's divided by that signal's own calibration tail, which sees how far
+    a signal left its healthy range. The tail figure is needed because an isolation forest
     saturates: a row outside the training range in one signal is isolated like the most extreme
     training row, however far out it is (on synthetic data a coolant shift of 4 sigma scores
     0.514 and one of 50 sigma 0.516, below the healthy 0.99 quantile), so the forest alone would
@@ -484,30 +798,29 @@ class RegimeModel:
 
     Calibration. All quantiles are of out-of-fold training figures: the rows are split in two
     halves at random, a detector fitted on one half scores the other, and vice versa. In-sample
-    scores would be too low (a forest isolates the rows it was grown on late), more so in small
-    regimes, and the thresholds with them; the forests share `max_samples`, so the halves' scores
-    are on the scale of the final detector, which is then fitted on all rows. The threshold is
-    the `quantile` (0.999) of the combined figure times `margin` (1.1). For a fallback regime it
-    is the larger of the all-rows value and the value over that regime's own rows, because a rare
-    regime looks odd to a detector that mostly saw the others.
+    scores would be too low (a forest isolates the rows it was grown on late), and the
+    thresholds with them; the forests share `max_samples`, so the halves' scores are on the
+    scale of the final detector, which is then fitted on all rows. The threshold is the
+    `quantile` (0.999) of the combined figure times `margin` (1.1). Baselines are taken from
+    all of a machine's rows (a median of at least `min_machine_rows`, which a row moves little).
+    A regime with fewer than `min_regime_rows` rows (of machines with a baseline) is not scored.
 
     Why this meets the target of fewer than 0.05 false alarms per healthy machine-day, scored
     every 60 s with 2 consecutive windows to raise. A machine-day has at most 1,440 windows
     (fewer in practice: off is not scored). At the 0.999 quantile alone a healthy window exceeds
-    with probability p ~ 1e-3; the margin cuts that to p ~ 1.5e-4 (measured on 200,000 held-out
-    synthetic healthy windows; the tests check p < 0.5 %). If windows were independent, alarms
-    per day would be about 1,440 p^2 = 3e-5. They are not (an unusual but healthy condition
-    lasts minutes), so the bound that matters is 1,440 p c, with c the chance that the window
-    after an exceedance also exceeds: at p = 1.5e-4 the target holds for c < 0.23, and with the
-    engine running 10 h a day (600 windows) for c < 0.55. What no calibration covers is healthy
-    conditions absent from the training data (a new season, a new site): train on weeks of data
-    from several machines, at least about 5,000 windows per regime, so that the 0.999 quantile
-    is estimated rather than being the maximum, and raise `margin` if the fleet alarms more.
+    with probability p ~ 1e-3; the margin cuts that to p ~ 1.5e-4. If windows were independent,
+    alarms per day would be about 1,440 p^2 = 3e-5. They are not (an unusual but healthy
+    condition lasts minutes), so the bound that matters is 1,440 p c, with c the chance that the
+    window after an exceedance also exceeds: at p = 1.5e-4 the target holds for c < 0.23. What no
+    calibration covers is healthy conditions absent from the training data (a new season, a new
+    site, a machine after an overhaul that moved its baseline): train on weeks of data, and
+    retrain after a repair that changes a machine's settings.
 
     Serialised with `to_bytes` / `from_bytes`: a JSON header (format version, scikit-learn
-    version, `ModelInfo`, checksum) and a pickled body holding the forests. Pickle executes code
-    on load; that is acceptable because blobs live in the product's own database, written only
-    by `telematics train` on an admin's request, never taken from machines or users.
+    version, `ModelInfo`, checksum) and a pickled body of plain containers and numpy arrays (the
+    baselines, and the forests as flat arrays). Pickle executes code on load; that is acceptable
+    because blobs live in the product's own database, written only by `telematics train` on an
+    admin's request, never taken from machines or users.
 
     Args:
         machine_model: Machine model this model belongs to.
@@ -515,8 +828,10 @@ class RegimeModel:
         seed: Seed of forests and calibration split; the same data and seed give the same model.
         quantile: Calibration quantile of out-of-fold training figures.
         margin: Factor on the combined quantile (> 1 makes alarms rarer).
-        min_rows: Running, finite training rows needed at all.
-        min_regime_rows: Training rows a regime needs for its own detector.
+        min_rows: Running, finite training rows of machines with a baseline needed at all.
+        min_regime_rows: Training rows a regime needs to be scored.
+        min_machine_rows: Training rows a machine needs in a regime for its baseline there
+            (30: half an hour of steady running).
 
     Attributes:
         threshold: Always 1.0: scores are already divided by their regime's threshold.
@@ -532,6 +847,7 @@ class RegimeModel:
         margin: float = 1.1,
         min_rows: int = 200,
         min_regime_rows: int = 200,
+        min_machine_rows: int = 30,
     ) -> None:
         self.machine_model = machine_model
         self.n_estimators = n_estimators
@@ -541,9 +857,11 @@ class RegimeModel:
         # Out-of-fold calibration fits on halves: each needs a detector's minimum.
         self.min_rows = max(min_rows, 2 * AnomalyDetector.MIN_ROWS)
         self.min_regime_rows = max(min_regime_rows, 2 * AnomalyDetector.MIN_ROWS)
+        self.min_machine_rows = max(min_machine_rows, 1)
         self.threshold: float = 1.0
         self._info: ModelInfo | None = None
-        self._detectors: dict[str, AnomalyDetector] = {}  # regime name, or _ALL
+        self._detectors: dict[str, AnomalyDetector] = {}  # by regime name
+        self._baselines: dict[str, _Baselines] = {}  # by regime name
 
     @property
     def info(self) -> ModelInfo:
@@ -555,6 +873,20 @@ class RegimeModel:
         if self._info is None:
             raise NotFittedError("RegimeModel")
         return self._info
+
+    def machines(self, regime: str) -> tuple[str, ...]:
+        """The machines with a baseline in `regime` (scored there), sorted.
+
+        Raises:
+            NotFittedError: Before `fit`.
+            KeyError: `regime` is not one of `REGIMES`.
+        """
+        if self._info is None:
+            raise NotFittedError("RegimeModel")
+        if regime not in REGIMES:
+            raise KeyError(regime)
+        base = self._baselines.get(regime)
+        return () if base is None else base.machine_ids
 
     def _new_detector(self) -> AnomalyDetector:
         return AnomalyDetector(n_estimators=self.n_estimators, seed=self.seed)
@@ -573,22 +905,24 @@ class RegimeModel:
     def _quantile(self, values: FloatArray) -> float:
         return float(np.quantile(values, self.quantile))
 
-    def _calibrate(self, x: FloatArray, is_first_half: BoolArray) -> tuple[Calibration, FloatArray]:
-        """The calibration of rows `x`, and their combined out-of-fold figures."""
+    def _calibrate(self, x: FloatArray, is_first_half: BoolArray) -> Calibration:
+        """The calibration of rows `x` from their out-of-fold figures."""
         forest_scores, abs_z = self._out_of_fold(x, is_first_half)
         tails = tuple(float(q) for q in np.quantile(abs_z, self.quantile, axis=0))
         partial = Calibration(self._quantile(forest_scores), tails, 1.0)
         combined = partial.combined(forest_scores, abs_z)
-        threshold = self._quantile(combined) * self.margin
-        return Calibration(partial.forest, partial.tail, threshold), combined
+        return Calibration(partial.forest, partial.tail, self._quantile(combined) * self.margin)
 
-    def fit(self, x: ArrayLike, *, trained_at_ms: int | None = None) -> RegimeModel:
-        """Fit detectors and calibrate thresholds on healthy window means.
+    def fit(
+        self, x: ArrayLike, machine_ids: Sequence[str], *, trained_at_ms: int | None = None
+    ) -> RegimeModel:
+        """Learn every machine's baselines, then fit detectors and calibrate thresholds.
 
         Args:
             x: Healthy rows with the columns of `MODEL_SIGNALS`. Rows with NaN or infinity are
-                dropped and counted (`info.n_dropped`); engine-off rows are left out
+                dropped and counted (`info.n_dropped`); engine-off and warm-up rows are left out
                 (`info.n_off`).
+            machine_ids: Per row, the machine it is a window of.
             trained_at_ms: Training time for the metadata; defaults to now.
 
         Returns:
@@ -596,118 +930,131 @@ class RegimeModel:
 
         Raises:
             ShapeError: `x` does not have the columns of `MODEL_SIGNALS`.
-            NotEnoughDataError: Fewer than `min_rows` finite running rows.
+            MachineIdsError: `machine_ids` is not one per row.
+            NotEnoughDataError: Fewer than `min_rows` finite running rows of machines with a
+                baseline.
         """
         arr = _as_matrix(x, len(MODEL_SIGNALS))
+        ids = _machine_array(machine_ids, len(arr))
         is_finite = _finite_rows(arr)
         regimes = regime_index(arr)
         is_used = is_finite & (regimes != NOT_SCORED)
         n_dropped, n_off = int((~is_finite).sum()), int((is_finite & ~is_used).sum())
-        arr, regimes = arr[is_used], regimes[is_used]
-        if len(arr) < self.min_rows:
-            raise NotEnoughDataError(len(arr), self.min_rows)
-        is_first_half = np.random.default_rng(self.seed).permutation(len(arr)) % 2 == 0
-        self._detectors = {}
-        calibration: dict[str, Calibration] = {}
-        fallback: list[str] = []
+        arr, regimes, ids = arr[is_used], regimes[is_used], ids[is_used]
+        baselines: dict[str, _Baselines] = {}
+        residuals: dict[str, FloatArray] = {}
         for r, name in enumerate(REGIMES):
             is_regime = regimes == r
-            if is_regime.sum() < self.min_regime_rows:
-                fallback.append(name)
+            if not is_regime.any():
                 continue
-            self._detectors[name] = self._new_detector().fit(arr[is_regime])
-            calibration[name], _ = self._calibrate(arr[is_regime], is_first_half[is_regime])
-        if fallback:
-            calibration |= self._fit_fallback(arr, regimes, is_first_half, fallback)
+            base = _Baselines.fit(arr[is_regime], ids[is_regime], self.min_machine_rows)
+            idx = base.index_of(ids[is_regime].tolist())
+            if len(base.machine_ids):
+                baselines[name] = base
+                residuals[name] = base.residuals(arr[is_regime][idx >= 0], idx[idx >= 0])
+        n_rows = {name: len(residuals.get(name, ())) for name in REGIMES}
+        if sum(n_rows.values()) < self.min_rows:
+            raise NotEnoughDataError(sum(n_rows.values()), self.min_rows)
+        rng = np.random.default_rng(self.seed)
+        self._detectors, self._baselines = {}, {}
+        calibration: dict[str, Calibration] = {}
+        for name in REGIMES:
+            if n_rows[name] < self.min_regime_rows:
+                continue
+            res = residuals[name]
+            is_first_half = rng.permutation(len(res)) % 2 == 0
+            self._detectors[name] = self._new_detector().fit(res)
+            self._baselines[name] = baselines[name]
+            calibration[name] = self._calibrate(res, is_first_half)
         self._info = ModelInfo(
             machine_model=self.machine_model,
             trained_at_ms=time.time_ns() // 1_000_000 if trained_at_ms is None else trained_at_ms,
             version=ALGORITHM_VERSION,
             sklearn_version=sklearn.__version__,
             signals=MODEL_SIGNALS,
-            n_rows={name: int((regimes == r).sum()) for r, name in enumerate(REGIMES)},
+            n_rows=n_rows,
             n_dropped=n_dropped,
             n_off=n_off,
-            fallback=tuple(fallback),
+            n_machines={n: len(self._baselines[n].machine_ids) for n in self._baselines},
+            n_thin=len(arr) - sum(n_rows.values()),
+            unscored=tuple(name for name in REGIMES if name not in self._detectors),
             calibration=calibration,
             n_estimators=self.n_estimators,
             seed=self.seed,
             quantile=self.quantile,
             margin=self.margin,
+            min_machine_rows=self.min_machine_rows,
         )
         return self
 
-    def _fit_fallback(
-        self, x: FloatArray, regimes: IntArray, is_first_half: BoolArray, fallback: list[str]
-    ) -> dict[str, Calibration]:
-        """Fit the all-rows detector for thin regimes; their calibrations."""
-        self._detectors[_ALL] = self._new_detector().fit(x)
-        all_rows, combined = self._calibrate(x, is_first_half)
-        calibration: dict[str, Calibration] = {}
-        for name in fallback:
-            is_regime = regimes == REGIMES.index(name)
-            threshold = all_rows.threshold
-            if is_regime.any():
-                threshold = max(threshold, self._quantile(combined[is_regime]) * self.margin)
-            calibration[name] = Calibration(all_rows.forest, all_rows.tail, threshold)
-        return calibration
-
-    def _detector_of(self, regime: str) -> AnomalyDetector:
-        own = self._detectors.get(regime)
-        return self._detectors[_ALL] if own is None else own
-
-    def score(self, x: ArrayLike) -> FloatArray:
-        """Anomaly score per row, relative to its regime's threshold: above 1.0 is anomalous.
-
-        One forest call per regime for the whole batch.
-
-        Args:
-            x: Rows with the columns of `MODEL_SIGNALS`.
-
-        Returns:
-            Scores, shape (len(x),); NaN for rows with the engine off or any value missing.
-
-        Raises:
-            NotFittedError: Before `fit`.
-            ShapeError: `x` does not have the columns of `MODEL_SIGNALS`.
+    def _scored_rows(
+        self, x: ArrayLike, machine_ids: Sequence[str]
+    ) -> Iterator[tuple[IntArray, FloatArray, AnomalyDetector, Calibration]]:
+        """Per scored regime: rows (positions in `x`) of machines with a baseline in it, their
+        residuals, its detector and calibration.
         """
         info = self.info
         arr = _as_matrix(x, len(MODEL_SIGNALS))
+        ids = _machine_array(machine_ids, len(arr))
         regimes = regime_index(arr)
-        scores = np.full(len(arr), np.nan)
         for r, name in enumerate(REGIMES):
-            is_regime = regimes == r
-            if is_regime.any():
-                rows, det, cal = arr[is_regime], self._detector_of(name), info.calibration[name]
-                combined = cal.combined(det.score(rows), _abs(det.explain(rows)))
-                scores[is_regime] = combined / cal.threshold
-        return scores
+            at = np.flatnonzero(regimes == r)
+            det = self._detectors.get(name)
+            if not len(at) or det is None:
+                continue
+            base = self._baselines[name]
+            idx = base.index_of(ids[at].tolist())
+            at, idx = at[idx >= 0], idx[idx >= 0]
+            if len(at):
+                yield at, base.residuals(arr[at], idx), det, info.calibration[name]
 
-    def explain(self, x: ArrayLike) -> FloatArray:
-        """Robust z-score of every value against its row's regime's healthy statistics.
+    def score(self, x: ArrayLike, machine_ids: Sequence[str]) -> FloatArray:
+        """Anomaly score per row, relative to its regime's threshold: above 1.0 is anomalous.
 
-        A fallback regime (`info.fallback`) is judged against all running rows.
+        One pass of the regime's forest per regime for the whole batch.
 
         Args:
             x: Rows with the columns of `MODEL_SIGNALS`.
+            machine_ids: Per row, the machine it is a window of.
 
         Returns:
-            Same shape as `x`, columns in `MODEL_SIGNALS` order; rows with the engine off are
-            all NaN, and missing values stay NaN.
+            Scores, shape (len(x),); NaN for rows with the engine off or warming up, any value
+            missing, in a regime that is not scored, or of a machine without a baseline in the
+            row's regime.
 
         Raises:
             NotFittedError: Before `fit`.
             ShapeError: `x` does not have the columns of `MODEL_SIGNALS`.
+            MachineIdsError: `machine_ids` is not one per row.
         """
-        if self._info is None:
-            raise NotFittedError("RegimeModel")
-        arr = _as_matrix(x, len(MODEL_SIGNALS))
-        regimes = regime_index(arr)
-        z = np.full(arr.shape, np.nan)
-        for r, name in enumerate(REGIMES):
-            is_regime = regimes == r
-            if is_regime.any():
-                z[is_regime] = self._detector_of(name).explain(arr[is_regime])
+        scores = np.full(len(np.asarray(x)), np.nan)
+        for at, res, det, cal in self._scored_rows(x, machine_ids):
+            scores[at] = cal.combined(det.score(res), _abs(det.explain(res))) / cal.threshold
+        return scores
+
+    def explain(self, x: ArrayLike, machine_ids: Sequence[str]) -> FloatArray:
+        """Robust z-score of every value's deviation from its machine's healthy baseline.
+
+        The deviation (residual) is in units of the spread of healthy machines about their own
+        baselines in the row's regime: `oil_pressure_kpa z=+12` is twelve such sigmas above what
+        this machine shows at this engine speed.
+
+        Args:
+            x: Rows with the columns of `MODEL_SIGNALS`.
+            machine_ids: Per row, the machine it is a window of.
+
+        Returns:
+            Same shape as `x`, columns in `MODEL_SIGNALS` order; rows not scored (see `score`)
+            are all NaN, and missing values stay NaN.
+
+        Raises:
+            NotFittedError: Before `fit`.
+            ShapeError: `x` does not have the columns of `MODEL_SIGNALS`.
+            MachineIdsError: `machine_ids` is not one per row.
+        """
+        z = np.full(np.shape(x), np.nan)
+        for at, res, det, _ in self._scored_rows(x, machine_ids):
+            z[at] = det.explain(res)
         return z
 
     def to_bytes(self) -> bytes:
@@ -715,8 +1062,9 @@ class RegimeModel:
 
         Layout: magic `TMAM`, format version (uint16), header length (uint32), header (UTF-8
         JSON: format and library versions, `ModelInfo`, SHA-256 of the body), body (a pickle of
-        plain containers, numpy arrays and the `IsolationForest` objects; no class of ours, so
-        renaming code here does not break stored models).
+        plain containers and numpy arrays: per regime the detector's statistics and flat forest,
+        and the machines' baselines; no class of ours or of scikit-learn, so renaming code
+        breaks no stored model).
 
         Raises:
             NotFittedError: Before `fit`.
@@ -724,6 +1072,7 @@ class RegimeModel:
         info = self.info
         state = {
             "detectors": {k: d.state() for k, d in self._detectors.items()},
+            "baselines": {k: b.state() for k, b in self._baselines.items()},
             "min_rows": [self.min_rows, self.min_regime_rows],
         }
         body = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
@@ -741,9 +1090,9 @@ class RegimeModel:
     def from_bytes(blob: bytes) -> RegimeModel:
         """A model from `to_bytes` output.
 
-        Only blobs of the same format version and scikit-learn version load: forests pickled by
-        another scikit-learn version may fail or score differently, so the model must be
-        retrained (`telematics train`) after an upgrade.
+        Only blobs of the same format version and scikit-learn version load: forests grown by
+        another scikit-learn version may split differently, so the model must be retrained
+        (`telematics train`) after an upgrade.
 
         Args:
             blob: Bytes from `to_bytes`, from a trusted store only (the body is a pickle).
@@ -764,14 +1113,14 @@ class RegimeModel:
             detectors = {
                 str(k): AnomalyDetector.from_state(s) for k, s in state["detectors"].items()
             }
+            baselines = {str(k): _Baselines.from_state(s) for k, s in state["baselines"].items()}
             min_rows, min_regime_rows = state["min_rows"]
         except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
             raise ModelFormatError("body") from exc
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise ModelFormatError("body") from exc
-        if not all(name in detectors for name in REGIMES if name not in info.fallback) or (
-            info.fallback and _ALL not in detectors
-        ):
+        scored = {name for name in REGIMES if name not in info.unscored}
+        if set(detectors) != scored or set(baselines) != scored or set(info.calibration) != scored:
             raise ModelFormatError("body")
         model = RegimeModel(
             info.machine_model,
@@ -781,9 +1130,18 @@ class RegimeModel:
             margin=info.margin,
             min_rows=int(min_rows),
             min_regime_rows=int(min_regime_rows),
+            min_machine_rows=info.min_machine_rows,
         )
-        model._detectors, model._info = detectors, info
+        model._detectors, model._baselines, model._info = detectors, baselines, info
         return model
+
+
+def _machine_array(machine_ids: Sequence[str], rows: int) -> NDArray[np.str_]:
+    """Machine ids as a numpy string array, one per row."""
+    ids = np.asarray(machine_ids, dtype=np.str_)
+    if ids.shape != (rows,):
+        raise MachineIdsError(rows, ids.shape)
+    return ids
 
 
 def read_header(blob: bytes) -> tuple[dict[str, Any], bytes]:

@@ -2,8 +2,10 @@
 
 Healthy history: 60 s window means of running readings (computed in SQL, the same definition as
 the engine's live windows in `diagnosis.windows`), leaving out every window of a machine that
-overlaps one of its alarm episodes, whatever the fault. Fitting runs in a worker thread, so an
-API process keeps answering while a model trains.
+overlaps one of its alarm episodes, whatever the fault. Every window is tagged with its machine:
+the model learns each machine's own healthy baseline from them, so a machine is scored only once
+a training run has seen enough of its healthy windows (train again after adding machines).
+Fitting runs in a worker thread, so an API process keeps answering while a model trains.
 """
 
 from __future__ import annotations
@@ -48,9 +50,17 @@ WHERE m.model = $1 AND a.raised_at < $3 AND COALESCE(a.cleared_at, 'infinity') >
 
 @dataclass(frozen=True, slots=True)
 class TrainingData:
-    """Healthy windows of one machine model."""
+    """Healthy windows of one machine model.
+
+    Attributes:
+        rows: One window a row, columns in `MODEL_SIGNALS` order.
+        machine_ids: Per row, the machine the window is of.
+        machines: Distinct machines among the rows.
+        windows_dropped: Windows left out because they overlap an alarm episode.
+    """
 
     rows: np.ndarray
+    machine_ids: tuple[str, ...]
     machines: int
     windows_dropped: int
 
@@ -66,7 +76,7 @@ async def healthy_windows(
     max_rpm_range: float = 300.0,
 ) -> TrainingData:
     """Steady window means of `MODEL_SIGNALS` for `model` in [start, end), outside alarm
-    episodes: the rows the engine scores (see `diagnosis.windows`).
+    episodes, each with its machine: the rows the engine scores (see `diagnosis.windows`).
     """
     rows = await conn.fetch(_WINDOWS, model, start, end, window_s, min_readings, max_rpm_range)
     episodes = await conn.fetch(_EPISODES, model, start, end, window_s)
@@ -74,16 +84,16 @@ async def healthy_windows(
     for ep in episodes:
         spans.setdefault(ep["machine_id"], []).append((float(ep["first_idx"]), ep["last_idx"]))
     kept: list[list[float]] = []
-    machines: set[str] = set()
+    owners: list[str] = []
     for row in rows:
         idx = float(row["window_idx"])
         if any(lo <= idx <= hi for lo, hi in spans.get(row["machine_id"], ())):
             continue
         values = [row[name] for name in MODEL_SIGNALS]
         kept.append([np.nan if v is None else float(v) for v in values])
-        machines.add(row["machine_id"])
+        owners.append(row["machine_id"])
     matrix = np.asarray(kept, dtype=np.float64).reshape(len(kept), len(MODEL_SIGNALS))
-    return TrainingData(matrix, len(machines), len(rows) - len(kept))
+    return TrainingData(matrix, tuple(owners), len(set(owners)), len(rows) - len(kept))
 
 
 async def train(
@@ -115,7 +125,10 @@ async def train(
     )
     started = time.monotonic()
     fitted = await asyncio.to_thread(
-        RegimeModel(model).fit, data.rows, trained_at_ms=time.time_ns() // 1_000_000
+        RegimeModel(model).fit,
+        data.rows,
+        data.machine_ids,
+        trained_at_ms=time.time_ns() // 1_000_000,
     )
     blob = fitted.to_bytes()
     summary = {

@@ -369,15 +369,28 @@ def test_fault_code_in_a_reading_raises_its_episode() -> None:
 
 
 class _FixedScorer:
-    """Scores a window by its oil pressure mean: low pressure is anomalous."""
+    """Scores a window by its oil pressure mean (low pressure is anomalous), for the machines it
+    has a baseline of (NaN for others), and records the machine ids it was given."""
 
     threshold = 1.0
 
-    def score(self, X: FloatArray) -> FloatArray:  # noqa: N803
-        oil = X[:, MODEL_SIGNALS.index("oil_pressure_kpa")]
-        return np.asarray(200.0 / oil, np.float64)
+    def __init__(self, known: Sequence[str] | None = None) -> None:
+        self.known = known
+        self.scored: list[str] = []
+        self.explained: list[str] = []
 
-    def explain(self, X: FloatArray) -> FloatArray:  # noqa: N803
+    def score(self, X: FloatArray, machine_ids: Sequence[str]) -> FloatArray:  # noqa: N803
+        assert len(machine_ids) == len(X)
+        self.scored += machine_ids
+        oil = X[:, MODEL_SIGNALS.index("oil_pressure_kpa")]
+        scores = np.asarray(200.0 / oil, np.float64)
+        if self.known is not None:
+            scores[[m not in self.known for m in machine_ids]] = np.nan
+        return scores
+
+    def explain(self, X: FloatArray, machine_ids: Sequence[str]) -> FloatArray:  # noqa: N803
+        assert len(machine_ids) == len(X)
+        self.explained += machine_ids
         z = np.zeros_like(X)
         z[:, MODEL_SIGNALS.index("oil_pressure_kpa")] = -5.0
         z[:, MODEL_SIGNALS.index("coolant_temp_c")] = 2.0
@@ -399,6 +412,23 @@ def test_anomaly_needs_two_windows_and_names_the_deviating_signals() -> None:
     assert raised[0].deviations[0] == ("oil_pressure_kpa", -5.0)
     assert len(raised[0].deviations) == 3
     assert [e.transition for e in found][-1] is Transition.CLEARED
+
+
+def test_anomaly_scorer_gets_each_window_with_its_machine_and_nan_never_alarms() -> None:
+    # The scorer judges machines against their own baselines: it must learn whose window each
+    # row is, and a machine it has no baseline for (NaN) neither raises nor clears.
+    w = round(thresholds().anomaly.window_s)
+    scorer = _FixedScorer(known=["known"])
+    engine = engine_for("known", "new", "healthy", models={"excavator": scorer})
+    sick = [Stream(m).add(2 * w).add(4 * w, oil_pressure_kpa=190.0) for m in ("known", "new")]
+    found = of(
+        engine.process(frame_of(*sick, Stream("healthy").add(6 * w))), ev.UNEXPLAINED_ANOMALY
+    )
+    assert {(e.machine_id, e.transition) for e in found} >= {("known", Transition.RAISED)}
+    assert {e.machine_id for e in found} == {"known"}
+    # Windows close when a later one begins: 5 complete windows per machine, in machine order.
+    assert sorted(scorer.scored) == sorted(["known"] * 5 + ["new"] * 5 + ["healthy"] * 5)
+    assert set(scorer.explained) == {"known"}
 
 
 def test_process_refuses_unknown_machines_and_forget_makes_them_unknown() -> None:
