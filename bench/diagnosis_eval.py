@@ -19,13 +19,14 @@ broker or database: the wire path (encode, MQTT, decode, store, restore) is test
    evenly over the kind's types (sudden and gradual forms, the anomaly's two variants, dtc steady
    and flapping), at random times; the rest of the fleet stays healthy.
 3. Matching. A RAISED event matches a fault when it is on the fault's machine, its code is in
-   `GroundTruth.faults`, and it is raised within [visible - tolerance, end + grace] (end: the
-   fault's `end_ts_ms`, or the end of the run). The first match makes the fault a true positive
-   (delay = raise - visible); later matches are re-raises of a real fault, not false alarms.
-   Faults that never became visible (`visible_ts_ms` None) are left out of recall and listed.
-   Any other alarm is: `early` when one of the fault's codes is raised after the fault took
-   effect (start - tolerance) but before visible - tolerance (the fault counts as missed unless a
-   later alarm matches; the alarm is no false one); `collateral` when another code is raised in
+   `GroundTruth.faults`, and it is raised while the fault is in effect: within
+   [start - tolerance, end + grace] (end: the fault's `end_ts_ms`, or the end of the run). The
+   first match makes the fault a true positive; later matches are re-raises of a real fault, not
+   false alarms. Delay is raise - visible, counted as 0 when the alarm came before the fault met
+   its visibility criterion (`ea`: detected early; the criteria are thresholds a person would
+   call obvious, and an alarm on a fault that is really there, before it gets obvious, is the
+   point of diagnosis, not a miss). Faults that never became visible (`visible_ts_ms` None) are
+   left out of recall and listed. Any other alarm is: `collateral` when another code is raised in
    [start - tolerance, end + grace] (e.g. the anomaly model seeing a low oil pressure); `healthy`
    on a machine without faults; `outside` on a faulty machine outside its fault's window. Only
    `healthy` and `outside` alarms are false positives. The simulator starts machines in random
@@ -330,8 +331,8 @@ class FaultResult:
 
     type: str
     gt: GroundTruth
-    detected_ms: int | None = None  # first matching alarm from visible - tolerance on
-    early_ms: int | None = None  # first alarm of its code(s) after start, before that
+    detected_ms: int | None = None  # first alarm of its code(s) while the fault is in effect
+    early_ms: int | None = None  # the same, when it came before visible - tolerance
     repeats: int = 0  # matching alarms after the first (the episode cleared and came back)
 
     def to_json(self) -> dict[str, object]:
@@ -362,14 +363,13 @@ def classify(e: AlarmEvent, faults: list[FaultResult], end_ms: int, tol_ms: int,
         if e.fault not in gt.faults:
             category = "collateral"
             continue
-        if gt.visible_ts_ms is not None and e.ts_ms >= gt.visible_ts_ms - tol_ms:
-            if f.detected_ms is None:
-                f.detected_ms = e.ts_ms
-                return "detected"
-            f.repeats += 1
-            return "repeat"
-        f.early_ms = e.ts_ms if f.early_ms is None else f.early_ms
-        return "early"
+        if f.detected_ms is None:
+            f.detected_ms = e.ts_ms
+            if gt.visible_ts_ms is not None and e.ts_ms < gt.visible_ts_ms - tol_ms:
+                f.early_ms = e.ts_ms
+            return "detected"
+        f.repeats += 1
+        return "repeat"
     return category
 
 
@@ -380,14 +380,14 @@ class TypeScore:
     n: int = 0
     not_visible: int = 0
     tp: int = 0
-    early: int = 0  # not detected, but an alarm of its code came before visible - tolerance
+    early: int = 0  # detected before visible - tolerance (delay counted as 0)
     fn: int = 0
     repeats: int = 0
     delays_s: list[float] = field(default_factory=list)
 
     @property
     def recall(self) -> float:
-        seen = self.tp + self.early + self.fn
+        seen = self.tp + self.fn
         return self.tp / seen if seen else math.nan
 
     def delay(self, q: float) -> float:
@@ -400,9 +400,8 @@ class TypeScore:
             self.not_visible += 1
         elif f.detected_ms is not None:
             self.tp += 1
-            self.delays_s.append((f.detected_ms - visible) / 1000)
-        elif f.early_ms is not None:
-            self.early += 1
+            self.early += f.early_ms is not None
+            self.delays_s.append(max(f.detected_ms - visible, 0) / 1000)
         else:
             self.fn += 1
         self.repeats += f.repeats
@@ -412,7 +411,7 @@ class TypeScore:
             "faults": self.n,
             "never_visible": self.not_visible,
             "tp": self.tp,
-            "early_only": self.early,
+            "detected_early": self.early,
             "fn": self.fn,
             "recall": _num(self.recall),
             "repeats": self.repeats,
@@ -536,8 +535,8 @@ def row(name: str, t: TypeScore, extra: str = "") -> str:
 HEADER = f"{'fault type':34s}   n  nv  TP  ea  FN recall  d p50  d p95  d max  rep   FP  prec  coll"
 LEGEND = """\
 n faults; nv never visible (or never started), left out of recall; TP detected in
-[visible - tolerance, end + grace]; ea only raised after the fault started but before visible -
-tolerance (counted as missed); FN missed; d raise - visible (s) of detected faults; rep alarms
+[start - tolerance, end + grace]; ea of those, detected before visible - tolerance (delay 0);
+FN missed; d raise - visible (s) of detected faults, 0 when early; rep alarms
 after the first (episode cleared and raised again); FP alarms of the kind's code(s) on healthy
 machines or on faulty ones outside their fault's window; prec TP / (TP + FP); coll alarms of the
 kind's code(s) inside another kind's fault window (not counted as FP)"""
@@ -569,7 +568,7 @@ def report(args: argparse.Namespace, s: Scores, r: Run) -> list[str]:
         f"simulator {r.sim_s:.0f} s, engine {r.engine_s:.0f} s"
     )
     print(
-        f"match: same machine, code in the fault's codes, raised in [visible - "
+        f"match: same machine, code in the fault's codes, raised in [start - "
         f"{args.tolerance_s:g} s, end + {args.grace_s:g} s]; first {args.warmup_s:g} s not scored\n"
     )
     table(s)
@@ -578,7 +577,7 @@ def report(args: argparse.Namespace, s: Scores, r: Run) -> list[str]:
         f"\nfalse alarms on healthy machines: {healthy} in {s.healthy_machine_days:.0f} "
         f"machine-days = {healthy_rate(s):.3f}/machine-day  (goal < {GOAL_FALSE_PER_DAY})"
     )
-    for cat in ("healthy", "outside", "early", "collateral", "start-up"):
+    for cat in ("healthy", "outside", "collateral", "start-up"):
         if s.alarms[cat]:
             parts = ", ".join(f"{c} {n}" for c, n in sorted(s.alarms[cat].items()))
             print(f"  {cat:10s} {parts}")
