@@ -36,17 +36,9 @@ from numpy.typing import NDArray
 
 from diagnosis.events import Severity
 from diagnosis.knowledge import KnowledgeBase
+from dispatch.assignment import assign, assign_greedy
 from dispatch.geo import GeoPoint
-from dispatch.matching import (
-    Engineer,
-    FleetIndex,
-    OrderNeed,
-    PartNeed,
-    Warehouse,
-    assign,
-    assign_greedy,
-    rank,
-)
+from dispatch.matching import Engineer, FleetIndex, OrderNeed, PartNeed, Warehouse, rank
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 SKILLS = sorted(KnowledgeBase.load().skills)

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import asyncpg
 
 from diagnosis.knowledge import KnowledgeBase
+from dispatch.assignment import assign
 from dispatch.errors import TransitionError
 from dispatch.geo import GeoPoint
 from dispatch.matching import (
@@ -32,7 +33,6 @@ from dispatch.matching import (
     PartNeed,
     Ranking,
     Warehouse,
-    assign,
     rank,
 )
 from dispatch.orders import Command, Dispatch, Order, apply, create_order
@@ -291,7 +291,7 @@ async def dispatch_alarms(
     now: datetime | None = None,
 ) -> BatchResult:
     """Dispatch several alarms at once, jointly: the engineers are assigned to minimise the total
-    arrival time (`dispatch.matching.assign`), not one alarm after the other.
+    arrival time (`dispatch.assignment.assign`), not one alarm after the other.
 
     Raises:
         NotFoundError: An alarm does not exist.

@@ -9,19 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from diagnosis.events import Severity
+from dispatch.assignment import Assignment, AssignmentMethod, assign, assign_greedy
 from dispatch.errors import MatchingInputError
 from dispatch.geo import GeoPoint
-from dispatch.matching import (
-    Assignment,
-    AssignmentMethod,
-    Engineer,
-    FleetIndex,
-    OrderNeed,
-    PartNeed,
-    Warehouse,
-    assign,
-    assign_greedy,
-)
+from dispatch.matching import Engineer, FleetIndex, OrderNeed, PartNeed, Warehouse
 from tests.dispatch.fleet import NOW, east, engineer, order, road_min, warehouse
 
 PICKUP_MIN = 10.0

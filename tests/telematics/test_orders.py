@@ -271,7 +271,7 @@ async def test_a_batch_is_assigned_jointly_not_greedily(pool: asyncpg.Pool) -> N
     """Two alarms, two engineers. Engineer X is a little nearer to alarm 1 and much nearer to
     alarm 2; engineer Y is near alarm 1 only. Greedy (worst first, both critical: the first)
     gives alarm 1 to X and leaves alarm 2 to Y, far away; jointly, Y takes 1 and X takes 2."""
-    from dispatch.matching import assign_greedy  # noqa: PLC0415
+    from dispatch.assignment import assign_greedy  # noqa: PLC0415
     from telematics.dispatching import dispatch_alarms, fleet_snapshot  # noqa: PLC0415
 
     async with pool.acquire() as conn:
