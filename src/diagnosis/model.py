@@ -1,10 +1,12 @@
 """The anomaly model: per-machine baselines, and a robust-scaled isolation forest per regime.
 
 This module owns everything learned from data in `diagnosis`, and it is the only module of the
-project that imports scikit-learn; the rest of the package sees plain float matrices and machine
-ids in and float arrays out (the engine's `AnomalyScorer` protocol: `threshold`, `score`,
-`explain`). It never does I/O: training rows come in as arrays and models leave as bytes, which
-the telematics side stores in PostgreSQL (`anomaly_models`).
+project that imports scikit-learn: it fits the forests and hands their trees' arrays to
+`diagnosis.forest`, which scores them in numpy (per-machine baselines are `diagnosis.baseline`'s).
+The rest of the package sees plain float matrices and machine ids in and float arrays out (the
+engine's `AnomalyScorer` protocol: `threshold`, `score`, `explain`). It never does I/O: training
+rows come in as arrays and models leave as bytes, which the telematics side stores in PostgreSQL
+(`anomaly_models`).
 
 Two layers:
 
@@ -12,16 +14,16 @@ Two layers:
   mean, so it can be checked on any labelled data set. Columns are standardised robustly (median
   and IQR), then an `IsolationForest` is grown on them; the score is `-score_samples`, so higher
   means more anomalous (about 0.35-0.5 for typical rows, towards 1 for isolated ones). Scoring
-  does not call scikit-learn: the fitted trees are copied into flat arrays (`_FlatForest`) and
-  scored for all rows at once in numpy, to the same figure.
+  does not call scikit-learn: the fitted trees are copied into flat arrays
+  (`forest.FlatForest`) and scored for all rows at once in numpy, to the same figure.
 * `RegimeModel` is the model of one machine model. Its rows are 60 s window means of
   `MODEL_SIGNALS`, each with the machine it is a window of. Machines differ more from each other
   than a healthy machine varies, so each is judged against its own healthy baseline per
-  operating regime (`_Baselines`); what is healthy also depends on what the engine is doing (oil
-  pressure and coolant temperature at full load would be alarming at idle), so each regime has
-  its own baselines, detector and calibrated threshold. The score combines the forest score
-  with the largest robust z-score of the row's residuals (a forest alone does not see how far one
-  signal drifted, see `RegimeModel`), and is divided by the regime's threshold, so one
+  operating regime (`baseline.Baselines`); what is healthy also depends on what the engine is
+  doing (oil pressure and coolant temperature at full load would be alarming at idle), so each
+  regime has its own baselines, detector and calibrated threshold. The score combines the forest
+  score with the largest robust z-score of the row's residuals (a forest alone does not see how
+  far one signal drifted, see `RegimeModel`), and is divided by the regime's threshold, so one
   threshold, 1.0, serves every regime and the engine needs no regime logic.
 
 Errors derive from `ModelError`; every subclass carries the figures that explain it.
@@ -36,14 +38,16 @@ import struct
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Final
+from typing import Any, Final
 
 import numpy as np
 import sklearn
 from numpy.typing import ArrayLike, NDArray
 from sklearn.ensemble import IsolationForest
 
+from diagnosis.baseline import Baselines
 from diagnosis.errors import DiagnosisError
+from diagnosis.forest import FlatForest, TreeArrays
 from diagnosis.windows import MODEL_SIGNALS
 
 FloatArray = NDArray[np.float64]
@@ -51,7 +55,6 @@ IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
 
 _SPEED_COL: Final = MODEL_SIGNALS.index("engine_speed_rpm")
-_OIL_COL: Final = MODEL_SIGNALS.index("oil_pressure_kpa")
 _LOAD_COL: Final = MODEL_SIGNALS.index("load_pct")
 _COOLANT_COL: Final = MODEL_SIGNALS.index("coolant_temp_c")
 
@@ -195,179 +198,27 @@ class _RobustScale:
         return z
 
 
-def _average_path_length(n_samples: FloatArray) -> FloatArray:
-    """Expected path length of an unsuccessful search in a binary tree of `n_samples` points.
+def _flat_forest(forest: IsolationForest, n_features: int) -> FlatForest:
+    """The numpy scorer of a fitted forest whose trees see every column, in order.
 
-    The isolation forest paper's c(n), written as scikit-learn writes it
-    (`sklearn.ensemble._iforest._average_path_length`) so scores match it to rounding.
+    The one place scikit-learn's tree arrays are read: `diagnosis.forest` gets them as plain
+    arrays and never sees scikit-learn.
     """
-    n = np.asarray(n_samples, dtype=np.float64)
-    out = np.zeros_like(n)
-    out[n == 2] = 1.0
-    big = n > 2
-    out[big] = 2.0 * (np.log(n[big] - 1.0) + np.euler_gamma) - 2.0 * (n[big] - 1.0) / n[big]
-    return out
-
-
-def _float32_at_most(x: FloatArray) -> NDArray[np.float32]:
-    """Per value, the largest float32 not above it: for any float32 v, `v <= x` exactly when
-    `v <= _float32_at_most(x)`, so float32 rows can be compared with float32 thresholds.
-    """
-    down = x.astype(np.float32)
-    is_above = down.astype(np.float64) > x
-    down[is_above] = np.nextafter(down[is_above], np.float32(-np.inf))
-    return down
-
-
-@dataclass(frozen=True, slots=True)
-class _FlatForest:
-    """A fitted `IsolationForest` as flat arrays, scored for all rows and trees at once.
-
-    scikit-learn's `score_samples` walks the trees one by one, each through joblib with its
-    config and warning contexts: about 6-15 ms a call whatever the row count, which at the
-    gateway's batch sizes was most of the engine's cost. Here the nodes of all trees sit in one
-    table, renumbered so that a node's two children are neighbours (`child` and `child + 1`) and
-    a leaf is its own child with an infinite threshold, and all (row, tree) pairs descend
-    together one level per step: `depth` steps of five gathers on a (rows, trees) matrix, with
-    no branch for leaves.
-
-    The score is sklearn's to rounding (the tests hold it to 1e-12): `score_samples` rounds rows
-    to float32 and compares them with float64 thresholds, and comparing the same float32 values
-    with each threshold rounded down to float32 gives the same decision every time; a leaf counts
-    its depth plus c(its training samples), and the mean over trees is normalised by
-    c(`max_samples_`).
-
-    Attributes:
-        child: Per node (index into the flat table), its left child (its right one is the next
-            node); a leaf points to itself.
-        feature: Per node, the column it splits on (0 for leaves, whose comparison is moot).
-        threshold: Per node, the split value rounded down to float32 (+inf for leaves).
-        leaf_depth: Per node, depth (root 0) + c(training samples at the node): the path
-            length a row ending there adds.
-        roots: Per tree, the index of its root.
-        depth: Levels below the root of the deepest tree.
-        norm: Trees x c(`max_samples_`): the path-length sum of a score of 0.5.
-    """
-
-    child: NDArray[np.int32]
-    feature: NDArray[np.int32]
-    threshold: NDArray[np.float32]
-    leaf_depth: FloatArray
-    roots: NDArray[np.int32]
-    depth: int
-    norm: float
-
-    _CHUNK_ROWS: ClassVar[int] = 512  # keeps the (rows, trees) matrices in cache
-
-    @staticmethod
-    def of(forest: IsolationForest, n_features: int) -> _FlatForest:
-        """The arrays of a fitted forest whose trees see every column, in order."""
-        # With max_features < 1 sklearn gives each tree only its sampled columns; ours use all.
-        if getattr(forest, "_max_features", n_features) != n_features:
-            raise ValueError("forests that subsample features are not supported")
-        child: list[int] = []
-        feature: list[int] = []
-        threshold: list[float] = []
-        leaf_depth: list[float] = []
-        roots: list[int] = []
-        for est in forest.estimators_:  # trees and nodes, not rows: once per fit or load
-            tree = est.tree_
-            c = _average_path_length(tree.n_node_samples.astype(np.float64)).tolist()
-            lefts, rights = tree.children_left.tolist(), tree.children_right.tolist()
-            feats, thrs = tree.feature.tolist(), tree.threshold.tolist()
-            roots.append(len(child))
-            # Breadth first, so that the two children of a node get consecutive numbers.
-            queue, depth_of = [0], [0]
-            child.append(-1)
-            for pos, node in enumerate(queue):
-                at = roots[-1] + pos
-                d = depth_of[pos]
-                leaf_depth.append(d + c[node])
-                if lefts[node] < 0:
-                    child[at], feature_k, thr = at, 0, np.inf
-                else:
-                    child[at], feature_k, thr = roots[-1] + len(queue), feats[node], thrs[node]
-                    queue += [lefts[node], rights[node]]
-                    depth_of += [d + 1, d + 1]
-                    child += [-1, -1]
-                feature.append(feature_k)
-                threshold.append(thr)
-        depth = max(int(est.tree_.max_depth) for est in forest.estimators_)
-        n_trees = len(forest.estimators_)
-        norm = n_trees * float(_average_path_length(np.array([forest.max_samples_]))[0])
-        return _FlatForest(
-            np.array(child, np.int32),
-            np.array(feature, np.int32),
-            _float32_at_most(np.array(threshold, np.float64)),
-            np.array(leaf_depth, np.float64),
-            np.array(roots, np.int32),
-            depth,
-            norm,
+    # With max_features < 1 sklearn gives each tree only its sampled columns; ours use all.
+    if getattr(forest, "_max_features", n_features) != n_features:
+        raise ValueError("forests that subsample features are not supported")
+    trees = [
+        TreeArrays(
+            t.children_left,
+            t.children_right,
+            t.feature,
+            t.threshold,
+            t.n_node_samples,
+            int(t.max_depth),
         )
-
-    def score(self, x: FloatArray) -> FloatArray:
-        """`-IsolationForest.score_samples(x)` for finite rows: higher is more anomalous."""
-        out = np.empty(len(x))
-        for lo in range(0, len(x), self._CHUNK_ROWS):  # chunks of rows, not rows
-            out[lo : lo + self._CHUNK_ROWS] = self._score(x[lo : lo + self._CHUNK_ROWS])
-        return out
-
-    def _score(self, x: FloatArray) -> FloatArray:
-        n, k = x.shape
-        values = x.astype(np.float32).ravel()
-        row_at = (np.arange(n, dtype=np.int32) * np.int32(k))[:, None]
-        node = np.repeat(self.roots[None, :], n, axis=0)
-        for _ in range(self.depth):
-            at = self.feature.take(node)
-            at += row_at
-            node = self.child.take(node) + (values.take(at) > self.threshold.take(node))
-        path = self.leaf_depth.take(node).sum(axis=1)
-        if self.norm <= 0:  # one training row: sklearn scores everything 1
-            return np.ones(n)
-        scores: FloatArray = np.exp2(-path / self.norm)
-        return scores
-
-    def state(self) -> dict[str, Any]:
-        """The arrays as plain containers, for pickling."""
-        return {
-            "child": self.child,
-            "feature": self.feature,
-            "threshold": self.threshold,
-            "leaf_depth": self.leaf_depth,
-            "roots": self.roots,
-            "depth": self.depth,
-            "norm": self.norm,
-        }
-
-    @staticmethod
-    def from_state(state: Mapping[str, Any], n_features: int) -> _FlatForest:
-        """A forest from `state` output.
-
-        Raises:
-            KeyError: A field is missing.
-            ValueError: The arrays do not make a forest over `n_features` columns.
-        """
-        flat = _FlatForest(
-            np.asarray(state["child"], dtype=np.int32),
-            np.asarray(state["feature"], dtype=np.int32),
-            np.asarray(state["threshold"], dtype=np.float32),
-            np.asarray(state["leaf_depth"], dtype=np.float64),
-            np.asarray(state["roots"], dtype=np.int32),
-            int(state["depth"]),
-            float(state["norm"]),
-        )
-        n = len(flat.child)
-        if {len(flat.feature), len(flat.threshold), len(flat.leaf_depth)} != {n} or n == 0:
-            raise ValueError("forest arrays do not match")
-        # A leaf (infinite threshold) never goes right; an inner node's right child must exist.
-        reach = flat.child + (flat.threshold < np.inf)
-        if flat.child.min() < 0 or reach.max() >= n:
-            raise ValueError("forest node index out of range")
-        if not len(flat.roots) or flat.roots.min() < 0 or flat.roots.max() >= n:
-            raise ValueError("forest root index out of range")
-        if flat.feature.min() < 0 or flat.feature.max() >= n_features:
-            raise ValueError("forest splits on a column the detector does not have")
-        return flat
+        for t in (est.tree_ for est in forest.estimators_)
+    ]
+    return FlatForest.of(trees, forest.max_samples_)
 
 
 class AnomalyDetector:
@@ -395,7 +246,7 @@ class AnomalyDetector:
         self.n_dropped = 0
         self.n_features = 0
         self._scale: _RobustScale | None = None
-        self._forest: _FlatForest | None = None
+        self._forest: FlatForest | None = None
 
     def fit(self, x: ArrayLike) -> AnomalyDetector:
         """Learn the training statistics and the forest.
@@ -423,7 +274,7 @@ class AnomalyDetector:
             random_state=self.seed,
         )
         forest.fit(scale.z(arr))
-        self._scale, self._forest = scale, _FlatForest.of(forest, arr.shape[1])
+        self._scale, self._forest = scale, _flat_forest(forest, arr.shape[1])
         self.n_rows, self.n_dropped, self.n_features = (
             len(arr),
             int((~is_finite).sum()),
@@ -431,7 +282,7 @@ class AnomalyDetector:
         )
         return self
 
-    def _fitted(self) -> tuple[_RobustScale, _FlatForest]:
+    def _fitted(self) -> tuple[_RobustScale, FlatForest]:
         if self._scale is None or self._forest is None:
             raise NotFittedError("AnomalyDetector")
         return self._scale, self._forest
@@ -504,7 +355,7 @@ class AnomalyDetector:
         det.n_rows, det.n_dropped, det.n_features = (int(v) for v in state["counts"])
         center = np.asarray(state["center"], dtype=np.float64)
         scale = np.asarray(state["scale"], dtype=np.float64)
-        forest = _FlatForest.from_state(state["forest"], det.n_features)
+        forest = FlatForest.from_state(state["forest"], det.n_features)
         if center.shape != (det.n_features,) or scale.shape != (det.n_features,):
             raise ValueError("statistics do not match the feature count")
         det._scale, det._forest = _RobustScale(center, scale), forest
@@ -668,100 +519,6 @@ def _abs(z: FloatArray) -> FloatArray:
     return abs_z
 
 
-_SLOPE_PRIOR_ROWS: Final = 20.0  # pseudo-rows of the pooled oil slope in each machine's own
-
-
-@dataclass(frozen=True, slots=True)
-class _Baselines:
-    """Every machine's healthy centre in one regime, and its oil-pressure-over-speed slope.
-
-    Between machines of one model, healthy settings differ far more than one machine moves about
-    its own: on the simulated fleet idle speed spreads 35-40 rpm between machines and 1.5 rpm
-    within one, oil pressure in part load 47 kPa against 2 kPa, charging voltage 0.24 V against
-    0.01-0.04 V. Rows minus their machine's centre (residuals) let the detector learn the tight
-    within-machine spread, so an unusual but healthy machine is not an anomaly and a 25 % oil
-    pressure rise is not hidden inside the fleet's spread.
-
-    Oil pressure follows engine speed, with a slope that differs by machine (the pump and relief
-    setting: 0.14-0.23 kPa/rpm at part load here). Its residual is taken after the machine's own
-    slope times its speed residual, each machine's slope being its least-squares slope shrunk
-    towards the regime's pooled one by `_SLOPE_PRIOR_ROWS` pseudo-rows, so a machine whose
-    windows barely vary in speed (idle) gets the pooled slope, not a noisy one of its own.
-
-    Attributes:
-        machine_ids: Machines with a baseline, sorted.
-        center: Per machine, the median of each signal, shape (machines, len(MODEL_SIGNALS)).
-        oil_slope: Per machine, kPa of oil pressure per rpm of engine speed about its centre.
-        n_rows: Per machine, the training rows its baseline was taken from.
-    """
-
-    machine_ids: tuple[str, ...]
-    center: FloatArray
-    oil_slope: FloatArray
-    n_rows: IntArray
-
-    @staticmethod
-    def fit(x: FloatArray, machine_ids: NDArray[np.str_], min_rows: int) -> _Baselines:
-        """Baselines of the machines with at least `min_rows` of the rows `x` (finite)."""
-        names, code, counts = np.unique(machine_ids, return_inverse=True, return_counts=True)
-        order = np.argsort(code, kind="stable")
-        bounds = np.concatenate([[0], np.cumsum(counts)])
-        center = np.empty((len(names), x.shape[1]))
-        for j in range(len(names)):  # machines, not rows
-            center[j] = np.median(x[order[bounds[j] : bounds[j + 1]]], axis=0)
-        d_rpm = x[:, _SPEED_COL] - center[code, _SPEED_COL]
-        d_oil = x[:, _OIL_COL] - center[code, _OIL_COL]
-        sxx = np.bincount(code, d_rpm * d_rpm, len(names))
-        sxy = np.bincount(code, d_rpm * d_oil, len(names))
-        is_kept = counts >= min_rows
-        kept_rows = is_kept[code]
-        pooled = float(sxy[is_kept].sum() / max(sxx[is_kept].sum(), 1e-12))
-        prior = _SLOPE_PRIOR_ROWS * float(np.mean(d_rpm[kept_rows] ** 2)) if kept_rows.any() else 0
-        slope = (sxy + prior * pooled) / np.maximum(sxx + prior, 1e-12)
-        return _Baselines(
-            tuple(str(n) for n in names[is_kept]),
-            center[is_kept],
-            slope[is_kept],
-            counts[is_kept].astype(np.int64),
-        )
-
-    def index_of(self, machine_ids: Sequence[str]) -> IntArray:
-        """Per machine id, its row in `center`, or -1 for a machine without a baseline."""
-        at = {m: i for i, m in enumerate(self.machine_ids)}
-        return np.array([at.get(m, -1) for m in machine_ids], dtype=np.int64)
-
-    def residuals(self, x: FloatArray, idx: IntArray) -> FloatArray:
-        """Rows `x` of machines `idx` (all with a baseline) minus their machines' baselines."""
-        res: FloatArray = x - self.center[idx]
-        res[:, _OIL_COL] -= self.oil_slope[idx] * res[:, _SPEED_COL]
-        return res
-
-    def state(self) -> dict[str, Any]:
-        """The baselines as plain containers and numpy arrays, for pickling."""
-        return {
-            "machine_ids": list(self.machine_ids),
-            "center": self.center,
-            "oil_slope": self.oil_slope,
-            "n_rows": self.n_rows,
-        }
-
-    @staticmethod
-    def from_state(state: Mapping[str, Any]) -> _Baselines:
-        """Baselines from `state` output; raises KeyError, TypeError or ValueError if damaged."""
-        b = _Baselines(
-            tuple(str(m) for m in state["machine_ids"]),
-            np.asarray(state["center"], dtype=np.float64),
-            np.asarray(state["oil_slope"], dtype=np.float64),
-            np.asarray(state["n_rows"], dtype=np.int64),
-        )
-        n = len(b.machine_ids)
-        if b.center.shape != (n, len(MODEL_SIGNALS)) or b.oil_slope.shape != (n,):
-            raise ValueError("baseline arrays do not match")
-        if b.n_rows.shape != (n,):
-            raise ValueError("baseline arrays do not match")
-        return b
-
-
 class RegimeModel:
     """The anomaly model of one machine model: per operating regime, every machine's healthy
     baseline, and a detector and threshold for how far a healthy machine strays from its own.
@@ -770,7 +527,7 @@ class RegimeModel:
     rows are idle (load < 25 %), part load (25-65 %) or full load (>= 65 %).
 
     Baselines. Each machine is judged against itself: per regime, a machine with at least
-    `min_machine_rows` healthy training windows there gets a baseline (`_Baselines`: the median
+    `min_machine_rows` healthy training windows there gets a baseline (`Baselines`: the median
     of each signal, and its slope of oil pressure over engine speed), and the model's rows are
     residuals, a window minus its machine's baseline. The fleet's training rows teach what a
     healthy machine's residuals look like (shared by every machine of the model: one machine's
@@ -861,7 +618,7 @@ class RegimeModel:
         self.threshold: float = 1.0
         self._info: ModelInfo | None = None
         self._detectors: dict[str, AnomalyDetector] = {}  # by regime name
-        self._baselines: dict[str, _Baselines] = {}  # by regime name
+        self._baselines: dict[str, Baselines] = {}  # by regime name
 
     @property
     def info(self) -> ModelInfo:
@@ -941,13 +698,13 @@ class RegimeModel:
         is_used = is_finite & (regimes != NOT_SCORED)
         n_dropped, n_off = int((~is_finite).sum()), int((is_finite & ~is_used).sum())
         arr, regimes, ids = arr[is_used], regimes[is_used], ids[is_used]
-        baselines: dict[str, _Baselines] = {}
+        baselines: dict[str, Baselines] = {}
         residuals: dict[str, FloatArray] = {}
         for r, name in enumerate(REGIMES):
             is_regime = regimes == r
             if not is_regime.any():
                 continue
-            base = _Baselines.fit(arr[is_regime], ids[is_regime], self.min_machine_rows)
+            base = Baselines.fit(arr[is_regime], ids[is_regime], self.min_machine_rows)
             idx = base.index_of(ids[is_regime].tolist())
             if len(base.machine_ids):
                 baselines[name] = base
@@ -1113,7 +870,7 @@ class RegimeModel:
             detectors = {
                 str(k): AnomalyDetector.from_state(s) for k, s in state["detectors"].items()
             }
-            baselines = {str(k): _Baselines.from_state(s) for k, s in state["baselines"].items()}
+            baselines = {str(k): Baselines.from_state(s) for k, s in state["baselines"].items()}
             min_rows, min_regime_rows = state["min_rows"]
         except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
             raise ModelFormatError("body") from exc

@@ -24,7 +24,7 @@ from diagnosis.model import (
     NotFittedError,
     RegimeModel,
     ShapeError,
-    _FlatForest,
+    _flat_forest,
     read_header,
     regime_index,
 )
@@ -326,7 +326,7 @@ def test_numpy_forest_scores_equal_sklearn_score_samples(
     inner = np.flatnonzero(tree.children_left >= 0)[:20]
     on_split[np.arange(len(inner)), tree.feature[inner]] = tree.threshold[inner]
     probe = np.r_[probe, on_split]
-    flat = _FlatForest.of(forest, cols)
+    flat = _flat_forest(forest, cols)
     np.testing.assert_allclose(flat.score(probe), -forest.score_samples(probe), rtol=0, atol=1e-12)
 
 
