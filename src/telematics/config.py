@@ -39,10 +39,13 @@ class Settings(BaseSettings):
         default=None, description="MQTT 5 shared-subscription group; set to split across workers."
     )
     mqtt_receive_maximum: int = Field(
-        default=2000,
+        default=8000,
         ge=20,
         le=65535,
-        description="MQTT 5 Receive Maximum: unacked messages the broker may have in flight to us.",
+        description=(
+            "MQTT 5 Receive Maximum: unacked messages the broker may have in flight to us. "
+            "Memory is bounded by this times the payload size (typically 1-3 KB)."
+        ),
     )
     mqtt_broker_inflight_311: int = Field(
         default=20,
@@ -61,7 +64,7 @@ class Settings(BaseSettings):
         default=Path(".telematics"),
         description="Folder for the embedded database and the generated admin token.",
     )
-    batch_max_messages: int = Field(default=500, ge=1)
+    batch_max_messages: int = Field(default=1000, ge=1)
     batch_max_delay_ms: int = Field(default=50, ge=1)
     batches_in_flight: int = Field(default=2, ge=1, le=8)
     db_pool_size: int = Field(default=4, ge=2)

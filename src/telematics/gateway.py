@@ -60,10 +60,10 @@ class GatewayConfig:
     client_id: str
     protocol: str = "5"
     shared_group: str | None = None
-    receive_maximum: int = 2000
+    receive_maximum: int = 8000
     broker_inflight_311: int = 20
     session_expiry_s: int = 7 * 24 * 3600
-    batch_max_messages: int = 500
+    batch_max_messages: int = 1000
     batch_max_delay_s: float = 0.05
     writers: int = 2
     reconnect_max_delay_s: float = 5.0
