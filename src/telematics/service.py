@@ -145,14 +145,26 @@ def gateway_config(settings: Settings, mqtt_url: str, protocol: str) -> GatewayC
     )
 
 
+def _diagnosis_data(settings: Settings) -> tuple[RuleBook, KnowledgeBase] | None:
+    """The rule book and knowledge base, loaded (and checked) before anything else starts."""
+    if not settings.diagnosis_enabled:
+        return None
+    return RuleBook.load(settings.rules_path), KnowledgeBase.load(settings.knowledge_path)
+
+
 def _diagnosis(
-    settings: Settings, pool: asyncpg.Pool, metrics: Metrics, mqtt_url: str, protocol: str
+    settings: Settings,
+    data: tuple[RuleBook, KnowledgeBase] | None,
+    pool: asyncpg.Pool,
+    metrics: Metrics,
+    mqtt_url: str,
+    protocol: str,
 ) -> tuple[Diagnoser | None, AlarmPublisher | None, KnowledgeBase | None]:
     """The diagnoser, its alarm-notice publisher and the knowledge base, when enabled."""
-    if not settings.diagnosis_enabled:
+    if data is None:
         return None, None, None
-    knowledge = KnowledgeBase.load(settings.knowledge_path)
-    engine = Engine(RuleBook.load(settings.rules_path))
+    rules, knowledge = data
+    engine = Engine(rules)
     publisher = None
     if settings.alarm_notices:
         publisher = AlarmPublisher(
@@ -178,6 +190,8 @@ async def run_service(
     on_ready: Callable[[Endpoints], None] | None = None,
 ) -> None:
     """Run gateway, HTTP API and upkeep until `stop` is set, then drain and return."""
+    # A broken rules or knowledge file stops the start here, before any database or broker work.
+    data = _diagnosis_data(settings)
     async with _resources(settings) as (dsn, mqtt_url, protocol):
         pool = await with_retry(
             lambda: create_pool(
@@ -191,7 +205,7 @@ async def run_service(
             metrics = Metrics()
             directory = SourceDirectory()
             diagnoser, publisher, knowledge = _diagnosis(
-                settings, pool, metrics, mqtt_url, protocol
+                settings, data, pool, metrics, mqtt_url, protocol
             )
             gateway = Gateway(
                 gateway_config(settings, mqtt_url, protocol),
