@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
-import orjson
 
 from diagnosis.engine import Engine
 from diagnosis.events import AlarmEvent, Severity, Transition
@@ -68,12 +67,9 @@ class DiagnoserConfig:
 
 def frame_of(readings: ReadingColumns) -> Frame:
     """The engine's frame from the gateway's decoded columns."""
-    dtcs: list[list[tuple[int, int, int]] | None] | None = None
+    dtcs = None
     if any(d is not None for d in readings.dtc):
-        dtcs = []
-        for raw in readings.dtc:
-            codes = orjson.loads(raw) if raw else None
-            dtcs.append([(c["spn"], c["fmi"], c.get("oc", 0)) for c in codes] if codes else None)
+        dtcs = [readings_store.dtc_codes(raw) for raw in readings.dtc]
     return Frame.build(readings.machine_ids, readings.ts_ms, readings.values, dtcs)
 
 

@@ -35,7 +35,7 @@ from dispatch.matching import (
     Warehouse,
     rank,
 )
-from dispatch.orders import Command, Dispatch, Order, apply, create_order
+from dispatch.orders import Command, Dispatch, apply, create_order
 from dispatch.sla import SlaPolicy, timers_for
 from telematics.db import acquire
 from telematics.errors import ConflictError, InvalidRequestError, NotFoundError
@@ -387,11 +387,6 @@ def order_visible(order: StoredOrder, role: str, subject_id: str) -> bool:
     if role == "engineer":
         return order.order.engineer_id == subject_id
     return order.customer_id == subject_id
-
-
-def assigned_to(order: Order, engineer_id: str) -> bool:
-    """Whether the order is currently the engineer's."""
-    return order.engineer_id == engineer_id
 
 
 def require_found(found: bool, order_id: int) -> None:

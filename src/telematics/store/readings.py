@@ -71,6 +71,12 @@ class History:
     dtcs: list[list[tuple[int, int, int]] | None]
 
 
+def dtc_codes(raw: str | None) -> list[tuple[int, int, int]] | None:
+    """Active fault codes as (spn, fmi, oc) from the JSON text of a `dtc` column, None for none."""
+    codes = orjson.loads(raw) if raw else None
+    return [(c["spn"], c["fmi"], c.get("oc", 0)) for c in codes] if codes else None
+
+
 _HISTORY = f"""
 SELECT machine_id, (extract(epoch FROM ts) * 1000)::bigint AS ts_ms,
        {", ".join(f"COALESCE({name}, 'NaN') AS {name}" for name in SIGNAL_NAMES)},
@@ -86,11 +92,7 @@ async def history(
 ) -> History:
     """Readings of `machine_ids` with `start <= ts <= end`, sorted by machine and time."""
     rows = await conn.fetch(_HISTORY, machine_ids, start, end)
-    dtcs: list[list[tuple[int, int, int]] | None] = []
-    for row in rows:
-        raw = row["dtc"]
-        codes = orjson.loads(raw) if raw else None
-        dtcs.append([(c["spn"], c["fmi"], c.get("oc", 0)) for c in codes] if codes else None)
+    dtcs = [dtc_codes(row["dtc"]) for row in rows]
     return History(
         machine_ids=[row["machine_id"] for row in rows],
         ts_ms=[row["ts_ms"] for row in rows],
