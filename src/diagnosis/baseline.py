@@ -85,6 +85,13 @@ class Baselines:
         at = {m: i for i, m in enumerate(self.machine_ids)}
         return np.array([at.get(m, -1) for m in machine_ids], dtype=np.int64)
 
+    def oil_at(self, speed_rpm: FloatArray, idx: IntArray) -> FloatArray:
+        """Healthy oil pressure of machines `idx` (all with a baseline) at `speed_rpm`."""
+        at: FloatArray = self.center[idx, _OIL_COL] + self.oil_slope[idx] * (
+            speed_rpm - self.center[idx, _SPEED_COL]
+        )
+        return at
+
     def residuals(self, x: FloatArray, idx: IntArray) -> FloatArray:
         """Rows `x` of machines `idx` (all with a baseline) minus their machines' baselines."""
         res: FloatArray = x - self.center[idx]

@@ -14,6 +14,7 @@ never do I/O.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
@@ -173,8 +174,16 @@ def engine_state(batch: Batch, st: MachineState) -> EngineState:
     return eng
 
 
-def low_oil_pressure(batch: Batch) -> Conditions:
-    """`low_oil_pressure`: engine running and oil pressure below the curve over engine speed."""
+def low_oil_pressure(batch: Batch, reference: FloatArray | None = None) -> Conditions:
+    """`low_oil_pressure`: engine running and oil pressure below the curve over engine speed,
+    or below `baseline_raise_fraction` of `reference`.
+
+    Args:
+        batch: The batch.
+        reference: Per reading, the machine's own healthy oil pressure at that speed and load
+            (`AnomalyScorer.oil_reference`), NaN where unknown; None for none at all. Where it is
+            known, clearing also needs `baseline_clear_fraction` of it.
+    """
     speed, oil = batch.values[_SPEED], batch.signal("oil_pressure_kpa")
     sets = batch.tables.sets
     present = batch.present.tolist()
@@ -197,15 +206,29 @@ def low_oil_pressure(batch: Batch) -> Conditions:
         margin = take(batch.param(lambda t: t.low_oil_pressure.clear_margin_kpa), near)
         is_raise[near] = oil[near] < curve[near]
         is_clear[near] = oil[near] > curve[near] + margin
+    if reference is not None:
+        with np.errstate(invalid="ignore"):
+            ratio = oil / reference  # NaN where the reference is unknown
+        is_below = running & (
+            ratio < batch.param(lambda t: t.low_oil_pressure.baseline_raise_fraction)
+        )
+        is_raise |= is_below
+        is_clear &= ~(ratio < batch.param(lambda t: t.low_oil_pressure.baseline_clear_fraction))
     known = (speed == 0) | (running & ~np.isnan(oil))
 
     def describe(i: int, tr: Transition) -> str:
         c = sets[int(batch.model_seg[batch.seg_of(i)])].low_oil_pressure
         limit = float(np.interp(speed.item(i), c.curve_rpm, c.curve_kpa))
         head = f"oil pressure {fmt(oil.item(i))} kPa at {fmt(speed.item(i))} rpm"
+        ref = math.nan if reference is None else reference.item(i)
+        own = f"this machine's healthy {fmt(ref)} kPa"
         if tr is Transition.CLEARED:
-            return f"{head}, back above {fmt(limit + c.clear_margin_kpa)} kPa"
-        return f"{head}, below the minimum of {fmt(limit)} kPa"
+            if math.isnan(ref):
+                return f"{head}, back above {fmt(limit + c.clear_margin_kpa)} kPa"
+            return f"{head}, back to {oil.item(i) / ref:.0%} of {own}"
+        if oil.item(i) < limit:
+            return f"{head}, below the minimum of {fmt(limit)} kPa"
+        return f"{head}, {oil.item(i) / ref:.0%} of {own} (minimum {c.baseline_raise_fraction:.0%})"
 
     return Conditions(
         is_raise,

@@ -38,6 +38,7 @@ from diagnosis.state import (
     episodes,
 )
 from diagnosis.windows import (
+    MODEL_SIGNAL_ROWS,
     MODEL_SIGNALS,
     WindowAccumulator,
     Windows,
@@ -69,6 +70,17 @@ class AnomalyScorer(Protocol):
 
     def explain(self, X: FloatArray, machine_ids: Sequence[str]) -> FloatArray:  # noqa: N803
         """Per-signal z-scores, the same shape as `X`."""
+        ...
+
+    def oil_reference(
+        self,
+        X: FloatArray,  # noqa: N803
+        machine_ids: Sequence[str],
+        machine_of: IntArray,
+    ) -> FloatArray:
+        """Per reading (`MODEL_SIGNALS` order) of machine `machine_ids[machine_of[row]]`, its
+        healthy oil pressure at that speed and load; NaN where unknown.
+        """
         ...
 
 
@@ -177,11 +189,15 @@ class Engine:
             raise UnknownMachineError(missing)
         return self._process(frame, emit=True)
 
-    def check_silence(self, now_ms: int) -> list[AlarmEvent]:
+    def check_silence(self, now_ms: int, heard_since_ms: int | None = None) -> list[AlarmEvent]:
         """Raise `machine_silent` for machines quiet too long after a reading with the engine on.
 
         Args:
             now_ms: The current time, epoch milliseconds.
+            heard_since_ms: Since when the caller has been able to hear every machine (its
+                broker session up and nothing stuck on the way to the engine); quiet time before
+                it does not count, so an outage of the path itself alarms no machine. None: the
+                whole of it counts.
 
         Returns:
             One RAISED event per machine that fell silent, ordered by machine.
@@ -193,8 +209,9 @@ class Engine:
         timeout = self._tables.of(lambda t: t.machine_silent.timeout_s * 1000)[st.model_idx[used]]
         row = _FAULT_ROW[ev.MACHINE_SILENT]
         last = st.last_ts[used]
+        quiet_from = last if heard_since_ms is None else np.maximum(last, heard_since_ms)
         is_silent = (st.engine[used] == ENGINE_RUNNING) & ~st.active[row, used]
-        is_silent &= (last != NO_TS) & (now_ms - last >= timeout)
+        is_silent &= (last != NO_TS) & (now_ms - quiet_from >= timeout)
         out: list[AlarmEvent] = []
         for i in np.flatnonzero(is_silent).tolist():
             slot = int(used[i])
@@ -205,7 +222,7 @@ class Engine:
                     self._info[slot].machine_id,
                     ev.MACHINE_SILENT,
                     Transition.RAISED,
-                    int(last[i] + timeout[i]),
+                    int(quiet_from[i] + timeout[i]),
                     signal="engine_speed_rpm",
                     value=float(st.last_speed_rpm[slot]),
                     higher_is_worse=False,
@@ -246,7 +263,7 @@ class Engine:
         prev_last_ts = st.last_ts[sg.slots].copy()
         engine = conditions.engine_state(batch, st)
         rules: tuple[tuple[str, Callable[[Batch], Conditions | None]], ...] = (
-            (ev.LOW_OIL_PRESSURE, conditions.low_oil_pressure),
+            (ev.LOW_OIL_PRESSURE, lambda b: conditions.low_oil_pressure(b, self._oil_ref(b))),
             (ev.ENGINE_OVERHEAT, conditions.engine_overheat),
             (ev.COOLANT_RISING_FAST, lambda b: conditions.coolant_rising_fast(b, st)),
             (ev.HYDRAULIC_OVERHEAT, conditions.hydraulic_overheat),
@@ -478,8 +495,35 @@ class Engine:
             )
         return out
 
-    # --- rules ------------------------------------------------------------------------------
     # --- the anomaly model ------------------------------------------------------------------
+
+    def _oil_ref(self, batch: Batch) -> FloatArray | None:
+        """Per reading, its machine's healthy oil pressure from its model's baseline (NaN where
+        there is none); None when no machine of the batch has a model.
+        """
+        if not self._scorers:
+            return None
+        sg = batch.sg
+        n_seg = len(sg.slots)
+        models = np.array([self._info[s].model for s in sg.slots.tolist()], dtype=object)
+        ref: FloatArray | None = None
+        for name in np.unique(models).tolist():  # machine models, not readings
+            scorer = self._scorers.get(str(name))
+            if scorer is None:
+                continue
+            segs = np.flatnonzero(models == name)
+            local = np.full(n_seg, -1, np.int64)
+            local[segs] = np.arange(len(segs))
+            machine_of: IntArray = sg.spread(local)
+            rows = np.flatnonzero(machine_of >= 0)
+            if len(rows) < len(sg):
+                machine_of = machine_of[rows]
+            x = batch.values[MODEL_SIGNAL_ROWS[:, None], rows].T
+            ids = [batch.machine_ids[k] for k in segs.tolist()]
+            if ref is None:
+                ref = np.full(len(sg), np.nan)
+            ref[rows] = scorer.oil_reference(x, ids, machine_of)
+        return ref
 
     def _anomaly(self, batch: Batch, emit: bool) -> list[AlarmEvent]:
         sg = batch.sg

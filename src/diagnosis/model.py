@@ -814,6 +814,49 @@ class RegimeModel:
             z[at] = det.explain(res)
         return z
 
+    def oil_reference(
+        self, x: ArrayLike, machine_ids: Sequence[str], machine_of: ArrayLike
+    ) -> FloatArray:
+        """Per row, its machine's healthy oil pressure at the row's engine speed and regime.
+
+        The baseline's oil pressure (`Baselines.oil_at`: the machine's median in the regime plus
+        its own slope times the speed's distance from its median speed), for single readings as
+        well as window means: what the `low_oil_pressure` rule holds a reading against.
+
+        Args:
+            x: Rows with the columns of `MODEL_SIGNALS`.
+            machine_ids: The distinct machines of the rows.
+            machine_of: Per row, its machine's position in `machine_ids` (one name per machine,
+                not per row: a batch has hundreds of machines and thousands of readings).
+
+        Returns:
+            Shape (len(x),); NaN where the row is not scored (see `score`): engine off, warming
+            up, speed, load or coolant missing, or no baseline for the machine in that regime.
+
+        Raises:
+            NotFittedError: Before `fit`.
+            ShapeError: `x` does not have the columns of `MODEL_SIGNALS`.
+            MachineIdsError: `machine_of` is not one index per row.
+        """
+        if self._info is None:
+            raise NotFittedError("RegimeModel")
+        arr = _as_matrix(x, len(MODEL_SIGNALS))
+        rows_of = np.asarray(machine_of, dtype=np.int64)
+        if rows_of.shape != (len(arr),):
+            raise MachineIdsError(len(arr), rows_of.shape)
+        ref = np.full(len(arr), np.nan)
+        regimes = regime_index(arr)
+        names = list(machine_ids)
+        for r, name in enumerate(REGIMES):
+            base = self._baselines.get(name)
+            at = np.flatnonzero(regimes == r)
+            if base is None or not len(at):
+                continue
+            idx = base.index_of(names)[rows_of[at]]
+            at, idx = at[idx >= 0], idx[idx >= 0]
+            ref[at] = base.oil_at(arr[at, _SPEED_COL], idx)
+        return ref
+
     def to_bytes(self) -> bytes:
         """The fitted model as bytes for the `anomaly_models` table.
 

@@ -73,17 +73,23 @@ class _Persisted:
 
 @dataclass(frozen=True, slots=True)
 class LowOilPressure(_Persisted):
-    """Oil pressure below a minimum curve over engine speed.
+    """Oil pressure below a minimum curve over engine speed, or far below the machine's own.
 
     Attributes:
         curve_rpm: Engine speeds of the curve points, increasing.
         curve_kpa: Minimum oil pressure at each point (held flat beyond the ends).
         clear_margin_kpa: How far above the curve the pressure must be to clear.
+        baseline_raise_fraction: Raise below this fraction of the machine's own healthy pressure
+            at the same speed and load (its anomaly model's baseline; machines without one have
+            only the curve).
+        baseline_clear_fraction: Clear at or above this fraction of it (and above the curve).
     """
 
     curve_rpm: tuple[float, ...]
     curve_kpa: tuple[float, ...]
     clear_margin_kpa: float
+    baseline_raise_fraction: float
+    baseline_clear_fraction: float
 
     def _check(self, key: str) -> None:
         _Persisted._check(self, key)
@@ -93,6 +99,13 @@ class LowOilPressure(_Persisted):
             raise RuleBookError(f"{key}.curve_rpm", "must be strictly increasing")
         if self.clear_margin_kpa < 0:
             raise RuleBookError(f"{key}.clear_margin_kpa", "must not be negative")
+        if not 0.0 < self.baseline_raise_fraction < 1.0:
+            raise RuleBookError(f"{key}.baseline_raise_fraction", "must be between 0 and 1")
+        if not self.baseline_raise_fraction <= self.baseline_clear_fraction <= 1.0:
+            raise RuleBookError(
+                f"{key}.baseline_clear_fraction",
+                "must be between baseline_raise_fraction and 1",
+            )
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,7 +60,7 @@ class DiagnoserConfig:
     """
 
     history_s: float = 900.0
-    silence_check_s: float = 30.0
+    silence_check_s: float = 5.0
     max_backlog_readings: int = 500_000
     model_refresh_s: float = 60.0
 
@@ -101,6 +101,9 @@ class Diagnoser:
         self.idle.set()
         self.model_versions: dict[str, int] = {}
         self._models: dict[str, RegimeModel] = {}
+        self.heard_since: Callable[[], float | None] | None = None
+        """Since when (monotonic) the gateway hears every machine, None while it does not
+        (`Gateway.heard_since`); unset, silence counts from each machine's last reading."""
 
     def describe(self, fault: str) -> tuple[Severity, str]:
         """Severity and title of a fault, from the knowledge base."""
@@ -234,8 +237,21 @@ class Diagnoser:
         return sorted(loaded)
 
     async def check_silence(self, stop: asyncio.Event | None = None) -> None:
-        """Raise `machine_silent` for machines that stopped reporting while running."""
-        events = self.engine.check_silence(time.time_ns() // 1_000_000)
+        """Raise `machine_silent` for machines that stopped reporting while running.
+
+        Not while committed batches wait here (they may hold the readings), nor while the
+        gateway does not hear every machine (`heard_since`): then the path is out, not them.
+        """
+        if self._backlog:
+            return
+        now_s, now_ms = time.monotonic(), time.time_ns() // 1_000_000
+        heard_ms = None
+        if self.heard_since is not None:
+            since = self.heard_since()
+            if since is None:
+                return
+            heard_ms = now_ms - round((now_s - since) * 1000)
+        events = self.engine.check_silence(now_ms, heard_ms)
         if events:
             await self.apply(events, stop)
 

@@ -67,6 +67,7 @@ class GatewayConfig:
     batch_max_delay_s: float = 0.05
     writers: int = 2
     reconnect_max_delay_s: float = 5.0
+    stall_s: float = 10.0
     limits: Limits = field(default_factory=Limits)
 
     @property
@@ -117,6 +118,7 @@ class Gateway:
         self._filling: _Batch | None = None
         self._handoff = asyncio.Lock()
         self.connected = asyncio.Event()
+        self._heard_since: float | None = None  # monotonic; None while disconnected
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then drain: commit and acknowledge what was received."""
@@ -126,6 +128,24 @@ class Gateway:
             await self._queue.join()
             for task in writers:
                 task.cancel()
+
+    def heard_since(self) -> float | None:
+        """Since when (monotonic seconds) every message published to us reaches the store
+        promptly: the broker session is up and no received batch has waited longer than
+        `stall_s` for its commit. None while that is not so.
+
+        Silence is measured from here (`Diagnoser.check_silence`): while the gateway is cut off
+        from the broker, or the database holds its batches, machines are not silent, the path
+        is, and its own metrics and health say so.
+        """
+        since = self._heard_since
+        if since is None or not self.connected.is_set():
+            return None
+        now = time.monotonic()
+        if self._ack_order and now - self._ack_order[0].first_received_s > self._config.stall_s:
+            self._heard_since = now
+            return None
+        return since
 
     # -- broker side -------------------------------------------------------------------------
 
@@ -165,6 +185,7 @@ class Gateway:
                     await self._session(client, stop)
             except aiomqtt.MqttError as exc:
                 self.connected.clear()
+                self._heard_since = None
                 self._metrics.mqtt_connected.set(0)
                 if stop.is_set():
                     break
@@ -174,6 +195,7 @@ class Gateway:
                     await asyncio.wait_for(stop.wait(), timeout=delay_s)
                 delay_s = min(delay_s * 2, self._config.reconnect_max_delay_s)
         self.connected.clear()
+        self._heard_since = None
         self._metrics.mqtt_connected.set(0)
 
     async def _session(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
@@ -190,6 +212,7 @@ class Gateway:
         )
         self.connected.set()
         self._metrics.mqtt_connected.set(1)
+        self._heard_since = time.monotonic()
         receiver = asyncio.create_task(self._receive(client))
         flusher = asyncio.create_task(self._flush_on_timer())
         stopper = asyncio.create_task(stop.wait())
@@ -322,6 +345,8 @@ class Gateway:
         m.batch_seconds.observe(now - started)
         m.batch_messages.observe(len(batch.messages))
         m.lag_seconds.observe(now - batch.first_received_s)
+        if now - batch.first_received_s > self._config.stall_s and self._heard_since is not None:
+            self._heard_since = max(self._heard_since, now)
         m.readings_stored.inc(result.readings_inserted)
         m.readings_duplicate.inc(result.readings_duplicate)
         m.positions_stored.inc(result.positions_inserted)

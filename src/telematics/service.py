@@ -215,6 +215,8 @@ async def run_service(
                 after_commit=(lambda d: diagnoser.submit(d.readings)) if diagnoser else None,
                 backpressure=diagnoser.room if diagnoser else None,
             )
+            if diagnoser is not None:
+                diagnoser.heard_since = gateway.heard_since
             token = admin_token(settings)
             app = create_app(
                 ApiContext(

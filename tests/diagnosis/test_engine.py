@@ -125,6 +125,43 @@ def test_low_oil_pressure_curve_follows_engine_speed() -> None:
     assert {e.machine_id for e in of(events, ev.LOW_OIL_PRESSURE, Transition.RAISED)} == {"m2"}
 
 
+def test_low_oil_pressure_against_the_machines_own_baseline() -> None:
+    # 60 % of this machine's healthy pressure is still well above the model's curve: only the
+    # baseline sees it, only for the machine that has one, and clearing needs the clear fraction.
+    t = thresholds().low_oil_pressure
+    healthy = HEALTHY["oil_pressure_kpa"]
+    low = healthy * (t.baseline_raise_fraction - 0.05)
+    between = healthy * (t.baseline_raise_fraction + t.baseline_clear_fraction) / 2
+    curve = float(np.interp(HEALTHY["engine_speed_rpm"], t.curve_rpm, t.curve_kpa))
+    assert low > curve + t.clear_margin_kpa
+    need = confirm_index(0, t.raise_readings, t.raise_s) + 1
+    clear = confirm_index(0, t.clear_readings, t.clear_s) + 1
+    streams = [
+        Stream(m)
+        .add(5)
+        .add(need + 2, oil_pressure_kpa=low)
+        # Back in the band between: neither clears nor raises again.
+        .add(clear + 5, oil_pressure_kpa=between)
+        .add(clear, oil_pressure_kpa=healthy * t.baseline_clear_fraction)
+        for m in ("known", "new")
+    ]
+    scorer = _FixedScorer(known=["known"])
+    events = engine_for("known", "new", models={"excavator": scorer}).process(frame_of(*streams))
+    found = of(events, ev.LOW_OIL_PRESSURE)
+    assert [
+        (e.machine_id, e.transition) for e in found if e.transition is not Transition.UPDATED
+    ] == [
+        ("known", Transition.RAISED),
+        ("known", Transition.CLEARED),
+    ]
+    s = streams[0]
+    assert found[0].ts_ms == s.ts(5 + need - 1)
+    assert "of this machine's healthy 350 kPa" in found[0].detail
+    assert found[-1].ts_ms == s.ts(5 + need + 2 + clear + 5 + clear - 1)
+    # Without a model, the same readings raise nothing.
+    assert of(engine_for("known").process(frame_of(streams[0])), ev.LOW_OIL_PRESSURE) == []
+
+
 def test_low_oil_pressure_ignores_a_stopped_engine() -> None:
     stopped = Stream("m1").add(60, engine_speed_rpm=0.0, oil_pressure_kpa=0.0)
     assert of(engine_for("m1").process(frame_of(stopped)), ev.LOW_OIL_PRESSURE) == []
@@ -345,6 +382,19 @@ def test_machine_silent_after_running_and_cleared_by_the_next_reading() -> None:
     assert [(e.transition, e.ts_ms) for e in cleared] == [(Transition.CLEARED, back.ts(0))]
 
 
+def test_silence_counts_only_from_when_the_machines_could_be_heard() -> None:
+    # The gateway was cut off from the broker: the machines' quiet time before it could hear
+    # them again is not theirs.
+    timeout_ms = round(thresholds().machine_silent.timeout_s * 1000)
+    engine = engine_for("on")
+    on = Stream("on").add(10)
+    engine.process(frame_of(on))
+    heard = on.ts(9) + 10 * timeout_ms
+    assert engine.check_silence(heard + timeout_ms - 1, heard_since_ms=heard) == []
+    raised = engine.check_silence(heard + timeout_ms, heard_since_ms=heard)
+    assert [(e.machine_id, e.ts_ms) for e in raised] == [("on", heard + timeout_ms)]
+
+
 def test_outside_site_is_persisted_and_needs_a_site() -> None:
     t = thresholds().outside_site
     away_deg = (SITE[2] + t.raise_margin_m + 200) / 111_195  # metres north, in degrees
@@ -395,6 +445,20 @@ class _FixedScorer:
         z[:, MODEL_SIGNALS.index("oil_pressure_kpa")] = -5.0
         z[:, MODEL_SIGNALS.index("coolant_temp_c")] = 2.0
         return z
+
+    def oil_reference(
+        self,
+        X: FloatArray,  # noqa: N803
+        machine_ids: Sequence[str],
+        machine_of: np.ndarray,
+    ) -> FloatArray:
+        """The healthy stream's oil pressure for every running reading of a known machine."""
+        assert len(machine_of) == len(X)
+        ref = np.full(len(X), HEALTHY["oil_pressure_kpa"])
+        if self.known is not None:
+            ref[[machine_ids[k] not in self.known for k in machine_of.tolist()]] = np.nan
+        ref[X[:, MODEL_SIGNALS.index("engine_speed_rpm")] <= 0] = np.nan
+        return ref
 
 
 def test_anomaly_needs_two_windows_and_names_the_deviating_signals() -> None:

@@ -266,6 +266,35 @@ def test_machine_without_a_baseline_is_not_scored(model: RegimeModel) -> None:
     assert set(model.machines("idle")) == set(MACHINES)
 
 
+def test_oil_reference_is_each_machines_own_pressure_at_the_rows_speed(
+    model: RegimeModel,
+) -> None:
+    # The fleet's machines differ by +-10 % in oil pressure; the reference follows the machine
+    # (to within its own spread) and its slope over speed, not the fleet's average.
+    rows, ids = FLEET.healthy(np.random.default_rng(27), 3_000)
+    names = sorted(set(ids))
+    machine_of = np.array([names.index(m) for m in ids])
+    ref = model.oil_reference(rows, names, machine_of)
+    assert np.isfinite(ref).all()
+    oil = rows[:, COL["oil_pressure_kpa"]]
+    assert np.median(np.abs(oil / ref - 1.0)) < 0.02
+    fleet_mean = np.array([MEANS[int(r)][2] for r in regime_index(rows)])
+    assert np.median(np.abs(oil / fleet_mean - 1.0)) > 0.04
+    # Unknown machine, engine off and warm-up rows have none.
+    rows[0, COL["engine_speed_rpm"]] = 0.0
+    rows[1, COL["coolant_temp_c"]] = 40.0
+    names[machine_of[2]] = "EX-NEW"
+    ref = model.oil_reference(rows, names, machine_of)
+    unknown = np.array([names[k] == "EX-NEW" for k in machine_of.tolist()])
+    assert np.isnan(ref[:2]).all()
+    assert np.isnan(ref[unknown]).all()
+    assert np.isfinite(ref[2:][~unknown[2:]]).all()
+    with pytest.raises(MachineIdsError):
+        model.oil_reference(rows, names, machine_of[:-1])
+    with pytest.raises(NotFittedError):
+        RegimeModel("crane").oil_reference(rows, names, machine_of)
+
+
 def test_machine_with_too_few_windows_in_a_regime_gets_no_baseline_there() -> None:
     rng = np.random.default_rng(26)
     rows, ids = FLEET.healthy(rng, 10_000)

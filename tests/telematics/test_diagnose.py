@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import asyncpg
 import orjson
 
 from diagnosis.engine import Engine
-from diagnosis.events import ENGINE_OVERHEAT, LOW_OIL_PRESSURE
+from diagnosis.events import ENGINE_OVERHEAT, LOW_OIL_PRESSURE, MACHINE_SILENT
 from diagnosis.frame import Frame
 from diagnosis.knowledge import KnowledgeBase
 from diagnosis.rules import RuleBook
@@ -118,3 +120,33 @@ async def test_a_restarted_diagnoser_continues_from_the_store(pool: asyncpg.Pool
     assert {a.fault for a in found[straight]} >= {ENGINE_OVERHEAT, LOW_OIL_PRESSURE}
     assert {a.state for a in found[straight] if a.fault == LOW_OIL_PRESSURE} == {"open"}
     assert shape(found[restarted]) == shape(found[straight])
+
+
+async def test_silence_counts_only_while_the_gateway_hears_every_machine(
+    pool: asyncpg.Pool,
+) -> None:
+    """A machine last heard running long ago is silent only once the gateway has heard the
+    fleet for the whole timeout: not while it is cut off, nor just after it reconnected."""
+    machine_id = unique("SI")
+    s = Stream(machine_id, start_s=-3600.0).add(30)
+    async with pool.acquire() as conn:
+        await register(conn, machine_id)
+        frame = await store(conn, s, 0, len(s.rows))
+    d = diagnoser(pool)
+    await d.diagnose(frame)
+    timeout_s = d.engine.rules.for_model("excavator").machine_silent.timeout_s
+
+    async def silent() -> list[str]:
+        await d.check_silence()
+        async with pool.acquire() as conn:
+            found = await alarm_store.list_alarms(
+                conn, alarm_store.AlarmFilter(machine_id=machine_id), before_id=None, limit=10
+            )
+        return [a.state for a in found if a.fault == MACHINE_SILENT]
+
+    d.heard_since = lambda: None  # cut off from the broker, or the store holds its batches
+    assert await silent() == []
+    d.heard_since = lambda: time.monotonic() - timeout_s + 5.0  # reconnected recently
+    assert await silent() == []
+    d.heard_since = lambda: time.monotonic() - timeout_s - 1.0
+    assert await silent() == ["open"]

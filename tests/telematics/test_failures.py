@@ -84,7 +84,7 @@ async def test_puback_waits_for_the_commit(
     dsn, proxy = proxied_dsn
     machine = unique("EX")
     await register(pool, machine)
-    config = gateway_config(mqtt_endpoint)
+    config = gateway_config(mqtt_endpoint, stall_s=0.3)
     metrics = Metrics()
     cut_pool = await create_pool(dsn, max_size=2, timeout_s=2)
     gateway = Gateway(config, cut_pool, SourceDirectory(), metrics)
@@ -92,11 +92,14 @@ async def test_puback_waits_for_the_commit(
     task = asyncio.create_task(gateway.run(stop))
     try:
         await asyncio.wait_for(gateway.connected.wait(), 10)
+        assert gateway.heard_since() is not None
         proxy.cut()
         await publish(mqtt_endpoint, batches(machine, now_ms() - 60_000, 10, 5))
         assert await eventually(lambda: _value(received(metrics)), 10.0) == 10.0
         await asyncio.sleep(0.5)  # ample time for a wrongly early PUBACK to go out
         assert await count_readings(pool, machine)() == 0
+        # Batches stuck on their way to the store: machines are not heard, so none is silent.
+        assert gateway.heard_since() is None
     finally:
         task.cancel()  # the gateway dies holding ten unacknowledged messages
         with contextlib.suppress(asyncio.CancelledError):
@@ -142,6 +145,7 @@ async def test_database_away_for_30_seconds_mid_stream_loses_nothing(
     publisher = asyncio.create_task(stream())
     try:
         await asyncio.sleep(8)
+        heard_before = gateway.heard_since()
         proxy.cut()
         stored_at_cut = await count_readings(pool, machine)()
         assert 0 < stored_at_cut < 15_000
@@ -153,10 +157,15 @@ async def test_database_away_for_30_seconds_mid_stream_loses_nothing(
         proxy.restore()
         await publisher
         assert await eventually(count_readings(pool, machine), 15_000, timeout_s=60) == 15_000
+        heard_after = gateway.heard_since()
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
         await cut_pool.close()
+    # Silence counts again only from when the held batches reached the store.
+    assert heard_before is not None
+    assert heard_after is not None
+    assert heard_after > heard_before + 25
     assert stored_during == stored_at_cut  # nothing reached the database while it was away
     assert peak_unacked > 0  # the gateway held messages, unacknowledged ...
     assert peak_unacked <= config.receive_maximum  # ... no more than the broker lets it
