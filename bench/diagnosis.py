@@ -56,7 +56,7 @@ from diagnosis.frame import FloatArray, Frame, IntArray, MachineInfo
 from diagnosis.model import RegimeModel
 from diagnosis.rules import RuleBook, Thresholds
 from diagnosis.signals import SIGNAL_NAMES
-from diagnosis.windows import window_rows
+from diagnosis.windows import HistoryWindows
 from simulators import FaultInjector, FaultSpec, Fleet, MachineSpec, make_fleet
 from simulators.faults import COMMON_DTCS, FaultKind
 from simulators.state import WIRE_SIGNALS
@@ -239,7 +239,10 @@ def train_models(args: argparse.Namespace, rules: RuleBook) -> tuple[dict[str, R
     steps = int(args.train_minutes * 60)
     start_ms = T0_MS - steps * 1000
     fleet = Fleet(machines, seed=args.seed, start_ts_ms=start_ms - 1000, offsets_ms=offsets)
-    chunk = 60  # one window length: a chunk never cuts a window
+    chunk = 60
+    history = HistoryWindows(
+        timing.window_s, timing.min_readings, timing.max_rpm_range, timing.settle_s
+    )
     means: list[FloatArray] = []
     owners: list[str] = []
     for first in range(0, steps, chunk):  # minutes, not readings
@@ -247,9 +250,9 @@ def train_models(args: argparse.Namespace, rules: RuleBook) -> tuple[dict[str, R
         ts = np.stack([f.ts_ms for f in taken])
         values = np.stack([f.values[_SIGNAL_ROWS] for f in taken])
         frame = to_frame(ids, ts, values, np.ones(ts.shape, np.bool_), [{}] * len(taken))
-        w = window_rows(frame, timing.window_s, timing.min_readings, timing.max_rpm_range)
+        w = history.push(frame)
         means.append(w.means)
-        owners += [frame.machine_ids[i] for i in w.slot.tolist()]
+        owners += [history.machine_ids[i] for i in w.slot.tolist()]
     x = np.concatenate(means)
     model_of = {m.machine_id: m.model for m in machines}
     models_of_rows = np.array([model_of[o] for o in owners])

@@ -10,7 +10,7 @@ broker or database: the wire path (encode, MQTT, decode, store, restore) is test
 
 1. Anomaly models. The fleet runs `--train-days` of healthy history first (no fault starts
    before the fault run), as a fleet's stored history would be; its windows
-   (`diagnosis.windows.window_rows` with each model's `[anomaly]` settings from the rule book,
+   (`diagnosis.windows.HistoryWindows` with each model's `[anomaly]` settings from the rule book,
    tagged by machine) fit one `RegimeModel` per machine model, which learns every machine's own
    baseline, passed as `Engine(models=...)`. The same simulation then goes on into the fault run:
    the machines keep their individual settings, and the engine starts at its beginning.
@@ -59,7 +59,7 @@ from diagnosis.frame import FloatArray, Frame, IntArray, MachineInfo
 from diagnosis.model import RegimeModel
 from diagnosis.rules import RuleBook
 from diagnosis.signals import SIGNAL_NAMES
-from diagnosis.windows import window_rows
+from diagnosis.windows import HistoryWindows
 from simulators import FAULT_KINDS, FaultInjector, FaultSpec, Fleet, GroundTruth, make_fleet
 from simulators import Frame as SimFrame
 from simulators.faults import (
@@ -159,17 +159,22 @@ class History:
 
     def __init__(self, machines: Sequence[MachineSpec], rules: RuleBook, skip_ms: int) -> None:
         self.model_of = {m.machine_id: m.model for m in machines}
-        self.rules = rules
         self.skip_ms = skip_ms
         self.rows: dict[str, list[FloatArray]] = defaultdict(list)
         self.ids: dict[str, list[list[str]]] = defaultdict(list)
+        # Chunk after chunk, with windows and engine starts carried over, per machine model.
+        self.windows: dict[str, HistoryWindows] = {}
+        for name in MODELS:
+            a = rules.for_model(name).anomaly
+            self.windows[name] = HistoryWindows(
+                a.window_s, a.min_readings, a.max_rpm_range, a.settle_s
+            )
 
     def add(self, frame: Frame, trained: set[str]) -> None:
-        """Keep the windows of `frame` (whole windows only) of the machines in `trained`."""
-        for name in MODELS:
-            a = self.rules.for_model(name).anomaly
-            w = window_rows(frame, a.window_s, a.min_readings, a.max_rpm_range)
-            ids = [frame.machine_ids[i] for i in w.slot.tolist()]
+        """Keep the windows `frame` completes of the machines in `trained`."""
+        for name, history in self.windows.items():
+            w = history.push(frame)
+            ids = [history.machine_ids[i] for i in w.slot.tolist()]
             is_model = np.array([self.model_of[m] == name and m in trained for m in ids], bool)
             is_model &= w.start_ms >= self.skip_ms  # a random start is no steady state
             if is_model.any():

@@ -43,11 +43,25 @@ from diagnosis.windows import (
     WindowAccumulator,
     Windows,
     is_counted,
+    is_settled,
 )
 
 __all__ = ["AnomalyScorer", "Engine", "EngineError", "UnknownMachineError"]
 
 _FAULT_ROW: Final = {f: i for i, f in enumerate(EPISODE_FAULTS)}
+# The rule faults that account for a model signal deviating: while one of them is open on a
+# machine, a window whose largest deviation is that signal is explained, not an anomaly.
+_EXPLAINED_BY: Final = {
+    "oil_pressure_kpa": (ev.LOW_OIL_PRESSURE,),
+    "coolant_temp_c": (ev.ENGINE_OVERHEAT, ev.COOLANT_RISING_FAST),
+    "hydraulic_oil_temp_c": (ev.HYDRAULIC_OVERHEAT,),
+    "battery_v": (ev.CHARGING_FAILURE,),
+    "engine_speed_rpm": (ev.ENGINE_POWER_LOSS,),
+    "load_pct": (ev.ENGINE_POWER_LOSS,),
+}
+_EXPLAINING_ROWS: Final = tuple(
+    [_FAULT_ROW[f] for f in _EXPLAINED_BY.get(s, ())] for s in MODEL_SIGNALS
+)
 
 
 class AnomalyScorer(Protocol):
@@ -281,7 +295,7 @@ class Engine:
         dtc_events = self._dtc.process(
             sg, batch.machine_ids, dtcs, clear_ms.astype(np.int64), prev_last_ts
         )
-        out += self._anomaly(batch, emit)
+        out += self._anomaly(batch, engine, emit)
         last = sg.last
         st.last_ts[sg.slots] = sg.ts_ms[last]
         if not emit:
@@ -384,6 +398,9 @@ class Engine:
         )
         last = sub.last
         st.active[row, slots] = eps.active[last]
+        at, found = sub.last_where(eps.active)
+        at, was_active = at[last], found[last]
+        st.active_ts[row, slots[was_active]] = sub.ts_ms[at[was_active]]
         st.raise_count[row, slots] = eps.raise_runs.count[last]
         st.raise_start[row, slots] = eps.raise_runs.start_ts[last]
         st.clear_count[row, slots] = eps.clear_runs.count[last]
@@ -525,9 +542,14 @@ class Engine:
             ref[rows] = scorer.oil_reference(x, ids, machine_of)
         return ref
 
-    def _anomaly(self, batch: Batch, emit: bool) -> list[AlarmEvent]:
+    def _anomaly(
+        self, batch: Batch, engine: conditions.EngineState, emit: bool
+    ) -> list[AlarmEvent]:
         sg = batch.sg
-        windows = self._windows.push(sg, batch.values, is_counted(batch.values))
+        settle_ms = batch.param(lambda t: t.anomaly.settle_s * 1000)
+        used = is_counted(batch.values)
+        used &= is_settled(sg.ts_ms, engine.run_start(sg), settle_ms)
+        windows = self._windows.push(sg, batch.values, used)
         if len(windows) == 0 or not self._scorers:
             return []
         scores = np.full(len(windows), np.nan)
@@ -547,6 +569,7 @@ class Engine:
         is_raise = scores > limits
         is_clear = scores <= limits
         known = ~np.isnan(scores)
+        self._drop_explained(is_raise, windows, models, machine_ids, scorer_of)
         cut = np.ones(len(windows), np.bool_)
         cut[1:] = windows.slot[1:] != windows.slot[:-1]
         starts = np.flatnonzero(cut)
@@ -575,6 +598,42 @@ class Engine:
         row = _FAULT_ROW[ev.UNEXPLAINED_ANOMALY]
         found = self._transitions(wbatch, row, cond, wsg, None, ((r_n, 0.0), (c_n, 0.0)), emit)
         return self._deviations(found, windows, models, scorer_of, ids, wsg)
+
+    def _drop_explained(
+        self,
+        is_raise: BoolArray,
+        windows: Windows,
+        models: np.ndarray,
+        machine_ids: list[str],
+        scorer_of: Mapping[str, AnomalyScorer],
+    ) -> None:
+        """Unmark anomalous windows whose largest deviation a rule alarm of the machine, open at
+        some time since the window began, accounts for (`_EXPLAINED_BY`): low oil pressure
+        already says the oil pressure is low.
+
+        Such a window breaks a pending raise and neither raises nor clears an open episode. Only
+        windows above the threshold on machines with such a rule alarm are explained, one
+        `explain` per machine model: a handful per batch.
+        """
+        st = self._state
+        slots = windows.slot
+        window_ms = self._tables.of(lambda t: t.anomaly.window_s * 1000)[st.model_idx[slots]]
+        begun = windows.end_ts_ms - window_ms.astype(np.int64)
+        # Per rule fault and window: open at the end of the batch, or active since it began.
+        rule_rows = [_FAULT_ROW[f] for f in ev.RULE_FAULTS if f != ev.MACHINE_SILENT]
+        since = np.zeros((len(EPISODE_FAULTS), len(slots)), np.bool_)
+        since[rule_rows] = st.active[rule_rows][:, slots] | (
+            st.active_ts[rule_rows][:, slots] >= begun
+        )
+        todo = np.flatnonzero(is_raise & since.any(axis=0))
+        for name in np.unique(models[todo]).tolist():  # machine models, not windows
+            at = todo[models[todo] == name]
+            z = scorer_of[str(name)].explain(windows.means[at], [machine_ids[k] for k in at])
+            top = np.argmax(np.nan_to_num(np.abs(z), nan=-1.0), axis=1)
+            for k, c in zip(at.tolist(), top.tolist(), strict=True):
+                rows = _EXPLAINING_ROWS[c]
+                if rows and bool(since[rows, k].any()):
+                    is_raise[k] = False
 
     def _deviations(
         self,

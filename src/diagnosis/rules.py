@@ -270,6 +270,7 @@ class AnomalyTiming:
         raise_windows: Consecutive windows above the threshold that raise.
         clear_windows: Consecutive windows below it that clear.
         max_rpm_range: Windows whose engine speed moved more than this are not scored.
+        settle_s: Readings of the first `settle_s` after an engine start do not count.
     """
 
     window_s: float
@@ -277,10 +278,13 @@ class AnomalyTiming:
     raise_windows: int
     clear_windows: int
     max_rpm_range: float
+    settle_s: float
 
     def _check(self, key: str) -> None:
         if self.window_s <= 0:
             raise RuleBookError(f"{key}.window_s", "must be positive")
+        if self.settle_s < 0:
+            raise RuleBookError(f"{key}.settle_s", "must not be negative")
         if self.max_rpm_range <= 0:
             raise RuleBookError(f"{key}.max_rpm_range", "must be positive")
         for name in ("min_readings", "raise_windows", "clear_windows"):

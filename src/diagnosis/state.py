@@ -69,6 +69,7 @@ class MachineState:
         self.rate_ts: IntArray = np.zeros((0, RATE_RING), np.int64)
         self.rate_c: FloatArray = np.zeros((0, RATE_RING))
         self.active: BoolArray = np.zeros((faults, 0), np.bool_)
+        self.active_ts: IntArray = np.zeros((faults, 0), np.int64)  # last reading while active
         self.raise_count: IntArray = np.zeros((faults, 0), np.int64)
         self.raise_start: IntArray = np.zeros((faults, 0), np.int64)
         self.clear_count: IntArray = np.zeros((faults, 0), np.int64)
@@ -118,6 +119,7 @@ class MachineState:
         self.rate_ts = widen(self.rate_ts, 0)
         self.rate_c = widen(self.rate_c, 0)
         self.active = widen(self.active, 1)
+        self.active_ts = widen(self.active_ts, 1)
         self.raise_count = widen(self.raise_count, 1)
         self.raise_start = widen(self.raise_start, 1)
         self.clear_count = widen(self.clear_count, 1)
@@ -137,6 +139,7 @@ class MachineState:
         self.rate_ts[slots] = NO_TS
         self.rate_c[slots] = np.nan
         self.active[:, slots] = False
+        self.active_ts[:, slots] = NO_TS
         self.raise_count[:, slots] = 0
         self.raise_start[:, slots] = NO_TS
         self.clear_count[:, slots] = 0

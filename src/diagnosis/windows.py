@@ -2,7 +2,8 @@
 
 This module owns `MODEL_SIGNALS` (the columns of every model input row) and how readings become
 window rows: windows are aligned on epoch time (`ts // window`), only readings with the engine
-running (speed above 0) and every model signal present count, and a window is complete when any
+running (speed above 0), settled (running for `settle_s` since it started) and every model signal
+present count, and a window is complete when any
 reading of the same machine from a later window arrives. Windows with fewer than a minimum number
 of readings are dropped, and so are unsteady ones, whose engine speed moved more than a limit
 within the window: a window that straddles idle and work averages two states into a row that
@@ -81,6 +82,47 @@ def is_counted(values: FloatArray) -> BoolArray:
         total += values[row]  # NaN anywhere makes the sum NaN: cheaper than isnan per row
     ok: BoolArray = values[SIGNAL_INDEX["engine_speed_rpm"]] > 0
     ok &= ~np.isnan(total)
+    return ok
+
+
+def running_since(
+    sg: Segments, speed_rpm: FloatArray, running: BoolArray, since_ms: IntArray
+) -> tuple[IntArray, BoolArray, IntArray]:
+    """Per reading, when its machine's engine started running (NO_TS while it is not running);
+    readings without a speed carry the state before them.
+
+    The engine keeps the same per machine (`conditions.engine_state`); this is the version for
+    histories read in pieces (`HistoryWindows`).
+
+    Args:
+        sg: The readings' segments.
+        speed_rpm: Per reading, engine speed (NaN where absent).
+        running: Per segment, whether the engine ran before its first reading.
+        since_ms: Per segment, since when it ran then (NO_TS if not running).
+
+    Returns:
+        Per reading, since when the engine runs; per segment, `running` and `since_ms` after its
+        last reading (the carry for the next piece).
+    """
+    at, found = sg.last_where(~np.isnan(speed_rpm))
+    is_running = sg.spread(running)
+    is_running[found] = speed_rpm[at[found]] > 0
+    before = sg.shifted(is_running, running)
+    at, found = sg.last_where(is_running & ~before)
+    since: IntArray = np.where(found, sg.ts_ms[at], sg.spread(since_ms))
+    since[~is_running] = NO_TS
+    last = sg.last
+    return since, is_running[last], since[last]
+
+
+def is_settled(ts_ms: IntArray, since_ms: IntArray, settle_ms: float | FloatArray) -> BoolArray:
+    """Per reading, whether the engine has run for at least `settle_ms` (`running_since`).
+
+    The first minutes after a start are a transient, not a state: the battery recharges what
+    cranking took, and coolant and oil come back from however far they fell while the engine
+    stood. Scored, they are anomalies of every healthy restart.
+    """
+    ok: BoolArray = (since_ms != NO_TS) & (ts_ms - since_ms >= settle_ms)
     return ok
 
 
@@ -258,11 +300,71 @@ def _concat(a: Windows, b: Windows) -> Windows:
     )
 
 
+class HistoryWindows:
+    """`window_rows` over a history read in pieces: every machine's readings in time order, in
+    any number of frames, with open windows and engine starts carried from piece to piece.
+
+    Args:
+        window_s: Window length.
+        min_readings: Windows with fewer counted readings are dropped.
+        max_rpm_range: Windows whose engine speed moved more than this are dropped.
+        settle_s: Readings of the first `settle_s` after an engine start do not count.
+    """
+
+    def __init__(
+        self,
+        window_s: float = 60.0,
+        min_readings: int = 5,
+        max_rpm_range: float = np.inf,
+        settle_s: float = 0.0,
+    ) -> None:
+        self._timing = (window_s, min_readings, max_rpm_range)
+        self._settle_ms = settle_s * 1000
+        self._acc = WindowAccumulator(0)
+        self._slot: dict[str, int] = {}
+        self._running: BoolArray = np.zeros(0, np.bool_)
+        self._since: IntArray = np.zeros(0, np.int64)
+
+    @property
+    def machine_ids(self) -> tuple[str, ...]:
+        """The machines seen, in slot order (`Windows.slot` indexes this)."""
+        return tuple(self._slot)
+
+    def push(self, frame: Frame) -> Windows:
+        """Add a piece of the history; return the windows it completes, by slot then time."""
+        new = [m for m in frame.machine_ids if m not in self._slot]
+        if new:
+            first = len(self._slot)
+            self._acc.grow(first + len(new))
+            for k, m in enumerate(new):  # machines, not readings
+                self._slot[m] = first + k
+                self._acc.configure(first + k, *self._timing)
+            self._running = np.concatenate([self._running, np.zeros(len(new), np.bool_)])
+            self._since = np.concatenate([self._since, np.full(len(new), NO_TS, np.int64)])
+        slot_of = np.array([self._slot[m] for m in frame.machine_ids], np.int64)
+        sg = Segments.of_frame(frame.machine_idx, frame.ts_ms, slot_of)
+        if len(sg) == 0:
+            return _empty()
+        used = is_counted(frame.values)
+        if self._settle_ms > 0:
+            slots = sg.slots
+            since, self._running[slots], self._since[slots] = running_since(
+                sg, frame.values[_RPM_ROW], self._running[slots], self._since[slots]
+            )
+            used &= is_settled(sg.ts_ms, since, self._settle_ms)
+        return self._acc.push(sg, frame.values, used)
+
+    def flush(self) -> Windows:
+        """Close every machine's open window (the end of the history); the full ones."""
+        return self._acc.flush(np.arange(len(self._slot), dtype=np.int64))
+
+
 def window_rows(
     frame: Frame,
     window_s: float = 60.0,
     min_readings: int = 5,
     max_rpm_range: float = np.inf,
+    settle_s: float = 0.0,
 ) -> Windows:
     """Every window of a whole history, for training; the last window of each machine included.
 
@@ -271,17 +373,13 @@ def window_rows(
         window_s: Window length.
         min_readings: Windows with fewer counted readings are dropped.
         max_rpm_range: Windows whose engine speed moved more than this are dropped.
+        settle_s: Readings of the first `settle_s` after an engine start do not count.
 
     Returns:
         The windows; `slot` is the index of the machine in `frame.machine_ids`.
     """
-    m = len(frame.machine_ids)
-    acc = WindowAccumulator(m)
-    for slot in range(m):  # machines, not readings
-        acc.configure(slot, window_s, min_readings, max_rpm_range)
-    sg = Segments.of_frame(frame.machine_idx, frame.ts_ms, np.arange(m, dtype=np.int64))
-    pushed = acc.push(sg, frame.values, is_counted(frame.values))
-    rows = _concat(pushed, acc.flush(sg.slots))
+    history = HistoryWindows(window_s, min_readings, max_rpm_range, settle_s)
+    rows = _concat(history.push(frame), history.flush())
     order = np.lexsort((rows.start_ms, rows.slot))
     return Windows(
         rows.slot[order],

@@ -1,10 +1,11 @@
 """Training the anomaly model of a machine model from the store's healthy history.
 
-Healthy history: 60 s window means of running readings (computed in SQL, the same definition as
-the engine's live windows in `diagnosis.windows`), leaving out every window of a machine that
-overlaps one of its alarm episodes, whatever the fault. Every window is tagged with its machine:
-the model learns each machine's own healthy baseline from them, so a machine is scored only once
-a training run has seen enough of its healthy windows (train again after adding machines).
+Healthy history: 60 s window means of running, settled readings (computed in SQL, the same
+definition as the engine's live windows in `diagnosis.windows`), leaving out every window of a
+machine that overlaps one of its alarm episodes, whatever the fault. Every window is tagged with
+its machine: the model learns each machine's own healthy baseline from them, so a machine is
+scored only once a training run has seen enough of its healthy windows (train again after adding
+machines).
 Fitting runs in a worker thread, so an API process keeps answering while a model trains.
 """
 
@@ -27,15 +28,30 @@ from telematics.store.models import StoredModel
 
 log = logging.getLogger(__name__)
 
+_SIGNALS_PRESENT = " AND ".join(f"{name} IS NOT NULL" for name in MODEL_SIGNALS)
+# The engine's definition (`diagnosis.windows`): running readings with every model signal, at
+# least `settle_s` ($7) after their engine started. A start is a running reading whose previous
+# reading with a speed was not running (or is before the period); readings without a speed carry
+# the state before them, as in the engine, so they are left out of the lag.
 _WINDOWS = f"""
-SELECT r.machine_id,
-       floor(extract(epoch FROM r.ts) / $4)::bigint AS window_idx,
-       {", ".join(f"avg(r.{name}) AS {name}" for name in MODEL_SIGNALS)}
-FROM readings r JOIN machines m USING (machine_id)
-WHERE m.model = $1 AND r.ts >= $2 AND r.ts < $3 AND r.engine_speed_rpm > 0
-  AND {" AND ".join(f"r.{name} IS NOT NULL" for name in MODEL_SIGNALS)}
+WITH speeds AS (
+    SELECT r.machine_id, r.ts, r.engine_speed_rpm > 0 AS running,
+           lag(r.engine_speed_rpm > 0) OVER (PARTITION BY r.machine_id ORDER BY r.ts) AS before,
+           {", ".join(f"r.{name}" for name in MODEL_SIGNALS)}
+    FROM readings r JOIN machines m USING (machine_id)
+    WHERE m.model = $1 AND r.ts >= $2 AND r.ts < $3 AND r.engine_speed_rpm IS NOT NULL
+), runs AS (
+    SELECT *, max(ts) FILTER (WHERE running AND NOT coalesce(before, false))
+                  OVER (PARTITION BY machine_id ORDER BY ts) AS running_since
+    FROM speeds
+)
+SELECT machine_id,
+       floor(extract(epoch FROM ts) / $4)::bigint AS window_idx,
+       {", ".join(f"avg({name}) AS {name}" for name in MODEL_SIGNALS)}
+FROM runs
+WHERE running AND ts - running_since >= make_interval(secs => $7) AND {_SIGNALS_PRESENT}
 GROUP BY 1, 2
-HAVING count(*) >= $5 AND max(r.engine_speed_rpm) - min(r.engine_speed_rpm) <= $6
+HAVING count(*) >= $5 AND max(engine_speed_rpm) - min(engine_speed_rpm) <= $6
 """
 
 _EPISODES = """
@@ -74,11 +90,14 @@ async def healthy_windows(
     window_s: int = 60,
     min_readings: int = 5,
     max_rpm_range: float = 300.0,
+    settle_s: float = 0.0,
 ) -> TrainingData:
-    """Steady window means of `MODEL_SIGNALS` for `model` in [start, end), outside alarm
-    episodes, each with its machine: the rows the engine scores (see `diagnosis.windows`).
+    """Steady, settled window means of `MODEL_SIGNALS` for `model` in [start, end), outside
+    alarm episodes, each with its machine: the rows the engine scores (see `diagnosis.windows`).
     """
-    rows = await conn.fetch(_WINDOWS, model, start, end, window_s, min_readings, max_rpm_range)
+    rows = await conn.fetch(
+        _WINDOWS, model, start, end, window_s, min_readings, max_rpm_range, settle_s
+    )
     episodes = await conn.fetch(_EPISODES, model, start, end, window_s)
     spans: dict[str, list[tuple[float, float]]] = {}
     for ep in episodes:
@@ -115,6 +134,7 @@ async def train(
         window_s=int(anomaly.window_s),
         min_readings=int(anomaly.min_readings),
         max_rpm_range=anomaly.max_rpm_range,
+        settle_s=anomaly.settle_s,
     )
     log.info(
         "training %s on %d windows of %d machines (%d windows left out: alarms)",

@@ -145,7 +145,7 @@ def test_low_oil_pressure_against_the_machines_own_baseline() -> None:
         .add(clear, oil_pressure_kpa=healthy * t.baseline_clear_fraction)
         for m in ("known", "new")
     ]
-    scorer = _FixedScorer(known=["known"])
+    scorer = _FixedScorer(known=["known"], oil_kpa=healthy)
     events = engine_for("known", "new", models={"excavator": scorer}).process(frame_of(*streams))
     found = of(events, ev.LOW_OIL_PRESSURE)
     assert [
@@ -424,8 +424,9 @@ class _FixedScorer:
 
     threshold = 1.0
 
-    def __init__(self, known: Sequence[str] | None = None) -> None:
+    def __init__(self, known: Sequence[str] | None = None, oil_kpa: float = math.nan) -> None:
         self.known = known
+        self.oil_kpa = oil_kpa  # healthy oil pressure of every known machine
         self.scored: list[str] = []
         self.explained: list[str] = []
 
@@ -452,27 +453,33 @@ class _FixedScorer:
         machine_ids: Sequence[str],
         machine_of: np.ndarray,
     ) -> FloatArray:
-        """The healthy stream's oil pressure for every running reading of a known machine."""
+        """`oil_kpa` for every running reading of a known machine."""
         assert len(machine_of) == len(X)
-        ref = np.full(len(X), HEALTHY["oil_pressure_kpa"])
+        ref = np.full(len(X), self.oil_kpa)
         if self.known is not None:
             ref[[machine_ids[k] not in self.known for k in machine_of.tolist()]] = np.nan
         ref[X[:, MODEL_SIGNALS.index("engine_speed_rpm")] <= 0] = np.nan
         return ref
 
 
+def settled_lead() -> int:
+    """Readings (one a second) from an engine start until windows count, in whole windows."""
+    a = thresholds().anomaly
+    return math.ceil(a.settle_s / a.window_s) * round(a.window_s)
+
+
 def test_anomaly_needs_two_windows_and_names_the_deviating_signals() -> None:
     windows = thresholds().anomaly
-    w = round(windows.window_s)
-    s = Stream("m1").add(2 * w).add(4 * w, oil_pressure_kpa=190.0).add(5 * w)
+    w, lead = round(windows.window_s), settled_lead()
+    s = Stream("m1").add(lead + 2 * w).add(4 * w, oil_pressure_kpa=190.0).add(5 * w)
     engine = engine_for("m1", MachineInfo("other", "crane"), models={"excavator": _FixedScorer()})
-    other = Stream("other").add(2 * w).add(4 * w, oil_pressure_kpa=190.0).add(5 * w)
+    other = Stream("other").add(lead + 2 * w).add(4 * w, oil_pressure_kpa=190.0).add(5 * w)
     found = of(engine.process(frame_of(s, other)), ev.UNEXPLAINED_ANOMALY)
     assert {e.machine_id for e in found} == {"m1"}  # no scorer for cranes
     raised = [e for e in found if e.transition is Transition.RAISED]
     assert len(raised) == 1
     # The second anomalous window confirms it; it ends at its last reading.
-    assert raised[0].ts_ms == s.ts((2 + windows.raise_windows) * w - 1)
+    assert raised[0].ts_ms == s.ts(lead + (2 + windows.raise_windows) * w - 1)
     assert raised[0].deviations[0] == ("oil_pressure_kpa", -5.0)
     assert len(raised[0].deviations) == 3
     assert [e.transition for e in found][-1] is Transition.CLEARED
@@ -481,18 +488,56 @@ def test_anomaly_needs_two_windows_and_names_the_deviating_signals() -> None:
 def test_anomaly_scorer_gets_each_window_with_its_machine_and_nan_never_alarms() -> None:
     # The scorer judges machines against their own baselines: it must learn whose window each
     # row is, and a machine it has no baseline for (NaN) neither raises nor clears.
-    w = round(thresholds().anomaly.window_s)
+    w, lead = round(thresholds().anomaly.window_s), settled_lead()
     scorer = _FixedScorer(known=["known"])
     engine = engine_for("known", "new", "healthy", models={"excavator": scorer})
-    sick = [Stream(m).add(2 * w).add(4 * w, oil_pressure_kpa=190.0) for m in ("known", "new")]
+    sick = [
+        Stream(m).add(lead + 2 * w).add(4 * w, oil_pressure_kpa=190.0) for m in ("known", "new")
+    ]
     found = of(
-        engine.process(frame_of(*sick, Stream("healthy").add(6 * w))), ev.UNEXPLAINED_ANOMALY
+        engine.process(frame_of(*sick, Stream("healthy").add(lead + 6 * w))),
+        ev.UNEXPLAINED_ANOMALY,
     )
     assert {(e.machine_id, e.transition) for e in found} >= {("known", Transition.RAISED)}
     assert {e.machine_id for e in found} == {"known"}
     # Windows close when a later one begins: 5 complete windows per machine, in machine order.
     assert sorted(scorer.scored) == sorted(["known"] * 5 + ["new"] * 5 + ["healthy"] * 5)
     assert set(scorer.explained) == {"known"}
+
+
+def test_anomaly_explained_by_an_open_rule_alarm_is_not_raised() -> None:
+    # Oil pressure under the curve: the rule raises low_oil_pressure, and the model's windows,
+    # anomalous because of that same oil pressure (its top deviation), add nothing. Without the
+    # rule alarm (oil pressure above the curve, still anomalous to the model) they are raised.
+    w, lead = round(thresholds().anomaly.window_s), settled_lead()
+    t = thresholds().low_oil_pressure
+    curve = float(np.interp(HEALTHY["engine_speed_rpm"], t.curve_rpm, t.curve_kpa))
+    scorer = _FixedScorer()
+    engine = engine_for("ruled", "unruled", models={"excavator": scorer})
+    ruled = Stream("ruled").add(lead + 2 * w).add(4 * w, oil_pressure_kpa=curve - 10.0).add(w)
+    unruled = Stream("unruled").add(lead + 2 * w).add(4 * w, oil_pressure_kpa=curve + 30.0)
+    unruled.add(w)
+    assert 200.0 / (curve - 10.0) > scorer.threshold  # both anomalous to the model
+    assert 200.0 / (curve + 30.0) > scorer.threshold
+    events = engine.process(frame_of(ruled, unruled))
+    assert {e.machine_id for e in of(events, ev.LOW_OIL_PRESSURE, Transition.RAISED)} == {"ruled"}
+    raised = of(events, ev.UNEXPLAINED_ANOMALY, Transition.RAISED)
+    assert [e.machine_id for e in raised] == ["unruled"]
+
+
+def test_windows_after_an_engine_start_are_not_scored_until_it_settled() -> None:
+    # A restart: the first settle_s of running readings count towards no window, whichever
+    # batch they come in, and the windows after them are scored as before.
+    a = thresholds().anomaly
+    w, lead = round(a.window_s), settled_lead()
+    scorer = _FixedScorer()
+    engine = engine_for("m1", models={"excavator": scorer})
+    s = Stream("m1").add(lead + 3 * w).add(2 * w, engine_speed_rpm=0.0).add(lead + 3 * w)
+    n = len(s.rows)
+    for lo in range(0, n, 37):  # batch cuts do not matter
+        engine.process(frame_of(s, lo=lo, hi=lo + 37))
+    # Three settled windows before the stop, three after the restart; the last is still open.
+    assert len(scorer.scored) == 5
 
 
 def test_process_refuses_unknown_machines_and_forget_makes_them_unknown() -> None:

@@ -9,7 +9,14 @@ import numpy as np
 from diagnosis.frame import Frame
 from diagnosis.signals import SIGNAL_INDEX
 from diagnosis.state import Segments
-from diagnosis.windows import MODEL_SIGNALS, WindowAccumulator, Windows, is_counted, window_rows
+from diagnosis.windows import (
+    MODEL_SIGNALS,
+    HistoryWindows,
+    WindowAccumulator,
+    Windows,
+    is_counted,
+    window_rows,
+)
 from tests.diagnosis.test_engine import T0, Stream, frame_of
 
 WINDOW_S = 60.0
@@ -134,3 +141,45 @@ def test_unsteady_windows_are_dropped_wherever_the_batches_are_cut() -> None:
         pushed = _push_in_batches(parts, max_rpm_range=300.0)
         assert pushed.start_ms.tolist() == steady.start_ms.tolist()
         np.testing.assert_allclose(pushed.rpm_range, steady.rpm_range)
+
+
+def test_readings_of_the_first_minutes_after_each_engine_start_do_not_count() -> None:
+    # Running from the first reading (a start), a stop with a reading without speed in it, a
+    # restart: 90 s after each start do not count; the missing speed carries "off".
+    s = Stream("m1").add(300).add(60, engine_speed_rpm=0.0).add(240)
+    s.rows[330]["engine_speed_rpm"] = float("nan")
+    frame = frame_of(s)
+    every = window_rows(frame, WINDOW_S)
+    settled = window_rows(frame, WINDOW_S, settle_s=90.0)
+    assert every.count.sum() - settled.count.sum() == 2 * 90
+    restart_ms = s.ts(360)
+    counted_after = settled.end_ts_ms[settled.end_ts_ms > restart_ms]
+    assert counted_after.min() >= restart_ms + 90_000
+    assert int(settled.count.sum()) == (300 - 90) + (240 - 90)
+
+
+def test_a_history_read_in_pieces_gives_the_windows_of_the_whole() -> None:
+    # Engine starts and open windows carry from piece to piece, for several machines.
+    streams = [
+        _stream(400, seed=k, machine=f"m{k}", start_s=7.0 * k)
+        .add(100, engine_speed_rpm=0.0)
+        .add(300, engine_speed_rpm=1500.0)
+        for k in range(3)
+    ]
+    whole = window_rows(frame_of(*streams), WINDOW_S, settle_s=90.0)
+    history = HistoryWindows(WINDOW_S, settle_s=90.0)
+    pieces = [history.push(frame_of(*streams, lo=lo, hi=lo + 37)) for lo in range(0, 800, 37)]
+    pieces.append(history.flush())
+    assert history.machine_ids == ("m0", "m1", "m2")
+    got = sorted(
+        (int(w.slot[i]), int(w.start_ms[i]), int(w.count[i]), w.means[i].tolist())
+        for w in pieces
+        for i in range(len(w))
+    )
+    want = sorted(
+        (int(whole.slot[i]), int(whole.start_ms[i]), int(whole.count[i]), whole.means[i].tolist())
+        for i in range(len(whole))
+    )
+    assert [g[:3] for g in got] == [w[:3] for w in want]
+    np.testing.assert_allclose([g[3] for g in got], [w[3] for w in want], rtol=1e-12)
+    assert 0 < sum(w[2] for w in want) <= 3 * ((400 - 90) + (300 - 90))

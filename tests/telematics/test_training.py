@@ -7,16 +7,20 @@ batches with it.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 
 import asyncpg
 import httpx
+import numpy as np
+import orjson
 
 from diagnosis.engine import Engine
 from diagnosis.events import UNEXPLAINED_ANOMALY
 from diagnosis.knowledge import KnowledgeBase
 from diagnosis.model import RegimeModel
 from diagnosis.rules import RuleBook
+from diagnosis.windows import window_rows
 from simulators import make_fleet
 from simulators.faults import FaultInjector, FaultSpec
 from simulators.fleet import Fleet
@@ -32,6 +36,8 @@ from telematics.store import models as model_store
 from telematics.store.registry import SourceDirectory, add_machine
 from telematics.training import healthy_windows
 from tests.conftest import unique
+from tests.diagnosis.test_engine import Stream
+from tests.diagnosis.test_engine import frame_of as stream_frame
 
 PERIOD_MS = 5_000
 AUTH = {"Authorization": "Bearer test-admin-token"}
@@ -120,11 +126,19 @@ async def test_a_trained_model_is_stored_loaded_and_raises_unexplained_anomalies
         listed = await http.get("/v1/models", headers=AUTH)
         assert (model, 1) in {(m["model"], m["version"]) for m in listed.json()}
 
-    # The windows training saw are the engine's windows: 60 s of running readings, 5 or more,
-    # each tagged with its machine.
+    # The windows training saw are the engine's windows: 60 s of settled running readings, 5 or
+    # more, each tagged with its machine.
+    a = rules.for_model(model).anomaly
     async with pool.acquire() as conn:
         data = await healthy_windows(
-            conn, model, _dt(start_ms), _dt(now_ms()), window_s=60, min_readings=5
+            conn,
+            model,
+            _dt(start_ms),
+            _dt(now_ms()),
+            window_s=round(a.window_s),
+            min_readings=a.min_readings,
+            max_rpm_range=a.max_rpm_range,
+            settle_s=a.settle_s,
         )
         assert len(data.rows) == body["windows"]
         assert (data.rows[:, 0] > 0).all()
@@ -168,3 +182,52 @@ async def test_a_trained_model_is_stored_loaded_and_raises_unexplained_anomalies
 def _dt(ms: int):
 
     return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+async def test_training_windows_in_sql_are_the_engines_windows(pool: asyncpg.Pool) -> None:
+    """The same history, stored and read back by the training SQL, and cut into windows by
+    `diagnosis.windows` in Python: the same windows with the same means, engine stops, a
+    restart, a reading without speed and an unsteady minute included."""
+    model = machine_model_name()
+    machine_id = unique("TW")
+    s = Stream(machine_id, start_s=-7200.0).add(420).add(200, engine_speed_rpm=0.0)
+    s.add(300).add(40, engine_speed_rpm=1200.0).add(400)
+    s.rows[600]["engine_speed_rpm"] = math.nan
+    s.rows[1000]["battery_v"] = math.nan
+    rng = np.random.default_rng(3)
+    for row in s.rows:
+        row["oil_pressure_kpa"] += float(rng.normal(0.0, 5.0))
+    frame = stream_frame(s)
+    rows = [
+        {"ts": int(t)}
+        | {k: v for k, v in zip(s.rows[0], col.tolist(), strict=True) if not math.isnan(v)}
+        for t, col in zip(frame.ts_ms.tolist(), frame.values.T, strict=True)
+    ]
+    a = RuleBook.load().for_model(model).anomaly
+    async with pool.acquire() as conn:
+        await add_machine(conn, machine_id, model, "C-tw", None)
+        _, written = await ingest(
+            conn,
+            SourceDirectory(),
+            [
+                (f"machines/{machine_id}/telemetry", orjson.dumps({"readings": rows[i : i + 100]}))
+                for i in range(0, len(rows), 100)
+            ],
+            limits=Limits(),
+            clock_ms=s.ts(len(s.rows) - 1) + 1000,
+        )
+        assert written.readings_inserted == len(rows)
+        got = await healthy_windows(
+            conn,
+            model,
+            _dt(s.ts(0)),
+            _dt(s.ts(len(s.rows))),
+            window_s=round(a.window_s),
+            min_readings=a.min_readings,
+            max_rpm_range=a.max_rpm_range,
+            settle_s=a.settle_s,
+        )
+    want = window_rows(frame, a.window_s, a.min_readings, a.max_rpm_range, a.settle_s)
+    assert 0 < len(want) < len(window_rows(frame, a.window_s, a.min_readings))
+    assert len(got.rows) == len(want)
+    np.testing.assert_allclose(got.rows, want.means, rtol=1e-9)
