@@ -231,23 +231,34 @@ async def test_cancelling_a_real_time_run_stops_it() -> None:
 
 
 class DroppingProxy:
-    """A TCP proxy to the broker whose connections the test can cut, as a network failure would."""
+    """A TCP proxy to the broker whose connections the test can cut, as a network failure would;
+    with `cut_after_bytes`, it cuts its first connection itself once that much went upstream."""
 
-    def __init__(self) -> None:
+    def __init__(self, cut_after_bytes: int | None = None) -> None:
         self.transports: list[asyncio.BaseTransport] = []
         self.connections = 0
+        self.cut_after_bytes = cut_after_bytes
+        self.upstream_bytes = 0
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection(HOST, PORT)
         self.connections += 1
         self.transports += [writer.transport, up_writer.transport]
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        await asyncio.gather(
+            self._pipe(reader, up_writer, upstream=True), self._pipe(up_reader, writer)
+        )
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, upstream: bool = False
+    ) -> None:
         try:
             while data := await reader.read(65536):
                 writer.write(data)
                 await writer.drain()
+                if upstream and self.connections == 1 and self.cut_after_bytes is not None:
+                    self.upstream_bytes += len(data)
+                    if self.upstream_bytes >= self.cut_after_bytes:
+                        self.cut()
         except OSError:
             pass
         finally:
@@ -260,7 +271,9 @@ class DroppingProxy:
 
 
 async def test_a_dropped_connection_is_resumed_and_nothing_is_lost() -> None:
-    proxy = DroppingProxy()
+    # Cut by the publisher's progress, a quarter of the way through: a cut when the subscriber
+    # had seen 100 messages could come after the publisher had sent (and had acked) everything.
+    proxy = DroppingProxy(cut_after_bytes=40_000)
     server = await asyncio.start_server(proxy.handle, HOST, 0)
     proxy_port = server.sockets[0].getsockname()[1]
     machines = make_fleet(3, id_prefix=unique_prefix())
@@ -283,8 +296,6 @@ async def test_a_dropped_connection_is_resumed_and_nothing_is_lost() -> None:
                 async for message in subscriber.messages:
                     assert isinstance(message.payload, bytes)
                     received.add((machine_of(message), orjson.loads(message.payload)["ts"]))
-                    if len(received) == 100 and proxy.connections == 1:
-                        proxy.cut()
                     if len(received) == 600:
                         break
                 report = await simulation
