@@ -580,6 +580,9 @@ class NaiveDiagnosis:
         cf, e = m.th.charging_failure, m.eps[ev.CHARGING_FAILURE]
         if not isnan(speed):
             ran = speed > 0 and ts - m.run_start >= cf.min_running_s * 1000
+            if speed > 0 and cf.raise_v <= battery < cf.raise_v + cf.raise_band_v:
+                e.cc = 0  # noise about the threshold: neither counts nor breaks the raise run
+                return
             _step(e, battery < cf.raise_v and ran, battery >= cf.clear_v, ts, battery, m, out)
         elif battery >= cf.clear_v:
             _step(e, False, True, ts, battery, m, out)

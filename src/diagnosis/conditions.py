@@ -440,6 +440,8 @@ def charging(batch: Batch, eng: EngineState) -> Conditions:
     is_clear = battery >= good
     known = ~np.isnan(battery)
     raise_known = known & ~np.isnan(speed)
+    band = batch.param(lambda t: t.charging_failure.raise_band_v)
+    raise_known &= ~((battery >= low) & (battery < low + band) & (speed > 0))
 
     def describe(i: int, tr: Transition) -> str:
         if tr is Transition.CLEARED:

@@ -558,20 +558,26 @@ class RegimeModel:
     scores would be too low (a forest isolates the rows it was grown on late), and the
     thresholds with them; the forests share `max_samples`, so the halves' scores are on the
     scale of the final detector, which is then fitted on all rows. The threshold is the
-    `quantile` (0.999) of the combined figure times `margin` (1.1). Baselines are taken from
+    `quantile` (0.999) of the combined figure times `margin` (1.25). Baselines are taken from
     all of a machine's rows (a median of at least `min_machine_rows`, which a row moves little).
     A regime with fewer than `min_regime_rows` rows (of machines with a baseline) is not scored.
 
     Why this meets the target of fewer than 0.05 false alarms per healthy machine-day, scored
     every 60 s with 2 consecutive windows to raise. A machine-day has at most 1,440 windows
     (fewer in practice: off is not scored). At the 0.999 quantile alone a healthy window exceeds
-    with probability p ~ 1e-3; the margin cuts that to p ~ 1.5e-4. If windows were independent,
+    with probability p ~ 1e-3; a margin of 1.1 cuts that to p ~ 1.5e-4. If windows were independent,
     alarms per day would be about 1,440 p^2 = 3e-5. They are not (an unusual but healthy
     condition lasts minutes), so the bound that matters is 1,440 p c, with c the chance that the
     window after an exceedance also exceeds: at p = 1.5e-4 the target holds for c < 0.23. What no
     calibration covers is healthy conditions absent from the training data (a new season, a new
     site, a machine after an overhaul that moved its baseline): train on weeks of data, and
     retrain after a repair that changes a machine's settings.
+
+    Why 1.25 and not 1.1. In bench/diagnosis_eval.py (seed 1) the anomaly alarms left on
+    machines without a fault at the time scored 1.02-1.06 at 1.1: a warming engine just past
+    70 °C, a throttle set higher than usual. Every detection of an injected fault scored 1.26 or
+    more, the weakest a gradual oil-pressure rise caught while still ramping. 1.25 puts the line
+    between the two. Tuned on one seed; bench/README.md gives another seed's figures as the check.
 
     Serialised with `to_bytes` / `from_bytes`: a JSON header (format version, scikit-learn
     version, `ModelInfo`, checksum) and a pickled body of plain containers and numpy arrays (the
@@ -601,7 +607,7 @@ class RegimeModel:
         n_estimators: int = 100,
         seed: int = 0,
         quantile: float = 0.999,
-        margin: float = 1.1,
+        margin: float = 1.25,
         min_rows: int = 200,
         min_regime_rows: int = 200,
         min_machine_rows: int = 30,

@@ -175,17 +175,22 @@ class ChargingFailure(_Persisted):
     Attributes:
         min_running_s: Only after the engine has run this long (the battery recovers first).
         raise_v: Raise below this voltage.
+        raise_band_v: A reading in [raise_v, raise_v + raise_band_v) neither counts towards a
+            raise nor breaks one (the sender's noise about a slowly falling voltage).
         clear_v: Clear at or above this voltage.
     """
 
     min_running_s: float
     raise_v: float
+    raise_band_v: float
     clear_v: float
 
     def _check(self, key: str) -> None:
         _Persisted._check(self, key)
         if self.clear_v < self.raise_v:
             raise RuleBookError(f"{key}.clear_v", "must not be below raise_v")
+        if not 0.0 <= self.raise_band_v <= self.clear_v - self.raise_v:
+            raise RuleBookError(f"{key}.raise_band_v", "must be between 0 and clear_v - raise_v")
 
 
 @dataclass(frozen=True, slots=True)

@@ -351,6 +351,34 @@ def test_charging_failure_waits_until_the_engine_has_run() -> None:
     assert raised[0].ts_ms == s.ts(confirm_index(start, t.raise_readings, t.raise_s))
 
 
+def test_battery_noise_just_above_the_charging_limit_does_not_reset_the_raise() -> None:
+    # A slowly sinking battery crossing the limit, every other reading a little above it (the
+    # sender's noise): those neither count nor break the run. One clearly above breaks it.
+    t = thresholds().charging_failure
+    below, noise = t.raise_v - 0.02, t.raise_v + t.raise_band_v / 2
+    n = 4 * max(t.raise_readings, math.ceil(t.raise_s))
+    run_in = 5 + math.ceil(t.min_running_s)
+
+    def crossing(machine: str, breaking_at: int | None) -> Stream:
+        s = Stream(machine).add(5, engine_speed_rpm=0.0, battery_v=24.5).add(run_in - 5)
+        for i in range(n):
+            s.add(battery_v=below if i % 2 else noise)
+        if breaking_at is not None:
+            s.rows[run_in + breaking_at]["battery_v"] = t.raise_v + t.raise_band_v + 0.05
+        return s
+
+    noisy, broken = crossing("noisy", None), crossing("broken", n // 4)
+    events = engine_for("noisy", "broken").process(frame_of(noisy, broken))
+    raised = of(events, ev.CHARGING_FAILURE, Transition.RAISED)
+    first = run_in + 1  # the first reading below the limit
+    # Every other reading counts: the N-th below the limit, at least T after the first.
+    at = max(first + 2 * (t.raise_readings - 1), first + math.ceil(t.raise_s))
+    at += (at - first) % 2  # on a reading below the limit
+    by_machine = {e.machine_id: e.ts_ms for e in raised}
+    assert by_machine["noisy"] == noisy.ts(at)
+    assert by_machine["broken"] > noisy.ts(at)  # the run began again after the break
+
+
 def test_engine_power_loss_uses_the_model_rated_speed() -> None:
     crane = thresholds("crane").engine_power_loss
     excavator = thresholds("excavator").engine_power_loss
