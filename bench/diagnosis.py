@@ -326,13 +326,8 @@ class _CountingScorers:
             def explain(self, X: FloatArray, machine_ids: Sequence[str]) -> FloatArray:  # noqa: N803
                 return model.explain(X, machine_ids)
 
-            def oil_reference(
-                self,
-                X: FloatArray,  # noqa: N803
-                machine_ids: Sequence[str],
-                machine_of: IntArray,
-            ) -> FloatArray:
-                return model.oil_reference(X, machine_ids, machine_of)
+            def oil_baseline(self, machine_ids: Sequence[str]) -> FloatArray:
+                return model.oil_baseline(machine_ids)
 
         return Counted()
 

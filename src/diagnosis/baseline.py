@@ -10,7 +10,7 @@ arrays out.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import numpy as np
@@ -54,6 +54,10 @@ class Baselines:
     center: FloatArray
     oil_slope: FloatArray
     n_rows: IntArray
+    _at: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_at", {m: i for i, m in enumerate(self.machine_ids)})
 
     @staticmethod
     def fit(x: FloatArray, machine_ids: NDArray[np.str_], min_rows: int) -> Baselines:
@@ -82,15 +86,17 @@ class Baselines:
 
     def index_of(self, machine_ids: Sequence[str]) -> IntArray:
         """Per machine id, its row in `center`, or -1 for a machine without a baseline."""
-        at = {m: i for i, m in enumerate(self.machine_ids)}
+        at = self._at
         return np.array([at.get(m, -1) for m in machine_ids], dtype=np.int64)
 
-    def oil_at(self, speed_rpm: FloatArray, idx: IntArray) -> FloatArray:
-        """Healthy oil pressure of machines `idx` (all with a baseline) at `speed_rpm`."""
-        at: FloatArray = self.center[idx, _OIL_COL] + self.oil_slope[idx] * (
-            speed_rpm - self.center[idx, _SPEED_COL]
-        )
-        return at
+    def oil_line(self, idx: IntArray) -> FloatArray:
+        """Healthy oil pressure over engine speed of machines `idx` (all with a baseline), as
+        a line: shape (len(idx), 2), intercept (kPa) and slope (kPa/rpm).
+        """
+        slope = self.oil_slope[idx]
+        intercept = self.center[idx, _OIL_COL] - slope * self.center[idx, _SPEED_COL]
+        line: FloatArray = np.stack([intercept, slope], axis=1)
+        return line
 
     def residuals(self, x: FloatArray, idx: IntArray) -> FloatArray:
         """Rows `x` of machines `idx` (all with a baseline) minus their machines' baselines."""

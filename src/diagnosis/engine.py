@@ -38,12 +38,14 @@ from diagnosis.state import (
     episodes,
 )
 from diagnosis.windows import (
-    MODEL_SIGNAL_ROWS,
     MODEL_SIGNALS,
+    NOT_SCORED,
+    REGIMES,
     WindowAccumulator,
     Windows,
     is_counted,
     is_settled,
+    regime_of,
 )
 
 __all__ = ["AnomalyScorer", "Engine", "EngineError", "UnknownMachineError"]
@@ -86,14 +88,10 @@ class AnomalyScorer(Protocol):
         """Per-signal z-scores, the same shape as `X`."""
         ...
 
-    def oil_reference(
-        self,
-        X: FloatArray,  # noqa: N803
-        machine_ids: Sequence[str],
-        machine_of: IntArray,
-    ) -> FloatArray:
-        """Per reading (`MODEL_SIGNALS` order) of machine `machine_ids[machine_of[row]]`, its
-        healthy oil pressure at that speed and load; NaN where unknown.
+    def oil_baseline(self, machine_ids: Sequence[str]) -> FloatArray:
+        """Per machine and regime (`REGIMES`), its healthy oil pressure over engine speed as a
+        line: shape (len(machine_ids), len(REGIMES), 2), intercept and slope; NaN where
+        unknown.
         """
         ...
 
@@ -135,6 +133,7 @@ class Engine:
         self._windows = WindowAccumulator(self._state.capacity)
         self._dtc = DtcTracker()
         self._info: dict[int, MachineInfo] = {}
+        self._oil_line: FloatArray = np.full((0, len(REGIMES), 2), np.nan)  # by slot
 
     @property
     def rules(self) -> RuleBook:
@@ -148,6 +147,7 @@ class Engine:
     def set_models(self, models: Mapping[str, AnomalyScorer]) -> None:
         """Replace the anomaly scorers (after training); open model alarms stay open."""
         self._scorers = dict(models)
+        self._refresh_oil(list(self._info))
 
     def forget(self, machine_ids: Iterable[str]) -> None:
         """Drop the state of machines (e.g. after a failed transaction); they become unknown."""
@@ -172,6 +172,7 @@ class Engine:
         """
         for info in infos:
             self._register(info)
+        self._refresh_oil([self._state.slots[info.machine_id] for info in infos])
         ids = {info.machine_id for info in infos}
         wanted = np.array([m in ids for m in history.machine_ids], np.bool_)
         if len(history):
@@ -514,32 +515,40 @@ class Engine:
 
     # --- the anomaly model ------------------------------------------------------------------
 
+    def _refresh_oil(self, slots: Iterable[int]) -> None:
+        """Take the machines' oil-pressure lines from their models' scorers (one call per
+        machine model): at restore, and when the models change.
+        """
+        st = self._state
+        if self._oil_line.shape[0] < st.capacity:
+            grown = np.full((st.capacity, len(REGIMES), 2), np.nan)
+            grown[: self._oil_line.shape[0]] = self._oil_line
+            self._oil_line = grown
+        by_model: dict[str, list[int]] = {}
+        for slot in slots:  # machines, not readings
+            by_model.setdefault(self._info[slot].model, []).append(slot)
+        for name, mine in by_model.items():
+            scorer = self._scorers.get(name)
+            ids = [self._info[s].machine_id for s in mine]
+            self._oil_line[mine] = np.nan if scorer is None else scorer.oil_baseline(ids)
+
     def _oil_ref(self, batch: Batch) -> FloatArray | None:
-        """Per reading, its machine's healthy oil pressure from its model's baseline (NaN where
-        there is none); None when no machine of the batch has a model.
+        """Per reading, its machine's healthy oil pressure at that speed and regime (NaN where
+        there is none); None when no machine of the batch has one.
         """
         if not self._scorers:
             return None
         sg = batch.sg
-        n_seg = len(sg.slots)
-        models = np.array([self._info[s].model for s in sg.slots.tolist()], dtype=object)
-        ref: FloatArray | None = None
-        for name in np.unique(models).tolist():  # machine models, not readings
-            scorer = self._scorers.get(str(name))
-            if scorer is None:
-                continue
-            segs = np.flatnonzero(models == name)
-            local = np.full(n_seg, -1, np.int64)
-            local[segs] = np.arange(len(segs))
-            machine_of: IntArray = sg.spread(local)
-            rows = np.flatnonzero(machine_of >= 0)
-            if len(rows) < len(sg):
-                machine_of = machine_of[rows]
-            x = batch.values[MODEL_SIGNAL_ROWS[:, None], rows].T
-            ids = [batch.machine_ids[k] for k in segs.tolist()]
-            if ref is None:
-                ref = np.full(len(sg), np.nan)
-            ref[rows] = scorer.oil_reference(x, ids, machine_of)
+        lines = self._oil_line[sg.slots]
+        if not bool(np.isfinite(lines).any()):
+            return None
+        speed = batch.signal("engine_speed_rpm")
+        regime = regime_of(speed, batch.signal("load_pct"), batch.signal("coolant_temp_c"))
+        ref = np.full(len(sg), np.nan)
+        at = np.flatnonzero(regime != NOT_SCORED)
+        seg = sg.spread(np.arange(len(sg.slots), dtype=np.int64))[at]
+        line = lines[seg, regime[at]]
+        ref[at] = line[:, 0] + line[:, 1] * speed[at]
         return ref
 
     def _anomaly(

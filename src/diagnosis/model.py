@@ -48,7 +48,40 @@ from sklearn.ensemble import IsolationForest
 from diagnosis.baseline import Baselines
 from diagnosis.errors import DiagnosisError
 from diagnosis.forest import FlatForest, TreeArrays
-from diagnosis.windows import MODEL_SIGNALS
+from diagnosis.windows import (
+    IDLE_MAX_LOAD_PCT,
+    MODEL_SIGNALS,
+    NOT_SCORED,
+    PART_MAX_LOAD_PCT,
+    REGIMES,
+    RUNNING_MIN_RPM,
+    WARM_MIN_COOLANT_C,
+    regime_of,
+)
+
+__all__ = [
+    "ALGORITHM_VERSION",
+    "FORMAT_VERSION",
+    "IDLE_MAX_LOAD_PCT",
+    "MODEL_SIGNALS",
+    "NOT_SCORED",
+    "PART_MAX_LOAD_PCT",
+    "REGIMES",
+    "RUNNING_MIN_RPM",
+    "WARM_MIN_COOLANT_C",
+    "AnomalyDetector",
+    "Calibration",
+    "MachineIdsError",
+    "ModelError",
+    "ModelFormatError",
+    "ModelInfo",
+    "NotEnoughDataError",
+    "NotFittedError",
+    "RegimeModel",
+    "ShapeError",
+    "read_header",
+    "regime_index",
+]
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -57,28 +90,6 @@ BoolArray = NDArray[np.bool_]
 _SPEED_COL: Final = MODEL_SIGNALS.index("engine_speed_rpm")
 _LOAD_COL: Final = MODEL_SIGNALS.index("load_pct")
 _COOLANT_COL: Final = MODEL_SIGNALS.index("coolant_temp_c")
-
-# Regime bins. A diesel idles at 600-900 rpm and cranks at 150-250 rpm, so a window mean below
-# 300 rpm is an engine that is off, cranking or stalling: its oil pressure and temperatures are
-# transients, not a steady state to judge, and it is not scored. Running windows are binned by
-# percent load only (J1939 SPN 92 is already relative to the torque available at that speed):
-# below 25 % the engine is idling or barely working (travel, slewing empty), 25-65 % is the
-# ordinary digging/pumping band, and from 65 % on it is near its torque curve, where coolant,
-# hydraulic oil and oil pressure all sit markedly higher. Engine speed stays a feature inside
-# each regime, so the detector still sees the speed/pressure relation.
-#
-# Warm-up is not scored either. Until the thermostat opens (coolant below about 70 °C) every
-# temperature is on its way somewhere and oil pressure reads high on cold, viscous oil: such a
-# window is far from the warm steady state in a way no fault explains, and leaving it in would
-# fatten the calibration tails until real faults hid inside them. The rules (coolant rising
-# fast, overheating) watch warm-up; the model watches the warm steady state.
-RUNNING_MIN_RPM: Final = 300.0
-WARM_MIN_COOLANT_C: Final = 70.0
-IDLE_MAX_LOAD_PCT: Final = 25.0
-PART_MAX_LOAD_PCT: Final = 65.0
-REGIMES: Final = ("idle", "part_load", "full_load")
-"""Regime names; `regime_index` returns positions in this tuple, -1 for rows not scored."""
-NOT_SCORED: Final = -1
 
 ALGORITHM_VERSION: Final = "machine-baseline-iforest-4"
 """What the model computes; bump it when scores of the same data would change."""
@@ -363,7 +374,7 @@ class AnomalyDetector:
 
 
 def regime_index(x: ArrayLike) -> IntArray:
-    """The operating regime of each `MODEL_SIGNALS` row.
+    """The operating regime of each `MODEL_SIGNALS` row (`diagnosis.windows.regime_of`).
 
     Args:
         x: Matrix with the columns of `MODEL_SIGNALS`.
@@ -377,14 +388,7 @@ def regime_index(x: ArrayLike) -> IntArray:
         ShapeError: `x` does not have the columns of `MODEL_SIGNALS`.
     """
     arr = _as_matrix(x, len(MODEL_SIGNALS))
-    speeds_rpm, loads_pct = arr[:, _SPEED_COL], arr[:, _LOAD_COL]
-    idx = np.full(len(arr), NOT_SCORED, dtype=np.int64)
-    is_running = np.isfinite(loads_pct) & (speeds_rpm >= RUNNING_MIN_RPM)  # NaN rpm: False
-    is_running &= arr[:, _COOLANT_COL] >= WARM_MIN_COOLANT_C  # NaN coolant: False
-    idx[is_running & (loads_pct < IDLE_MAX_LOAD_PCT)] = 0
-    idx[is_running & (loads_pct >= IDLE_MAX_LOAD_PCT) & (loads_pct < PART_MAX_LOAD_PCT)] = 1
-    idx[is_running & (loads_pct >= PART_MAX_LOAD_PCT)] = 2
-    return idx
+    return regime_of(arr[:, _SPEED_COL], arr[:, _LOAD_COL], arr[:, _COOLANT_COL])
 
 
 @dataclass(frozen=True, slots=True)
@@ -820,20 +824,42 @@ class RegimeModel:
             z[at] = det.explain(res)
         return z
 
+    def oil_baseline(self, machine_ids: Sequence[str]) -> FloatArray:
+        """Each machine's healthy oil pressure over engine speed, per regime, as a line.
+
+        What the `low_oil_pressure` rule holds a reading against (`oil_reference`): the
+        baseline's median oil pressure plus the machine's own slope times the speed's distance
+        from its median speed (`Baselines.oil_line`), the same for single readings as for
+        window means.
+
+        Returns:
+            Shape (len(machine_ids), len(REGIMES), 2): intercept (kPa) and slope (kPa/rpm); NaN
+            where the machine has no baseline in the regime or the regime is not scored.
+
+        Raises:
+            NotFittedError: Before `fit`.
+        """
+        if self._info is None:
+            raise NotFittedError("RegimeModel")
+        lines = np.full((len(machine_ids), len(REGIMES), 2), np.nan)
+        for r, name in enumerate(REGIMES):
+            base = self._baselines.get(name)
+            if base is None or name not in self._detectors:
+                continue
+            idx = base.index_of(machine_ids)
+            has = idx >= 0
+            lines[has, r] = base.oil_line(idx[has])
+        return lines
+
     def oil_reference(
         self, x: ArrayLike, machine_ids: Sequence[str], machine_of: ArrayLike
     ) -> FloatArray:
         """Per row, its machine's healthy oil pressure at the row's engine speed and regime.
 
-        The baseline's oil pressure (`Baselines.oil_at`: the machine's median in the regime plus
-        its own slope times the speed's distance from its median speed), for single readings as
-        well as window means: what the `low_oil_pressure` rule holds a reading against.
-
         Args:
             x: Rows with the columns of `MODEL_SIGNALS`.
             machine_ids: The distinct machines of the rows.
-            machine_of: Per row, its machine's position in `machine_ids` (one name per machine,
-                not per row: a batch has hundreds of machines and thousands of readings).
+            machine_of: Per row, its machine's position in `machine_ids`.
 
         Returns:
             Shape (len(x),); NaN where the row is not scored (see `score`): engine off, warming
@@ -844,23 +870,16 @@ class RegimeModel:
             ShapeError: `x` does not have the columns of `MODEL_SIGNALS`.
             MachineIdsError: `machine_of` is not one index per row.
         """
-        if self._info is None:
-            raise NotFittedError("RegimeModel")
+        lines = self.oil_baseline(machine_ids)
         arr = _as_matrix(x, len(MODEL_SIGNALS))
         rows_of = np.asarray(machine_of, dtype=np.int64)
         if rows_of.shape != (len(arr),):
             raise MachineIdsError(len(arr), rows_of.shape)
-        ref = np.full(len(arr), np.nan)
         regimes = regime_index(arr)
-        names = list(machine_ids)
-        for r, name in enumerate(REGIMES):
-            base = self._baselines.get(name)
-            at = np.flatnonzero(regimes == r)
-            if base is None or not len(at):
-                continue
-            idx = base.index_of(names)[rows_of[at]]
-            at, idx = at[idx >= 0], idx[idx >= 0]
-            ref[at] = base.oil_at(arr[at, _SPEED_COL], idx)
+        ref = np.full(len(arr), np.nan)
+        at = np.flatnonzero(regimes != NOT_SCORED)
+        line = lines[rows_of[at], regimes[at]]
+        ref[at] = line[:, 0] + line[:, 1] * arr[at, _SPEED_COL]
         return ref
 
     def to_bytes(self) -> bytes:

@@ -42,6 +42,42 @@ MODEL_SIGNAL_ROWS: Final = np.array([SIGNAL_INDEX[s] for s in MODEL_SIGNALS], np
 _RPM_ROW: Final = SIGNAL_INDEX["engine_speed_rpm"]
 
 
+# Regime bins. A diesel idles at 600-900 rpm and cranks at 150-250 rpm, so a window mean below
+# 300 rpm is an engine that is off, cranking or stalling: its oil pressure and temperatures are
+# transients, not a steady state to judge, and it is not scored. Running windows are binned by
+# percent load only (J1939 SPN 92 is already relative to the torque available at that speed):
+# below 25 % the engine is idling or barely working (travel, slewing empty), 25-65 % is the
+# ordinary digging/pumping band, and from 65 % on it is near its torque curve, where coolant,
+# hydraulic oil and oil pressure all sit markedly higher. Engine speed stays a feature inside
+# each regime, so the detector still sees the speed/pressure relation.
+#
+# Warm-up is not scored either. Until the thermostat opens (coolant below about 70 °C) every
+# temperature is on its way somewhere and oil pressure reads high on cold, viscous oil: such a
+# window is far from the warm steady state in a way no fault explains, and leaving it in would
+# fatten the calibration tails until real faults hid inside them. The rules (coolant rising
+# fast, overheating) watch warm-up; the model watches the warm steady state.
+RUNNING_MIN_RPM: Final = 300.0
+WARM_MIN_COOLANT_C: Final = 70.0
+IDLE_MAX_LOAD_PCT: Final = 25.0
+PART_MAX_LOAD_PCT: Final = 65.0
+REGIMES: Final = ("idle", "part_load", "full_load")
+"""Regime names; `regime_of` returns positions in this tuple, -1 for rows not scored."""
+NOT_SCORED: Final = -1
+
+
+def regime_of(speed_rpm: FloatArray, load_pct: FloatArray, coolant_c: FloatArray) -> IntArray:
+    """Per row (a window mean or a single reading), its position in `REGIMES`, or `NOT_SCORED`
+    when the engine is off, warming up, or speed, load or coolant is missing.
+    """
+    idx = np.full(len(speed_rpm), NOT_SCORED, dtype=np.int64)
+    is_running = np.isfinite(load_pct) & (speed_rpm >= RUNNING_MIN_RPM)  # NaN rpm: False
+    is_running &= coolant_c >= WARM_MIN_COOLANT_C  # NaN coolant: False
+    idx[is_running & (load_pct < IDLE_MAX_LOAD_PCT)] = 0
+    idx[is_running & (load_pct >= IDLE_MAX_LOAD_PCT) & (load_pct < PART_MAX_LOAD_PCT)] = 1
+    idx[is_running & (load_pct >= PART_MAX_LOAD_PCT)] = 2
+    return idx
+
+
 @dataclass(frozen=True, slots=True)
 class Windows:
     """Complete windows, ordered by machine then time.

@@ -475,19 +475,13 @@ class _FixedScorer:
         z[:, MODEL_SIGNALS.index("coolant_temp_c")] = 2.0
         return z
 
-    def oil_reference(
-        self,
-        X: FloatArray,  # noqa: N803
-        machine_ids: Sequence[str],
-        machine_of: np.ndarray,
-    ) -> FloatArray:
-        """`oil_kpa` for every running reading of a known machine."""
-        assert len(machine_of) == len(X)
-        ref = np.full(len(X), self.oil_kpa)
+    def oil_baseline(self, machine_ids: Sequence[str]) -> FloatArray:
+        """`oil_kpa` at every speed in every regime for every known machine."""
+        lines = np.zeros((len(machine_ids), 3, 2))
+        lines[:, :, 0] = self.oil_kpa
         if self.known is not None:
-            ref[[machine_ids[k] not in self.known for k in machine_of.tolist()]] = np.nan
-        ref[X[:, MODEL_SIGNALS.index("engine_speed_rpm")] <= 0] = np.nan
-        return ref
+            lines[[m not in self.known for m in machine_ids]] = np.nan
+        return lines
 
 
 def settled_lead() -> int:
