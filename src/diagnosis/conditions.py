@@ -122,7 +122,7 @@ class Conditions:
     describe: Callable[[int, Transition], str]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EngineState:
     """How the engine ran through a batch.
 
@@ -135,13 +135,18 @@ class EngineState:
     is_start: BoolArray
     carry: IntArray
     carry_run_start: IntArray
+    _run_start: IntArray | None = None
 
     def run_start(self, sg: Segments) -> IntArray:
-        """Per reading, when the engine started running (NO_TS while not running)."""
-        at, found = sg.last_where(self.is_start)
-        start: IntArray = np.where(found, sg.ts_ms[at], sg.spread(self.carry_run_start))
-        start[self.state != ENGINE_RUNNING] = NO_TS
-        return start
+        """Per reading, when the engine started running (NO_TS while not running); computed
+        once per batch (the charging rule and the model's windows both ask).
+        """
+        if self._run_start is None:
+            at, found = sg.last_where(self.is_start)
+            start: IntArray = np.where(found, sg.ts_ms[at], sg.spread(self.carry_run_start))
+            start[self.state != ENGINE_RUNNING] = NO_TS
+            self._run_start = start
+        return self._run_start
 
 
 def engine_state(batch: Batch, st: MachineState) -> EngineState:

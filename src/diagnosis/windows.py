@@ -1,16 +1,17 @@
 """Per-machine window means of the running engine: the rows the anomaly model scores.
 
-This module owns `MODEL_SIGNALS` (the columns of every model input row) and how readings become
+This module owns `MODEL_SIGNALS` (the columns of every model input row), the operating regimes
+of a row (`regime_of`: the model's and the oil-pressure baseline's), and how readings become
 window rows: windows are aligned on epoch time (`ts // window`), only readings with the engine
-running (speed above 0), settled (running for `settle_s` since it started) and every model signal
-present count, and a window is complete when any
-reading of the same machine from a later window arrives. Windows with fewer than a minimum number
-of readings are dropped, and so are unsteady ones, whose engine speed moved more than a limit
-within the window: a window that straddles idle and work averages two states into a row that
-matches neither, and such rows would widen the model's healthy tails until real faults hid in
-them. Sums and counts of each machine's open window are carried across batches,
-so batch boundaries never change a window. `window_rows` turns a whole history into rows for
-training with the very same code.
+running (speed above 0), settled (running for `settle_s` since it started) and every model
+signal present count, and a window is complete when any reading of the same machine from a later
+window arrives. Windows with fewer than a minimum number of readings are dropped, and so are
+unsteady ones, whose engine speed moved more than a limit within the window: a window that
+straddles idle and work averages two states into a row that matches neither, and such rows would
+widen the model's healthy tails until real faults hid in them. Sums and counts of each machine's
+open window are carried across batches, so batch boundaries never change a window.
+`HistoryWindows` and `window_rows` turn a history into rows for training with the very same
+code.
 
 It must never score windows or decide alarms (that is the engine and the model), and never loop
 over readings in Python.
