@@ -26,6 +26,10 @@ Each engine repetition starts from a fresh engine (registering the machines is n
 times `process` on every frame; the figure is the stream's readings over the summed time.
 Best-of-N and median are printed, and the engine's cost per reading as a share of the gateway's
 (about 1/118,000 s a reading end to end, bench/README.md).
+
+Goals, in the words of the issue: the engine (rules and model) adds under 10 % to the gateway's
+cost per reading, and it evaluates rules at 5 M readings/s or more on one core (engine-rules;
+the full engine's figure is printed beside it).
 """
 
 from __future__ import annotations
@@ -733,9 +737,12 @@ def scenario(
     for line in agreement(rules_only.events, naive.events):
         print(f"  {line}")
     share = (1 / best) / gateway_s
+    rules_best = rules_only.best(n)
     print(
-        f"  goal >= {GOAL_READINGS_PER_S / 1e6:.0f} M readings/s on one core: "
-        f"{best / 1e6:.2f} M ({'met' if best >= GOAL_READINGS_PER_S else 'NOT met'})"
+        f"  goal: rules at >= {GOAL_READINGS_PER_S / 1e6:.0f} M readings/s on one core: "
+        f"{rules_best / 1e6:.2f} M ({'met' if rules_best >= GOAL_READINGS_PER_S else 'NOT met'});"
+        f" with the model too: {best / 1e6:.2f} M "
+        f"({'also' if best >= GOAL_READINGS_PER_S else 'not'} at the goal)"
     )
     print(
         f"  engine cost per reading: {1e6 / best:.3f} µs = {share:.1%} of the gateway's "
