@@ -37,8 +37,11 @@ from numpy.typing import NDArray
 from diagnosis.events import Severity
 from diagnosis.knowledge import KnowledgeBase
 from dispatch.assignment import assign, assign_greedy
+from dispatch.fleet import Engineer, Warehouse
+from dispatch.fleet_index import FleetIndex
 from dispatch.geo import GeoPoint
-from dispatch.matching import Engineer, FleetIndex, OrderNeed, PartNeed, Warehouse, rank
+from dispatch.matching import rank
+from dispatch.needs import OrderNeed, PartNeed
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 SKILLS = sorted(KnowledgeBase.load().skills)

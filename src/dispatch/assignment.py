@@ -6,11 +6,12 @@ order at a time, worst severity first), what they return (`Assignment`, `OrderCh
 `AssignmentMethod`) and the batch's bookkeeping: an engineer takes at most one order of a batch,
 and no warehouse gives out more units than it holds.
 
-It does not rank: every order's options, routes, rejections and explanations come from
-`dispatch.matching` (`FleetIndex` and its package-internal evaluation), which this module imports
-and which must never import it back. Like matching it is pure: it must never read a database,
-reserve stock, look at the clock (`now` is passed in) or import `telematics`. The optimisation
-itself goes through `dispatch.solvers`, the only scipy import.
+It does not rank: every order's options and rejections come from `dispatch.fleet_index`
+(`FleetIndex` and its package-internal evaluation, whose values live in `dispatch.evaluation`), and
+every route and explanation from `dispatch.matching`; this module imports them and they must never
+import it back. Like matching it is pure: it must never read a database, reserve stock, look at the
+clock (`now` is passed in) or import `telematics`. The optimisation itself goes through
+`dispatch.solvers`, the only scipy import.
 """
 
 from __future__ import annotations
@@ -26,17 +27,11 @@ from numpy.typing import NDArray
 
 from diagnosis.events import Severity
 from dispatch import solvers
-from dispatch.matching import (
-    Candidate,
-    FleetIndex,
-    OrderNeed,
-    _candidate,
-    _check_unique,
-    _Evaluation,
-    _now_s,
-    _Option,
-    _Usage,
-)
+from dispatch.evaluation import _Evaluation, _Option, _Usage
+from dispatch.fleet_index import FleetIndex, _check_unique, _now_s
+from dispatch.matching import _candidate
+from dispatch.needs import OrderNeed
+from dispatch.ranking import Candidate
 
 _SEVERITY_ORDER: Final = {s: i for i, s in enumerate(Severity)}
 

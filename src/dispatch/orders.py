@@ -17,9 +17,8 @@ releases them; completion consumes what was used (first from the reservation, an
 from the engineer's van) and releases the rest. The events carry these movements; the store
 applies them under row locks in the same transaction as the order's new version.
 
-It must never touch a database, the clock (`now` is passed in) or the network, and it does not
-authorise: whether an actor may issue a command (the assigned engineer, an ECC expert) is the
-API's decision.
+It must never touch a database, the clock (`now` is passed in) or the network, nor authorise:
+whether an actor may issue a command (the assigned engineer, an ECC expert) is the API's.
 """
 
 from __future__ import annotations
@@ -32,7 +31,8 @@ from typing import ClassVar, Final
 
 from diagnosis.events import Severity
 from dispatch.errors import TransitionError
-from dispatch.matching import Candidate, PartNeed
+from dispatch.needs import PartNeed
+from dispatch.ranking import Candidate
 
 
 class OrderState(StrEnum):

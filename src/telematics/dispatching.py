@@ -24,18 +24,13 @@ import asyncpg
 from diagnosis.knowledge import KnowledgeBase
 from dispatch.assignment import assign
 from dispatch.errors import TransitionError
+from dispatch.fleet import Engineer, Warehouse
+from dispatch.fleet_index import FleetIndex
 from dispatch.geo import GeoPoint
-from dispatch.matching import (
-    Candidate,
-    Engineer,
-    FleetIndex,
-    OrderNeed,
-    PartNeed,
-    Ranking,
-    Warehouse,
-    rank,
-)
+from dispatch.matching import rank
+from dispatch.needs import OrderNeed, PartNeed
 from dispatch.orders import Command, Dispatch, apply, create_order
+from dispatch.ranking import Candidate, Ranking
 from dispatch.sla import SlaPolicy, timers_for
 from telematics.db import acquire
 from telematics.errors import ConflictError, InvalidRequestError, NotFoundError

@@ -6,8 +6,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from dispatch import geo
+from dispatch.fleet import Engineer, Warehouse
 from dispatch.geo import GeoPoint
-from dispatch.matching import Engineer, OrderNeed, PartNeed, Warehouse
+from dispatch.needs import OrderNeed, PartNeed
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 ORIGIN = GeoPoint(48.0, 11.0)

@@ -11,8 +11,10 @@ from hypothesis import strategies as st
 from diagnosis.events import Severity
 from dispatch.assignment import Assignment, AssignmentMethod, assign, assign_greedy
 from dispatch.errors import MatchingInputError
+from dispatch.fleet import Engineer, Warehouse
+from dispatch.fleet_index import FleetIndex
 from dispatch.geo import GeoPoint
-from dispatch.matching import Engineer, FleetIndex, OrderNeed, PartNeed, Warehouse
+from dispatch.needs import OrderNeed, PartNeed
 from tests.dispatch.fleet import NOW, east, engineer, order, road_min, warehouse
 
 PICKUP_MIN = 10.0

@@ -7,17 +7,12 @@ import pytest
 
 from dispatch import geo
 from dispatch.errors import MatchingInputError
+from dispatch.fleet import Engineer, Warehouse
+from dispatch.fleet_index import FleetIndex
 from dispatch.geo import GeoPoint
-from dispatch.matching import (
-    Engineer,
-    FleetIndex,
-    OrderNeed,
-    PartNeed,
-    RejectReason,
-    StopKind,
-    Warehouse,
-    rank,
-)
+from dispatch.matching import rank
+from dispatch.needs import OrderNeed, PartNeed
+from dispatch.ranking import RejectReason, StopKind
 from tests.dispatch.fleet import NOW, east, engineer, order, road_min, warehouse
 
 PICKUP_MIN = 10.0

@@ -6,7 +6,7 @@ import pytest
 
 from diagnosis.events import Severity
 from dispatch.errors import TransitionError
-from dispatch.matching import Candidate, PartNeed
+from dispatch.needs import PartNeed
 from dispatch.orders import (
     ALLOWED,
     Accept,
@@ -30,6 +30,7 @@ from dispatch.orders import (
     apply,
     create_order,
 )
+from dispatch.ranking import Candidate
 from tests.dispatch.fleet import NOW
 
 PARTS = (PartNeed("OF-2010", 1), PartNeed("EO-1540", 4))

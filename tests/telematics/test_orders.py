@@ -293,7 +293,7 @@ async def test_a_batch_is_assigned_jointly_not_greedily(pool: asyncpg.Pool) -> N
         alarms = [await raise_alarm(conn, w.machine_id), await raise_alarm(conn, second)]
         now = datetime.now(UTC)
         from dispatch.geo import GeoPoint  # noqa: PLC0415
-        from dispatch.matching import OrderNeed, PartNeed  # noqa: PLC0415
+        from dispatch.needs import OrderNeed, PartNeed  # noqa: PLC0415
 
         needs = [
             OrderNeed(str(i), GeoPoint(la, lon), tuple(PartNeed(n, q) for n, q in KIT),

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from dispatch.matching import PartNeed
+from dispatch.needs import PartNeed
 from dispatch.orders import (
     Accept,
     Arrive,

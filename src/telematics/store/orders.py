@@ -19,7 +19,7 @@ import asyncpg
 import orjson
 
 from diagnosis.events import Severity
-from dispatch.matching import PartNeed
+from dispatch.needs import PartNeed
 from dispatch.orders import (
     AuditEvent,
     Order,
