@@ -4,7 +4,9 @@ This module owns the order of a batch (drop redelivered readings, silence, rules
 the anomaly model), the registry of machines, and episodes: each rule's conditions
 (`diagnosis.conditions`, which owns what the readings mean) run through persistence and
 hysteresis (`state.episodes`) with the carry in `state.py`, and the transitions become alarm
-events. Python loops run over rules and over emitted events, never over readings.
+events. The anomaly model's side (windows, scorers, explained windows, the oil-pressure
+reference) is `diagnosis.anomaly`'s; its window conditions run through the same episodes here.
+Python loops run over rules and over emitted events, never over readings.
 
 It must never do I/O, import asyncio or scikit-learn, or keep anything but rebuildable state:
 `restore` replays recent readings with events suppressed and takes which episodes are open from
@@ -14,14 +16,14 @@ the store, so the engine never runs ahead of, or disagrees with, what is stored.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Final, Protocol
+from typing import Final
 
 import numpy as np
 
 from diagnosis import conditions
 from diagnosis import events as ev
+from diagnosis.anomaly import AnomalyScorer, AnomalyStage
 from diagnosis.conditions import Batch, Conditions, Param, Tables, fmt, take
 from diagnosis.dtc import DtcBatch, DtcTracker
 from diagnosis.errors import DiagnosisError
@@ -37,63 +39,10 @@ from diagnosis.state import (
     Segments,
     episodes,
 )
-from diagnosis.windows import (
-    MODEL_SIGNALS,
-    NOT_SCORED,
-    REGIMES,
-    WindowAccumulator,
-    Windows,
-    is_counted,
-    is_settled,
-    regime_of,
-)
 
 __all__ = ["AnomalyScorer", "Engine", "EngineError", "UnknownMachineError"]
 
 _FAULT_ROW: Final = {f: i for i, f in enumerate(EPISODE_FAULTS)}
-# The rule faults that account for a model signal deviating: while one of them is open on a
-# machine, a window whose largest deviation is that signal is explained, not an anomaly.
-_EXPLAINED_BY: Final = {
-    "oil_pressure_kpa": (ev.LOW_OIL_PRESSURE,),
-    "coolant_temp_c": (ev.ENGINE_OVERHEAT, ev.COOLANT_RISING_FAST),
-    "hydraulic_oil_temp_c": (ev.HYDRAULIC_OVERHEAT,),
-    "battery_v": (ev.CHARGING_FAILURE,),
-    "engine_speed_rpm": (ev.ENGINE_POWER_LOSS,),
-    "load_pct": (ev.ENGINE_POWER_LOSS,),
-}
-_EXPLAINING_ROWS: Final = tuple(
-    [_FAULT_ROW[f] for f in _EXPLAINED_BY.get(s, ())] for s in MODEL_SIGNALS
-)
-
-
-class AnomalyScorer(Protocol):
-    """What the engine needs of a trained anomaly model (`diagnosis.model` provides one).
-
-    Rows come with the machine each is a window of, because a scorer may judge a machine against
-    its own healthy baseline (`diagnosis.model.RegimeModel` does); a NaN score means the row is
-    not judged (no baseline for that machine yet, engine off, a value missing) and neither
-    raises nor clears.
-    """
-
-    @property
-    def threshold(self) -> float:
-        """Scores above this are anomalous."""
-        ...
-
-    def score(self, X: FloatArray, machine_ids: Sequence[str]) -> FloatArray:  # noqa: N803
-        """Anomaly score per row of window means in `MODEL_SIGNALS` order; higher is worse."""
-        ...
-
-    def explain(self, X: FloatArray, machine_ids: Sequence[str]) -> FloatArray:  # noqa: N803
-        """Per-signal z-scores, the same shape as `X`."""
-        ...
-
-    def oil_baseline(self, machine_ids: Sequence[str]) -> FloatArray:
-        """Per machine and regime (`REGIMES`), its healthy oil pressure over engine speed as a
-        line: shape (len(machine_ids), len(REGIMES), 2), intercept and slope; NaN where
-        unknown.
-        """
-        ...
 
 
 class EngineError(DiagnosisError):
@@ -128,12 +77,10 @@ class Engine:
         self._rules = rules
         self._set_names = ["", *rules.models]
         self._tables = Tables((rules.default, *rules.models.values()))
-        self._scorers: dict[str, AnomalyScorer] = dict(models or {})
         self._state = MachineState()
-        self._windows = WindowAccumulator(self._state.capacity)
         self._dtc = DtcTracker()
         self._info: dict[int, MachineInfo] = {}
-        self._oil_line: FloatArray = np.full((0, len(REGIMES), 2), np.nan)  # by slot
+        self._anomaly = AnomalyStage(self._state, self._tables, self._info, models)
 
     @property
     def rules(self) -> RuleBook:
@@ -146,8 +93,7 @@ class Engine:
 
     def set_models(self, models: Mapping[str, AnomalyScorer]) -> None:
         """Replace the anomaly scorers (after training); open model alarms stay open."""
-        self._scorers = dict(models)
-        self._refresh_oil(list(self._info))
+        self._anomaly.set_scorers(models)
 
     def forget(self, machine_ids: Iterable[str]) -> None:
         """Drop the state of machines (e.g. after a failed transaction); they become unknown."""
@@ -172,7 +118,7 @@ class Engine:
         """
         for info in infos:
             self._register(info)
-        self._refresh_oil([self._state.slots[info.machine_id] for info in infos])
+        self._anomaly.refresh_oil([self._state.slots[info.machine_id] for info in infos])
         ids = {info.machine_id for info in infos}
         wanted = np.array([m in ids for m in history.machine_ids], np.bool_)
         if len(history):
@@ -256,13 +202,11 @@ class Engine:
             self._dtc.forget(old)
             self._info.pop(old, None)
         slot = st.allocate(info.machine_id)
-        self._windows.grow(st.capacity)
         name = info.model if info.model in self._rules.models else ""
         st.model_idx[slot] = self._set_names.index(name)
         if info.site_lat is not None and info.site_lon is not None and info.site_radius_m:
             st.site[:, slot] = (info.site_lat, info.site_lon, info.site_radius_m)
-        timing = self._rules.for_model(info.model).anomaly
-        self._windows.configure(slot, timing.window_s, timing.min_readings, timing.max_rpm_range)
+        self._anomaly.configure(slot, self._rules.for_model(info.model).anomaly)
         self._info[slot] = info
 
     # --- one batch --------------------------------------------------------------------------
@@ -278,7 +222,10 @@ class Engine:
         prev_last_ts = st.last_ts[sg.slots].copy()
         engine = conditions.engine_state(batch, st)
         rules: tuple[tuple[str, Callable[[Batch], Conditions | None]], ...] = (
-            (ev.LOW_OIL_PRESSURE, lambda b: conditions.low_oil_pressure(b, self._oil_ref(b))),
+            (
+                ev.LOW_OIL_PRESSURE,
+                lambda b: conditions.low_oil_pressure(b, self._anomaly.oil_ref(b)),
+            ),
             (ev.ENGINE_OVERHEAT, conditions.engine_overheat),
             (ev.COOLANT_RISING_FAST, lambda b: conditions.coolant_rising_fast(b, st)),
             (ev.HYDRAULIC_OVERHEAT, conditions.hydraulic_overheat),
@@ -296,7 +243,7 @@ class Engine:
         dtc_events = self._dtc.process(
             sg, batch.machine_ids, dtcs, clear_ms.astype(np.int64), prev_last_ts
         )
-        out += self._anomaly(batch, engine, emit)
+        out += self._anomaly_events(batch, engine, emit)
         last = sg.last
         st.last_ts[sg.slots] = sg.ts_ms[last]
         if not emit:
@@ -332,6 +279,18 @@ class Engine:
         ids = [frame.machine_ids[i] for i in np.flatnonzero(has).tolist()]
         batch = Batch(sg, values, ids, model_seg, np.unique(model_seg), self._tables)
         return batch, dtc
+
+    def _anomaly_events(
+        self, batch: Batch, engine: conditions.EngineState, emit: bool
+    ) -> list[AlarmEvent]:
+        """The anomaly model's windows through `unexplained_anomaly` episodes, like a rule's."""
+        judged = self._anomaly.judge(batch, engine)
+        if judged is None:
+            return []
+        row = _FAULT_ROW[ev.UNEXPLAINED_ANOMALY]
+        wsg = judged.batch.sg
+        found = self._transitions(judged.batch, row, judged.cond, wsg, None, judged.persist, emit)
+        return self._anomaly.deviations(found, judged)
 
     # --- episodes ---------------------------------------------------------------------------
 
@@ -511,176 +470,6 @@ class Engine:
                     detail=f"readings again after {quiet_s:,.0f} s of silence",
                 )
             )
-        return out
-
-    # --- the anomaly model ------------------------------------------------------------------
-
-    def _refresh_oil(self, slots: Iterable[int]) -> None:
-        """Take the machines' oil-pressure lines from their models' scorers (one call per
-        machine model): at restore, and when the models change.
-        """
-        st = self._state
-        if self._oil_line.shape[0] < st.capacity:
-            grown = np.full((st.capacity, len(REGIMES), 2), np.nan)
-            grown[: self._oil_line.shape[0]] = self._oil_line
-            self._oil_line = grown
-        by_model: dict[str, list[int]] = {}
-        for slot in slots:  # machines, not readings
-            by_model.setdefault(self._info[slot].model, []).append(slot)
-        for name, mine in by_model.items():
-            scorer = self._scorers.get(name)
-            ids = [self._info[s].machine_id for s in mine]
-            self._oil_line[mine] = np.nan if scorer is None else scorer.oil_baseline(ids)
-
-    def _oil_ref(self, batch: Batch) -> FloatArray | None:
-        """Per reading, its machine's healthy oil pressure at that speed and regime (NaN where
-        there is none); None when no machine of the batch has one.
-        """
-        if not self._scorers:
-            return None
-        sg = batch.sg
-        lines = self._oil_line[sg.slots]
-        if not bool(np.isfinite(lines).any()):
-            return None
-        speed = batch.signal("engine_speed_rpm")
-        regime = regime_of(speed, batch.signal("load_pct"), batch.signal("coolant_temp_c"))
-        ref = np.full(len(sg), np.nan)
-        at = np.flatnonzero(regime != NOT_SCORED)
-        seg = sg.spread(np.arange(len(sg.slots), dtype=np.int64))[at]
-        line = lines[seg, regime[at]]
-        ref[at] = line[:, 0] + line[:, 1] * speed[at]
-        return ref
-
-    def _anomaly(
-        self, batch: Batch, engine: conditions.EngineState, emit: bool
-    ) -> list[AlarmEvent]:
-        sg = batch.sg
-        settle_ms = batch.param(lambda t: t.anomaly.settle_s * 1000)
-        used = is_counted(batch.values)
-        used &= is_settled(sg.ts_ms, engine.run_start(sg), settle_ms)
-        windows = self._windows.push(sg, batch.values, used)
-        if len(windows) == 0 or not self._scorers:
-            return []
-        scores = np.full(len(windows), np.nan)
-        limits = np.full(len(windows), np.nan)
-        infos = [self._info[s] for s in windows.slot.tolist()]  # windows, not readings
-        models = np.array([i.model for i in infos], dtype=object)
-        machine_ids = [i.machine_id for i in infos]
-        scorer_of: dict[str, AnomalyScorer] = {}
-        for name in np.unique(models).tolist():  # machine models, not windows
-            scorer = self._scorers.get(str(name))
-            if scorer is None:
-                continue
-            at = np.flatnonzero(models == name)
-            scores[at] = scorer.score(windows.means[at], [machine_ids[k] for k in at.tolist()])
-            limits[at] = scorer.threshold
-            scorer_of[str(name)] = scorer
-        is_raise = scores > limits
-        is_clear = scores <= limits
-        known = ~np.isnan(scores)
-        self._drop_explained(is_raise, windows, models, machine_ids, scorer_of)
-        cut = np.ones(len(windows), np.bool_)
-        cut[1:] = windows.slot[1:] != windows.slot[:-1]
-        starts = np.flatnonzero(cut)
-        counts = np.diff(np.append(starts, len(windows)))
-        wsg = Segments.build(windows.slot[starts], counts, windows.end_ts_ms)
-        seg_of_slot = {int(s): i for i, s in enumerate(sg.slots.tolist())}
-        ids = [batch.machine_ids[seg_of_slot[int(s)]] for s in wsg.slots.tolist()]
-
-        def describe(i: int, tr: Transition) -> str:
-            score, limit = scores.item(i), limits.item(i)
-            if tr is Transition.CLEARED:
-                return f"anomaly score {score:.2f}, at or below {limit:.2f} again"
-            return f"anomaly score {score:.2f} above the model's threshold {limit:.2f}"
-
-        cond = Conditions(is_raise, known, is_clear, known, scores, None, True, describe)
-        wbatch = Batch(
-            wsg,
-            np.zeros((0, len(windows))),
-            ids,
-            self._state.model_idx[wsg.slots],
-            np.unique(self._state.model_idx[wsg.slots]),
-            self._tables,
-        )
-        r_n = wbatch.param(lambda t: t.anomaly.raise_windows)
-        c_n = wbatch.param(lambda t: t.anomaly.clear_windows)
-        row = _FAULT_ROW[ev.UNEXPLAINED_ANOMALY]
-        found = self._transitions(wbatch, row, cond, wsg, None, ((r_n, 0.0), (c_n, 0.0)), emit)
-        return self._deviations(found, windows, models, scorer_of, ids, wsg)
-
-    def _drop_explained(
-        self,
-        is_raise: BoolArray,
-        windows: Windows,
-        models: np.ndarray,
-        machine_ids: list[str],
-        scorer_of: Mapping[str, AnomalyScorer],
-    ) -> None:
-        """Unmark anomalous windows whose largest deviation a rule alarm of the machine, open at
-        some time since the window began, accounts for (`_EXPLAINED_BY`): low oil pressure
-        already says the oil pressure is low.
-
-        Such a window breaks a pending raise and neither raises nor clears an open episode. Only
-        windows above the threshold on machines with such a rule alarm are explained, one
-        `explain` per machine model: a handful per batch.
-        """
-        st = self._state
-        slots = windows.slot
-        window_ms = self._tables.of(lambda t: t.anomaly.window_s * 1000)[st.model_idx[slots]]
-        begun = windows.end_ts_ms - window_ms.astype(np.int64)
-        # Per rule fault and window: open at the end of the batch, or active since it began.
-        rule_rows = [_FAULT_ROW[f] for f in ev.RULE_FAULTS if f != ev.MACHINE_SILENT]
-        since = np.zeros((len(EPISODE_FAULTS), len(slots)), np.bool_)
-        since[rule_rows] = st.active[rule_rows][:, slots] | (
-            st.active_ts[rule_rows][:, slots] >= begun
-        )
-        todo = np.flatnonzero(is_raise & since.any(axis=0))
-        for name in np.unique(models[todo]).tolist():  # machine models, not windows
-            at = todo[models[todo] == name]
-            z = scorer_of[str(name)].explain(windows.means[at], [machine_ids[k] for k in at])
-            top = np.argmax(np.nan_to_num(np.abs(z), nan=-1.0), axis=1)
-            for k, c in zip(at.tolist(), top.tolist(), strict=True):
-                rows = _EXPLAINING_ROWS[c]
-                if rows and bool(since[rows, k].any()):
-                    is_raise[k] = False
-
-    def _deviations(
-        self,
-        found: list[AlarmEvent],
-        windows: Windows,
-        models: np.ndarray,
-        scorer_of: Mapping[str, AnomalyScorer],
-        ids: list[str],
-        wsg: Segments,
-    ) -> list[AlarmEvent]:
-        """The events with the signals that deviate most in their window.
-
-        One `explain` per machine model for all events of the batch (z-scores are per row).
-        """
-        todo = [k for k, e in enumerate(found) if e.transition is not Transition.CLEARED]
-        if not todo:
-            return found
-        seg_of = {machine_id: seg for seg, machine_id in reversed(list(enumerate(ids)))}
-        starts, counts, ends = wsg.starts.tolist(), wsg.counts.tolist(), windows.end_ts_ms
-        rows: list[int] = []
-        for k in todo:
-            seg = seg_of[found[k].machine_id]
-            lo, hi = starts[seg], starts[seg] + counts[seg]
-            rows.append(lo + int(np.searchsorted(ends[lo:hi], found[k].ts_ms)))
-        names = [str(models[at]) for at in rows]
-        out = list(found)
-        for name in dict.fromkeys(names):  # machine models, not events
-            mine = [j for j, n in enumerate(names) if n == name]
-            ids_of = [found[todo[j]].machine_id for j in mine]
-            z = scorer_of[name].explain(windows.means[[rows[j] for j in mine]], ids_of)
-            tops = np.argsort(-np.abs(z), axis=1, kind="stable")[:, :3].tolist()
-            for j, z_row, top in zip(mine, z.tolist(), tops, strict=True):
-                event = found[todo[j]]
-                deviations = tuple((MODEL_SIGNALS[c], round(z_row[c], 2)) for c in top)
-                parts = ", ".join(f"{s} z={v:+.1f}" for s, v in deviations)
-                out[todo[j]] = replace(
-                    event, deviations=deviations, detail=f"{event.detail}; {parts}"
-                )
         return out
 
 
