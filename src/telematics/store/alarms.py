@@ -1,9 +1,14 @@
-"""Alarm episodes and incidents: applying engine events, and the queries of the alarm queue.
+"""Alarm episodes and incidents: applying engine events, and the remote expert's workflow on an
+alarm (acknowledge, confirm or correct, resolve, escalate) with its audit trail.
 
 Applying is idempotent by construction: at most one episode per (machine, fault) is open (a partial
 unique index), a raise meeting an open episode updates it, a clear meeting none does nothing, and
 times only move forward (`GREATEST`). The engine itself skips readings it has already processed,
 so a batch delivered twice changes nothing the second time.
+
+The read side of the queue (`Alarm`, `AlarmFilter`, `list_alarms`, `get_alarm`) lives in
+`alarm_queries`; it is re-exported here, so callers import the alarm store from this module
+alone.
 """
 
 from __future__ import annotations
@@ -18,6 +23,25 @@ import orjson
 
 from diagnosis.events import AlarmEvent, Severity, Transition
 from telematics.errors import ConflictError, InvalidRequestError, NotFoundError
+from telematics.store.alarm_queries import Alarm, AlarmFilter, get_alarm, list_alarms
+
+__all__ = [
+    "Alarm",
+    "AlarmAudit",
+    "AlarmChange",
+    "AlarmFilter",
+    "Describe",
+    "acknowledge",
+    "apply_events",
+    "audit_trail",
+    "confirm",
+    "escalate",
+    "get_alarm",
+    "list_alarms",
+    "open_faults",
+    "record",
+    "resolve",
+]
 
 Describe = Callable[[str], tuple[Severity, str]]
 """Severity and title of a fault code (from the knowledge base)."""
@@ -42,41 +66,6 @@ class AlarmChange:
     title: str
     ts: datetime
     detail: str
-
-
-@dataclass(frozen=True, slots=True)
-class Alarm:
-    """One stored alarm episode."""
-
-    alarm_id: int
-    incident_id: int
-    machine_id: str
-    model: str
-    customer_id: str
-    fault: str
-    state: str
-    severity: Severity
-    title: str
-    signal: str | None
-    spn: int | None
-    fmi: int | None
-    raised_at: datetime
-    last_seen_at: datetime
-    cleared_at: datetime | None
-    readings: int
-    first_value: float | None
-    last_value: float | None
-    worst_value: float | None
-    occurrences: int | None
-    detail: str
-    deviations: list[tuple[str, float]]
-    acknowledged_at: datetime | None
-    acknowledged_by: str | None
-    confirmed_fault: str | None = None
-    resolution: str | None = None
-    resolved_at: datetime | None = None
-    resolved_by: str | None = None
-    support_line: int = 1
 
 
 _OPEN_INCIDENT = f"""
@@ -264,106 +253,6 @@ async def open_faults(conn: asyncpg.Connection, machine_ids: Iterable[str]) -> d
     for row in rows:
         found.setdefault(row["machine_id"], set()).add(row["fault"])
     return found
-
-
-_SELECT = """
-SELECT a.*, m.model, m.customer_id, a.deviations::text AS deviations_text
-FROM alarms a JOIN machines m USING (machine_id)
-"""
-
-
-def _alarm(row: asyncpg.Record) -> Alarm:
-    deviations: list[Any] = orjson.loads(row["deviations_text"]) if row["deviations_text"] else []
-    return Alarm(
-        alarm_id=row["alarm_id"],
-        incident_id=row["incident_id"],
-        machine_id=row["machine_id"],
-        model=row["model"],
-        customer_id=row["customer_id"],
-        fault=row["fault"],
-        state=row["state"],
-        severity=Severity(row["severity"]),
-        title=row["title"],
-        signal=row["signal"],
-        spn=row["spn"],
-        fmi=row["fmi"],
-        raised_at=row["raised_at"],
-        last_seen_at=row["last_seen_at"],
-        cleared_at=row["cleared_at"],
-        readings=row["readings"],
-        first_value=row["first_value"],
-        last_value=row["last_value"],
-        worst_value=row["worst_value"],
-        occurrences=row["occurrences"],
-        detail=row["detail"],
-        deviations=[(str(name), float(z)) for name, z in deviations],
-        acknowledged_at=row["acknowledged_at"],
-        acknowledged_by=row["acknowledged_by"],
-        confirmed_fault=row["confirmed_fault"],
-        resolution=row["resolution"],
-        resolved_at=row["resolved_at"],
-        resolved_by=row["resolved_by"],
-        support_line=row["support_line"],
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class AlarmFilter:
-    """Filters of the alarm queue; None means any."""
-
-    state: str | None = None
-    severity: Severity | None = None
-    model: str | None = None
-    customer_id: str | None = None
-    machine_id: str | None = None
-    fault: str | None = None
-    incident_id: int | None = None
-    acknowledged: bool | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-
-
-async def list_alarms(
-    conn: asyncpg.Connection, where: AlarmFilter, *, before_id: int | None, limit: int
-) -> list[Alarm]:
-    """Alarms matching `where`, newest first, keyset-paged by alarm id."""
-    acknowledged = None
-    if where.acknowledged is not None:
-        acknowledged = "NOT NULL" if where.acknowledged else "NULL"
-    filters: list[tuple[str, object]] = [
-        ("a.state = {}", where.state),
-        ("a.severity = {}", where.severity.value if where.severity else None),
-        ("m.model = {}", where.model),
-        ("m.customer_id = {}", where.customer_id),
-        ("a.machine_id = {}", where.machine_id),
-        ("a.fault = {}", where.fault),
-        ("a.incident_id = {}", where.incident_id),
-        ("a.raised_at >= {}", where.since),
-        ("a.raised_at < {}", where.until),
-        ("a.alarm_id < {}", before_id),
-    ]
-    clauses = [f"a.acknowledged_at IS {acknowledged}"] if acknowledged else []
-    args: list[object] = []
-    for clause, value in filters:
-        if value is not None:
-            args.append(value)
-            clauses.append(clause.format(f"${len(args)}"))
-    sql = _SELECT + (" WHERE " + " AND ".join(clauses) if clauses else "")
-    args.append(limit)
-    sql += f" ORDER BY a.alarm_id DESC LIMIT ${len(args)}"
-    return [_alarm(row) for row in await conn.fetch(sql, *args)]
-
-
-async def get_alarm(conn: asyncpg.Connection, alarm_id: int) -> Alarm:
-    """One alarm.
-
-    Raises:
-        NotFoundError: No such alarm.
-    """
-    row = await conn.fetchrow(_SELECT + " WHERE a.alarm_id = $1", alarm_id)
-    if row is None:
-        raise NotFoundError("alarm", str(alarm_id))
-    return _alarm(row)
 
 
 async def acknowledge(conn: asyncpg.Connection, alarm_id: int, by: str) -> Alarm:
