@@ -8,6 +8,9 @@ A refusal is a value (`Reject`), never an exception. Whole-message problems (not
 too many readings, unknown machine, a `machine_id` that contradicts the topic) refuse the whole
 payload; a bad reading inside an otherwise good batch refuses that reading alone, so one broken
 sample does not cost the 999 good ones beside it.
+
+The values it yields (the columns, `Reject` and its reasons, `DecodedBatch`) are
+`telematics.decoded`'s, re-exported here.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import json
 import math
 import re
 from collections.abc import Container
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -31,6 +34,26 @@ from diagnosis.signals import (
     SIGNALS,
     Signal,
 )
+from telematics.decoded import (
+    DecodedBatch,
+    PositionColumns,
+    ReadingColumns,
+    Reject,
+    RejectReason,
+)
+
+__all__ = [
+    "DecodedBatch",
+    "Limits",
+    "PositionColumns",
+    "ReadingColumns",
+    "Reject",
+    "RejectReason",
+    "TopicKind",
+    "decode_message",
+    "is_valid_id",
+    "parse_topic",
+]
 
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 _NAN = float("nan")
@@ -38,27 +61,6 @@ _LAT_IDX = SIGNAL_INDEX["lat"]
 _LON_IDX = SIGNAL_INDEX["lon"]
 _LAT_SIGNAL = SIGNALS[_LAT_IDX]
 _LON_SIGNAL = SIGNALS[_LON_IDX]
-
-
-class RejectReason(StrEnum):
-    """Why a payload or a reading was refused; stored in `ingest_rejects.reason`."""
-
-    BAD_TOPIC = "bad_topic"
-    PAYLOAD_TOO_LARGE = "payload_too_large"
-    NOT_JSON = "not_json"
-    BAD_STRUCTURE = "bad_structure"
-    TOO_MANY_READINGS = "too_many_readings"
-    MACHINE_ID_MISMATCH = "machine_id_mismatch"
-    UNKNOWN_MACHINE = "unknown_machine"
-    UNKNOWN_ENGINEER = "unknown_engineer"
-    BAD_TIMESTAMP = "bad_timestamp"
-    TS_IN_FUTURE = "ts_in_future"
-    TS_TOO_OLD = "ts_too_old"
-    WRONG_TYPE = "wrong_type"
-    NOT_FINITE = "not_finite"
-    OUT_OF_RANGE = "out_of_range"
-    BAD_DTC = "bad_dtc"
-    STORE_ERROR = "store_error"
 
 
 class TopicKind(StrEnum):
@@ -83,80 +85,6 @@ class Limits:
     max_readings: int = 1000
     future_tolerance_ms: int = 5 * 60 * 1000
     retention_ms: int = 30 * 24 * 3600 * 1000
-
-
-@dataclass(frozen=True, slots=True)
-class Reject:
-    """A payload, or one reading of it, that could not be accepted.
-
-    Attributes:
-        topic: The MQTT topic it arrived on.
-        payload: The bytes refused: the whole payload, or the one reading re-encoded as JSON.
-        reason: Machine-readable reason code.
-        detail: Human explanation, naming the field and value where there is one.
-        source_id: Machine or engineer id from the topic, when the topic could be parsed.
-    """
-
-    topic: str
-    payload: bytes
-    reason: RejectReason
-    detail: str
-    source_id: str | None = None
-
-
-@dataclass(slots=True)
-class ReadingColumns:
-    """Accepted telemetry readings as columns, in `SIGNALS` order; NaN where a signal is absent.
-
-    `dtc` and `extra` hold JSON text (or None), ready for the JSONB columns.
-    """
-
-    machine_ids: list[str] = field(default_factory=list)
-    ts_ms: list[int] = field(default_factory=list)
-    values: list[list[float]] = field(default_factory=lambda: [[] for _ in SIGNALS])
-    dtc: list[str | None] = field(default_factory=list)
-    extra: list[str | None] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.ts_ms)
-
-    def extend(self, other: ReadingColumns) -> None:
-        """Append all of `other`'s readings."""
-        self.machine_ids.extend(other.machine_ids)
-        self.ts_ms.extend(other.ts_ms)
-        for mine, theirs in zip(self.values, other.values, strict=True):
-            mine.extend(theirs)
-        self.dtc.extend(other.dtc)
-        self.extra.extend(other.extra)
-
-
-@dataclass(slots=True)
-class PositionColumns:
-    """Accepted engineer positions as columns."""
-
-    engineer_ids: list[str] = field(default_factory=list)
-    ts_ms: list[int] = field(default_factory=list)
-    lat: list[float] = field(default_factory=list)
-    lon: list[float] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.ts_ms)
-
-    def extend(self, other: PositionColumns) -> None:
-        """Append all of `other`'s positions."""
-        self.engineer_ids.extend(other.engineer_ids)
-        self.ts_ms.extend(other.ts_ms)
-        self.lat.extend(other.lat)
-        self.lon.extend(other.lon)
-
-
-@dataclass(slots=True)
-class DecodedBatch:
-    """Everything decoded from a group of messages: accepted rows and dead letters."""
-
-    readings: ReadingColumns = field(default_factory=ReadingColumns)
-    positions: PositionColumns = field(default_factory=PositionColumns)
-    rejects: list[Reject] = field(default_factory=list)
 
 
 class _RefusedError(Exception):
