@@ -28,7 +28,7 @@ from diagnosis.conditions import Batch, Conditions, Param, Tables
 from diagnosis.events import AlarmEvent, Transition
 from diagnosis.frame import BoolArray, FloatArray, MachineInfo
 from diagnosis.rules import AnomalyTiming
-from diagnosis.state import EPISODE_FAULTS, MachineState, Segments
+from diagnosis.state import EPISODE_FAULTS, FAULT_ROW, MachineState, Segments
 from diagnosis.windows import (
     MODEL_SIGNALS,
     NOT_SCORED,
@@ -42,7 +42,6 @@ from diagnosis.windows import (
 
 __all__ = ["AnomalyScorer", "AnomalyStage", "WindowVerdicts"]
 
-_FAULT_ROW: Final = {f: i for i, f in enumerate(EPISODE_FAULTS)}
 # The rule faults that account for a model signal deviating: while one of them is open on a
 # machine, a window whose largest deviation is that signal is explained, not an anomaly.
 _EXPLAINED_BY: Final = {
@@ -54,7 +53,7 @@ _EXPLAINED_BY: Final = {
     "load_pct": (ev.ENGINE_POWER_LOSS,),
 }
 _EXPLAINING_ROWS: Final = tuple(
-    [_FAULT_ROW[f] for f in _EXPLAINED_BY.get(s, ())] for s in MODEL_SIGNALS
+    [FAULT_ROW[f] for f in _EXPLAINED_BY.get(s, ())] for s in MODEL_SIGNALS
 )
 
 
@@ -260,7 +259,7 @@ class AnomalyStage:
         window_ms = self._tables.of(lambda t: t.anomaly.window_s * 1000)[st.model_idx[slots]]
         begun = windows.end_ts_ms - window_ms.astype(np.int64)
         # Per rule fault and window: open at the end of the batch, or active since it began.
-        rule_rows = [_FAULT_ROW[f] for f in ev.RULE_FAULTS if f != ev.MACHINE_SILENT]
+        rule_rows = [FAULT_ROW[f] for f in ev.RULE_FAULTS if f != ev.MACHINE_SILENT]
         since = np.zeros((len(EPISODE_FAULTS), len(slots)), np.bool_)
         since[rule_rows] = st.active[rule_rows][:, slots] | (
             st.active_ts[rule_rows][:, slots] >= begun

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Final
 
 import numpy as np
 
@@ -33,6 +32,7 @@ from diagnosis.rules import RuleBook
 from diagnosis.state import (
     ENGINE_RUNNING,
     EPISODE_FAULTS,
+    FAULT_ROW,
     NO_TS,
     Episodes,
     MachineState,
@@ -41,8 +41,6 @@ from diagnosis.state import (
 )
 
 __all__ = ["AnomalyScorer", "Engine", "EngineError", "UnknownMachineError"]
-
-_FAULT_ROW: Final = {f: i for i, f in enumerate(EPISODE_FAULTS)}
 
 
 class EngineError(DiagnosisError):
@@ -127,7 +125,7 @@ class Engine:
         for info in infos:
             slot = st.slots[info.machine_id]
             faults = set(open_faults.get(info.machine_id, ()))
-            for fault, row in _FAULT_ROW.items():
+            for fault, row in FAULT_ROW.items():
                 st.active[row, slot] = fault in faults
             codes = {c for f in faults if (c := ev.parse_dtc_code(f)) is not None}
             self._dtc.reconcile(slot, codes, int(st.last_ts[slot]))
@@ -168,7 +166,7 @@ class Engine:
         if len(used) == 0:
             return []
         timeout = self._tables.of(lambda t: t.machine_silent.timeout_s * 1000)[st.model_idx[used]]
-        row = _FAULT_ROW[ev.MACHINE_SILENT]
+        row = FAULT_ROW[ev.MACHINE_SILENT]
         last = st.last_ts[used]
         quiet_from = last if heard_since_ms is None else np.maximum(last, heard_since_ms)
         is_silent = (st.engine[used] == ENGINE_RUNNING) & ~st.active[row, used]
@@ -287,7 +285,7 @@ class Engine:
         judged = self._anomaly.judge(batch, engine)
         if judged is None:
             return []
-        row = _FAULT_ROW[ev.UNEXPLAINED_ANOMALY]
+        row = FAULT_ROW[ev.UNEXPLAINED_ANOMALY]
         wsg = judged.batch.sg
         found = self._transitions(judged.batch, row, judged.cond, wsg, None, judged.persist, emit)
         return self._anomaly.deviations(found, judged)
@@ -297,7 +295,7 @@ class Engine:
     def _settle(self, batch: Batch, fault: str, cond: Conditions, emit: bool) -> list[AlarmEvent]:
         """Run a fault's episodes through the batch, store the carry, and describe transitions."""
         st, sg = self._state, batch.sg
-        row = _FAULT_ROW[fault]
+        row = FAULT_ROW[fault]
         slots = sg.slots
         active0 = st.active[row, slots]
         need = active0 | sg.any(cond.is_raise)
@@ -453,7 +451,7 @@ class Engine:
 
     def _silence_cleared(self, batch: Batch) -> list[AlarmEvent]:
         st, sg = self._state, batch.sg
-        row = _FAULT_ROW[ev.MACHINE_SILENT]
+        row = FAULT_ROW[ev.MACHINE_SILENT]
         was = np.flatnonzero(st.active[row, sg.slots])
         st.active[row, sg.slots[was]] = False
         out = []

@@ -30,6 +30,8 @@ ENGINE_OFF: Final = 0
 ENGINE_RUNNING: Final = 1
 
 EPISODE_FAULTS: Final = (*RULE_FAULTS, "unexplained_anomaly")
+FAULT_ROW: Final = {f: i for i, f in enumerate(EPISODE_FAULTS)}
+"""Row of each fault in the fault arrays of `MachineState`."""
 """Faults whose episodes live in the state arrays: the rules, then the model alarm."""
 
 RATE_STEPS: Final = 12
