@@ -31,13 +31,12 @@ from diagnosis.rules import AnomalyTiming
 from diagnosis.state import EPISODE_FAULTS, FAULT_ROW, MachineState, Segments
 from diagnosis.windows import (
     MODEL_SIGNALS,
-    NOT_SCORED,
     REGIMES,
     WindowAccumulator,
     Windows,
     is_counted,
     is_settled,
-    regime_of,
+    on_regime_line,
 )
 
 __all__ = ["AnomalyScorer", "AnomalyStage", "WindowVerdicts"]
@@ -169,14 +168,13 @@ class AnomalyStage:
         lines = self._oil_line[sg.slots]
         if not bool(np.isfinite(lines).any()):
             return None
-        speed = batch.signal("engine_speed_rpm")
-        regime = regime_of(speed, batch.signal("load_pct"), batch.signal("coolant_temp_c"))
-        ref = np.full(len(sg), np.nan)
-        at = np.flatnonzero(regime != NOT_SCORED)
-        seg = sg.spread(np.arange(len(sg.slots), dtype=np.int64))[at]
-        line = lines[seg, regime[at]]
-        ref[at] = line[:, 0] + line[:, 1] * speed[at]
-        return ref
+        return on_regime_line(
+            lines,
+            sg.spread(np.arange(len(sg.slots), dtype=np.int64)),
+            batch.signal("engine_speed_rpm"),
+            batch.signal("load_pct"),
+            batch.signal("coolant_temp_c"),
+        )
 
     def judge(self, batch: Batch, engine: conditions.EngineState) -> WindowVerdicts | None:
         """Add the batch's settled readings to the open windows and judge those it completes.

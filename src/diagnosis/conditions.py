@@ -92,7 +92,7 @@ def low_oil_pressure(batch: Batch, reference: FloatArray | None = None) -> Condi
     Args:
         batch: The batch.
         reference: Per reading, the machine's own healthy oil pressure at that speed and load
-            (`AnomalyScorer.oil_reference`), NaN where unknown; None for none at all. Where it is
+            (`AnomalyStage.oil_ref`), NaN where unknown; None for none at all. Where it is
             known, clearing also needs `baseline_clear_fraction` of it.
     """
     speed, oil = batch.values[_SPEED], batch.signal("oil_pressure_kpa")

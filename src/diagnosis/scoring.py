@@ -23,12 +23,14 @@ from diagnosis.model_errors import MachineIdsError, NotFittedError
 from diagnosis.model_info import Calibration, ModelInfo
 from diagnosis.model_input import as_matrix, finite_rows, machine_array, regime_index
 from diagnosis.scaling import RobustScale
-from diagnosis.windows import MODEL_SIGNALS, NOT_SCORED, REGIMES
+from diagnosis.windows import MODEL_SIGNALS, REGIMES, on_regime_line
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
 _SPEED_COL: Final = MODEL_SIGNALS.index("engine_speed_rpm")
+_LOAD_COL: Final = MODEL_SIGNALS.index("load_pct")
+_COOLANT_COL: Final = MODEL_SIGNALS.index("coolant_temp_c")
 
 
 def _abs(z: FloatArray) -> FloatArray:
@@ -295,9 +297,6 @@ class RegimeScoring:
         rows_of = np.asarray(machine_of, dtype=np.int64)
         if rows_of.shape != (len(arr),):
             raise MachineIdsError(len(arr), rows_of.shape)
-        regimes = regime_index(arr)
-        ref = np.full(len(arr), np.nan)
-        at = np.flatnonzero(regimes != NOT_SCORED)
-        line = lines[rows_of[at], regimes[at]]
-        ref[at] = line[:, 0] + line[:, 1] * arr[at, _SPEED_COL]
-        return ref
+        return on_regime_line(
+            lines, rows_of, arr[:, _SPEED_COL], arr[:, _LOAD_COL], arr[:, _COOLANT_COL]
+        )

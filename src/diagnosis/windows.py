@@ -79,6 +79,34 @@ def regime_of(speed_rpm: FloatArray, load_pct: FloatArray, coolant_c: FloatArray
     return idx
 
 
+def on_regime_line(
+    lines: FloatArray,
+    machine_of: IntArray,
+    speed_rpm: FloatArray,
+    load_pct: FloatArray,
+    coolant_c: FloatArray,
+) -> FloatArray:
+    """Per row, its machine's line for the row's regime at the row's engine speed.
+
+    Args:
+        lines: Per machine and regime, a line over engine speed: shape (machines, len(REGIMES),
+            2), intercept and slope (the healthy oil pressure of `RegimeModel.oil_baseline`).
+        machine_of: Per row, its machine's position in `lines`.
+        speed_rpm: Per row, engine speed (also where the line is read).
+        load_pct: Per row, load, for `regime_of`.
+        coolant_c: Per row, coolant temperature, for `regime_of`.
+
+    Returns:
+        Per row; NaN where the row is not in a scored regime or the line is unknown.
+    """
+    regime = regime_of(speed_rpm, load_pct, coolant_c)
+    out = np.full(len(speed_rpm), np.nan)
+    at = np.flatnonzero(regime != NOT_SCORED)
+    line = lines[machine_of[at], regime[at]]
+    out[at] = line[:, 0] + line[:, 1] * speed_rpm[at]
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class Windows:
     """Complete windows, ordered by machine then time.
