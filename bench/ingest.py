@@ -51,15 +51,15 @@ from paho.mqtt.properties import Properties
 
 from diagnosis.signals import SIGNAL_NAMES
 from simulators import make_fleet
-from telematics import mqtt
-from telematics.config import Settings
-from telematics.db import create_pool
-from telematics.decode import DecodedBatch
-from telematics.gateway import POSITION_TOPIC, TELEMETRY_TOPIC, Gateway
-from telematics.metrics import Metrics
-from telematics.migrate import migrate
+from telematics.base.config import Settings
+from telematics.base.db import create_pool
+from telematics.base.metrics import Metrics
+from telematics.base.migrate import migrate
+from telematics.ingest import mqtt
+from telematics.ingest.gateway import POSITION_TOPIC, TELEMETRY_TOPIC, Gateway
 from telematics.service import gateway_config
 from telematics.store.registry import SourceDirectory
+from telematics.wire.decode import DecodedBatch
 
 ADMIN_DSN = os.environ.get(
     "TELEMATICS_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"

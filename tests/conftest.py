@@ -17,9 +17,9 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from telematics.config import Settings
-from telematics.db import create_pool
-from telematics.mqtt import MqttEndpoint, parse_mqtt_url
+from telematics.base.config import Settings
+from telematics.base.db import create_pool
+from telematics.ingest.mqtt import MqttEndpoint, parse_mqtt_url
 from telematics.service import prepare_database
 
 ADMIN_DSN = os.environ.get(

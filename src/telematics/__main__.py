@@ -15,13 +15,13 @@ from diagnosis.errors import DiagnosisError
 from diagnosis.model import NotEnoughDataError
 from diagnosis.rules import RuleBook
 from simulators import cli as simulator_cli
-from telematics.config import Settings, load_settings
-from telematics.db import acquire, create_pool
+from telematics.base.config import Settings, load_settings
+from telematics.base.db import acquire, create_pool
+from telematics.base.errors import TelematicsError
+from telematics.base.migrate import migrate
 from telematics.demo import run_demo
-from telematics.errors import TelematicsError
-from telematics.migrate import migrate
 from telematics.service import Endpoints, run_service
-from telematics.training import train
+from telematics.services.training import train
 
 log = logging.getLogger("telematics")
 

@@ -22,8 +22,8 @@ from simulators import (
     register_machines,
 )
 from simulators.link import MqttProtocol
-from telematics.config import Settings
-from telematics.errors import TelematicsError
+from telematics.base.config import Settings
+from telematics.base.errors import TelematicsError
 from telematics.service import Endpoints, run_service
 
 log = logging.getLogger(__name__)

@@ -22,17 +22,18 @@ import uvicorn
 from diagnosis.engine import Engine
 from diagnosis.knowledge import KnowledgeBase
 from diagnosis.rules import RuleBook
-from telematics import embedded, sla_worker
 from telematics.api.app import create_app
 from telematics.api.context import ApiContext
-from telematics.config import Settings
-from telematics.db import acquire, create_pool, with_retry
-from telematics.diagnose import Diagnoser, DiagnoserConfig
-from telematics.gateway import Gateway, GatewayConfig
-from telematics.metrics import Metrics
-from telematics.migrate import migrate
-from telematics.mqtt import parse_mqtt_url
-from telematics.notify import AlarmPublisher
+from telematics.base import embedded
+from telematics.base.config import Settings
+from telematics.base.db import acquire, create_pool, with_retry
+from telematics.base.metrics import Metrics
+from telematics.base.migrate import migrate
+from telematics.ingest.gateway import Gateway, GatewayConfig
+from telematics.ingest.mqtt import parse_mqtt_url
+from telematics.services import sla_worker
+from telematics.services.diagnose import Diagnoser, DiagnoserConfig
+from telematics.services.notify import AlarmPublisher
 from telematics.store import partitions
 from telematics.store.registry import SourceDirectory
 

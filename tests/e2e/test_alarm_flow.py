@@ -22,8 +22,8 @@ from simulators import SimConfig, arun, make_fleet
 from simulators.faults import FaultPlan, FaultSpec
 from simulators.link import MqttSettings
 from simulators.registry import register_machines
-from telematics.config import Settings
-from telematics.mqtt import MqttEndpoint
+from telematics.base.config import Settings
+from telematics.ingest.mqtt import MqttEndpoint
 from telematics.service import Endpoints, run_service
 from tests.conftest import unique
 

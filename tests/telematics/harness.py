@@ -11,11 +11,11 @@ import aiomqtt
 import asyncpg
 import orjson
 
-from telematics.decode import Limits
-from telematics.gateway import Gateway, GatewayConfig
-from telematics.metrics import Metrics
-from telematics.mqtt import MqttEndpoint
+from telematics.base.metrics import Metrics
+from telematics.ingest.gateway import Gateway, GatewayConfig
+from telematics.ingest.mqtt import MqttEndpoint
 from telematics.store.registry import Site, SourceDirectory, add_machine
+from telematics.wire.decode import Limits
 from tests.conftest import unique
 
 

@@ -15,11 +15,11 @@ from diagnosis.events import (
 from diagnosis.knowledge import KnowledgeBase
 from telematics.api.app import create_app
 from telematics.api.context import ApiContext
-from telematics.decode import Limits
-from telematics.metrics import Metrics
+from telematics.base.metrics import Metrics
 from telematics.store import alarms
 from telematics.store.registry import SourceDirectory, add_machine
 from telematics.store.tokens import Role, create_token
+from telematics.wire.decode import Limits
 from tests.conftest import unique
 
 T0 = 1_795_000_000_000

@@ -12,10 +12,10 @@ import pytest
 
 from telematics.api.app import create_app
 from telematics.api.context import ApiContext
-from telematics.decode import Limits
-from telematics.metrics import Metrics
-from telematics.mqtt import MqttEndpoint
+from telematics.base.metrics import Metrics
+from telematics.ingest.mqtt import MqttEndpoint
 from telematics.store.registry import SourceDirectory
+from telematics.wire.decode import Limits
 from tests.conftest import unique
 from tests.telematics.harness import (
     count_readings,

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from diagnosis.signals import SIGNAL_INDEX
-from telematics.decode import DecodedBatch, Limits, RejectReason, decode_message
+from telematics.wire.decode import DecodedBatch, Limits, RejectReason, decode_message
 
 NOW_MS = 1_790_000_000_000
 LIMITS = Limits()

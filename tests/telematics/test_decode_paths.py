@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from diagnosis.signals import SIGNALS
-from telematics.decode import DecodedBatch, Limits, decode_message
+from telematics.wire.decode import DecodedBatch, Limits, decode_message
 
 NOW_MS = 1_790_000_000_000
 LIMITS = Limits()

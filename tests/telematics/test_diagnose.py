@@ -12,12 +12,12 @@ from diagnosis.events import ENGINE_OVERHEAT, LOW_OIL_PRESSURE, MACHINE_SILENT
 from diagnosis.frame import Frame
 from diagnosis.knowledge import KnowledgeBase
 from diagnosis.rules import RuleBook
-from telematics.decode import Limits
-from telematics.diagnose import Diagnoser
-from telematics.metrics import Metrics
-from telematics.pipeline import ingest
+from telematics.base.metrics import Metrics
+from telematics.ingest.pipeline import ingest
+from telematics.services.diagnose import Diagnoser
 from telematics.store import alarms as alarm_store
 from telematics.store.registry import Site, SourceDirectory, add_machine
+from telematics.wire.decode import Limits
 from tests.conftest import unique
 from tests.diagnosis.test_engine import SITE, Stream, frame_of
 

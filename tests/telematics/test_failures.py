@@ -19,10 +19,10 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from telematics.db import create_pool
-from telematics.gateway import Gateway
-from telematics.metrics import Metrics
-from telematics.mqtt import MqttEndpoint
+from telematics.base.db import create_pool
+from telematics.base.metrics import Metrics
+from telematics.ingest.gateway import Gateway
+from telematics.ingest.mqtt import MqttEndpoint
 from telematics.store.registry import SourceDirectory
 from tests.conftest import MQTT_URL, unique
 from tests.proxy import TcpProxy

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from telematics.mqtt import MqttEndpoint
+from telematics.ingest.mqtt import MqttEndpoint
 from tests.conftest import unique
 from tests.telematics.harness import (
     count_readings,

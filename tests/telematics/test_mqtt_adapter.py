@@ -6,7 +6,7 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import MQTTException, Properties
 
-from telematics import mqtt
+from telematics.ingest import mqtt
 
 
 @pytest.fixture(autouse=True)

@@ -19,15 +19,15 @@ from diagnosis.knowledge import KnowledgeBase
 from dispatch.sla import SlaPolicy
 from telematics.api.app import create_app
 from telematics.api.context import ApiContext
-from telematics.decode import Limits
-from telematics.dispatching import dispatch_alarm
-from telematics.metrics import Metrics
-from telematics.sla_worker import fire_due
+from telematics.base.metrics import Metrics
+from telematics.services.dispatching import dispatch_alarm
+from telematics.services.sla_worker import fire_due
 from telematics.store import alarms as alarm_store
 from telematics.store import resources
 from telematics.store.registry import Site, SourceDirectory, add_machine
 from telematics.store.resources import EngineerProfile, LocationKind, Part, StockLine, Warehouse
 from telematics.store.tokens import Role, create_token
+from telematics.wire.decode import Limits
 from tests.conftest import unique
 
 KB = KnowledgeBase.load()
@@ -234,7 +234,7 @@ async def test_timers_fire_once_with_two_runners_and_after_a_restart(pool: async
         pool, KB, policy, a2, actor="expert:t", engineer_id=None, note="", now=t0
     )
     from dispatch.orders import ContactCustomer  # noqa: PLC0415
-    from telematics.dispatching import act  # noqa: PLC0415
+    from telematics.services.dispatching import act  # noqa: PLC0415
 
     await act(pool, policy, contacted.order.order_id, ContactCustomer("called"), actor="expert:t",
               now=t0 + timedelta(milliseconds=500))  # fmt: skip
@@ -272,7 +272,7 @@ async def test_a_batch_is_assigned_jointly_not_greedily(pool: asyncpg.Pool) -> N
     alarm 2; engineer Y is near alarm 1 only. Greedy (worst first, both critical: the first)
     gives alarm 1 to X and leaves alarm 2 to Y, far away; jointly, Y takes 1 and X takes 2."""
     from dispatch.assignment import assign_greedy  # noqa: PLC0415
-    from telematics.dispatching import dispatch_alarms, fleet_snapshot  # noqa: PLC0415
+    from telematics.services.dispatching import dispatch_alarms, fleet_snapshot  # noqa: PLC0415
 
     async with pool.acquire() as conn:
         w = await build(conn, far_has_kit=True)

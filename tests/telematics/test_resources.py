@@ -13,11 +13,11 @@ import pytest
 
 from telematics.api.app import create_app
 from telematics.api.context import ApiContext
-from telematics.decode import Limits
-from telematics.metrics import Metrics
-from telematics.pipeline import ingest, now_ms
+from telematics.base.metrics import Metrics
+from telematics.ingest.pipeline import ingest, now_ms
 from telematics.store.registry import SourceDirectory
 from telematics.store.tokens import Role, create_token
+from telematics.wire.decode import Limits
 from tests.conftest import unique
 
 ADMIN = {"Authorization": "Bearer res-admin"}

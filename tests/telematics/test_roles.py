@@ -18,12 +18,12 @@ from diagnosis.rules import RuleBook
 from dispatch.sla import SlaPolicy
 from telematics.api.app import create_app
 from telematics.api.context import ApiContext
-from telematics.decode import Limits
-from telematics.dispatching import dispatch_alarm
-from telematics.metrics import Metrics
+from telematics.base.metrics import Metrics
+from telematics.services.dispatching import dispatch_alarm
 from telematics.store import alarms as alarm_store
 from telematics.store.registry import SourceDirectory, add_machine
 from telematics.store.tokens import Role, create_token
+from telematics.wire.decode import Limits
 from tests.conftest import unique
 from tests.telematics.test_orders import build, raise_alarm
 

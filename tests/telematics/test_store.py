@@ -7,8 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 import asyncpg
 import pytest
 
-from telematics.errors import MigrationError
-from telematics.migrate import Migration, migrate, packaged_migrations
+from telematics.base.errors import MigrationError
+from telematics.base.migrate import Migration, migrate, packaged_migrations
 from telematics.store.partitions import partition_name, upkeep
 from tests.conftest import unique
 

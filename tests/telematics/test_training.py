@@ -28,13 +28,13 @@ from simulators.machines import MachineSpec
 from simulators.wire import encode_batch, frame_rows, telemetry_topic
 from telematics.api.app import create_app
 from telematics.api.context import ApiContext
-from telematics.decode import Limits
-from telematics.diagnose import Diagnoser, frame_of
-from telematics.metrics import Metrics
-from telematics.pipeline import ingest, now_ms
+from telematics.base.metrics import Metrics
+from telematics.ingest.pipeline import ingest, now_ms
+from telematics.services.diagnose import Diagnoser, frame_of
+from telematics.services.training import healthy_windows
 from telematics.store import models as model_store
 from telematics.store.registry import SourceDirectory, add_machine
-from telematics.training import healthy_windows
+from telematics.wire.decode import Limits
 from tests.conftest import unique
 from tests.diagnosis.test_engine import Stream
 from tests.diagnosis.test_engine import frame_of as stream_frame

@@ -23,7 +23,7 @@ from telematics.api.alarm_schemas import (
 )
 from telematics.api.context import Conn, Context, Staff, allow
 from telematics.api.schemas import ReadingOut
-from telematics.errors import InvalidRequestError, NotFoundError
+from telematics.base.errors import InvalidRequestError, NotFoundError
 from telematics.store import alarms as alarm_store
 from telematics.store import readings as readings_store
 from telematics.store.tokens import Principal, Role

@@ -13,8 +13,8 @@ from fastapi.responses import JSONResponse, Response
 
 from telematics.api import alarms, ingest, machines, models, orders, resources, tokens
 from telematics.api.context import ApiContext, Context
-from telematics.db import acquire
-from telematics.errors import (
+from telematics.base.db import acquire
+from telematics.base.errors import (
     AuthError,
     ConflictError,
     ForbiddenError,

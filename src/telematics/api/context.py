@@ -14,12 +14,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from diagnosis.knowledge import KnowledgeBase
 from diagnosis.rules import RuleBook
 from dispatch.sla import SlaPolicy
-from telematics.db import acquire
-from telematics.decode import Limits
-from telematics.errors import AuthError, ForbiddenError
-from telematics.metrics import Metrics
+from telematics.base.db import acquire
+from telematics.base.errors import AuthError, ForbiddenError
+from telematics.base.metrics import Metrics
 from telematics.store.registry import SourceDirectory
 from telematics.store.tokens import Principal, Role, principal_of
+from telematics.wire.decode import Limits
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from telematics.api.context import Admin, Conn, Context
 from telematics.api.schemas import RejectOut, RejectPage, ReplayIn, ReplayOut
-from telematics.pipeline import replay
+from telematics.ingest.pipeline import replay
 from telematics.store import rejects as rejects_store
 
 router = APIRouter(prefix="/v1/ingest", dependencies=[Admin], tags=["ingest"])

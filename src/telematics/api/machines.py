@@ -16,7 +16,7 @@ from telematics.api.schemas import (
     ReadingOut,
     ReadingPage,
 )
-from telematics.errors import ForbiddenError, InvalidRequestError, NotFoundError
+from telematics.base.errors import ForbiddenError, InvalidRequestError, NotFoundError
 from telematics.store import readings as readings_store
 from telematics.store import registry
 from telematics.store.registry import Machine, Site

@@ -10,10 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from diagnosis.model import NotEnoughDataError
 from telematics.api.context import Admin, Conn, Context
-from telematics.errors import InvalidRequestError
+from telematics.base.errors import InvalidRequestError
+from telematics.services.training import train
 from telematics.store import models as model_store
 from telematics.store.models import StoredModel
-from telematics.training import train
 
 router = APIRouter(prefix="/v1/models", dependencies=[Admin], tags=["models"])
 

@@ -23,14 +23,14 @@ from dispatch.orders import (
 )
 from telematics.api.context import Caller, Conn, Context, Staff, allow
 from telematics.api.schemas import ID_PATTERN
-from telematics.dispatching import (
+from telematics.base.errors import ForbiddenError, InvalidRequestError
+from telematics.services.dispatching import (
     act,
     dispatch_alarm,
     dispatch_alarms,
     order_visible,
     require_found,
 )
-from telematics.errors import ForbiddenError, InvalidRequestError
 from telematics.store import orders as order_store
 from telematics.store.orders import StoredOrder
 from telematics.store.tokens import Principal, Role

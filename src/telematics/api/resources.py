@@ -11,10 +11,10 @@ import asyncpg
 from fastapi import APIRouter, Depends, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from telematics import csvimport
 from telematics.api.context import Admin, Caller, Conn, Staff, allow
 from telematics.api.schemas import ID_PATTERN
-from telematics.errors import ConflictError, ForbiddenError
+from telematics.base.errors import ConflictError, ForbiddenError
+from telematics.services import csvimport
 from telematics.store import resources
 from telematics.store.resources import EngineerProfile, LocationKind, Part, StockLine, Warehouse
 from telematics.store.tokens import Principal, Role

@@ -17,7 +17,7 @@ import asyncpg
 import orjson
 
 from diagnosis.events import Severity
-from telematics.errors import NotFoundError
+from telematics.base.errors import NotFoundError
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ import asyncpg
 import orjson
 
 from diagnosis.events import AlarmEvent, Severity, Transition
-from telematics.errors import ConflictError, InvalidRequestError, NotFoundError
+from telematics.base.errors import ConflictError, InvalidRequestError, NotFoundError
 from telematics.store.alarm_queries import Alarm, AlarmFilter, get_alarm, list_alarms
 
 __all__ = [

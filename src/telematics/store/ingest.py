@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from diagnosis.signals import SIGNAL_NAMES
-from telematics.decode import DecodedBatch
+from telematics.wire.decode import DecodedBatch
 
 _STAGE_COLUMNS = ("machine_id", "ts_ms", *SIGNAL_NAMES, "dtc", "extra")
 _INSERT_READINGS = f"""

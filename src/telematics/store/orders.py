@@ -30,7 +30,7 @@ from dispatch.orders import (
     StockSource,
 )
 from dispatch.sla import TimerKind, TimerSpec, Verdict
-from telematics.errors import ConflictError, NotFoundError
+from telematics.base.errors import ConflictError, NotFoundError
 
 
 class StockShortError(ConflictError):

@@ -11,7 +11,7 @@ from datetime import datetime
 
 import asyncpg
 
-from telematics.errors import ConflictError, NotFoundError
+from telematics.base.errors import ConflictError, NotFoundError
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from enum import StrEnum
 
 import asyncpg
 
-from telematics.errors import ConflictError, NotFoundError
+from telematics.base.errors import ConflictError, NotFoundError
 
 
 class LocationKind(StrEnum):

@@ -10,7 +10,7 @@ from enum import StrEnum
 
 import asyncpg
 
-from telematics.errors import NotFoundError
+from telematics.base.errors import NotFoundError
 
 
 class Role(StrEnum):

@@ -14,7 +14,7 @@ from typing import TypeVar, cast
 
 import asyncpg
 
-from telematics.errors import StoreUnavailableError
+from telematics.base.errors import StoreUnavailableError
 
 log = logging.getLogger(__name__)
 

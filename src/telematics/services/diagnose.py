@@ -34,14 +34,14 @@ from diagnosis.events import AlarmEvent, Severity, Transition
 from diagnosis.frame import Frame, MachineInfo
 from diagnosis.knowledge import KnowledgeBase
 from diagnosis.model import ModelError, RegimeModel
-from telematics.db import acquire, with_retry
-from telematics.decode import ReadingColumns
-from telematics.errors import StoreUnavailableError
-from telematics.metrics import Metrics
+from telematics.base.db import acquire, with_retry
+from telematics.base.errors import StoreUnavailableError
+from telematics.base.metrics import Metrics
 from telematics.store import alarms as alarm_store
 from telematics.store import models as model_store
 from telematics.store import readings as readings_store
 from telematics.store.registry import machines_by_id
+from telematics.wire.decode import ReadingColumns
 
 log = logging.getLogger(__name__)
 

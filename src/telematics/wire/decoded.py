@@ -1,12 +1,12 @@
 """What decoding yields: accepted rows as columns, refusals as values, and the batch of both.
 
-This module owns the values that leave `telematics.decode` for the store, the diagnosis adapter
+This module owns the values that leave `telematics.wire.decode` for the store, the diagnosis adapter
 and the gateway: `ReadingColumns` and `PositionColumns` (one list per column; readings in
 `SIGNALS` order, NaN where a signal is absent), `Reject` with its `RejectReason` codes (stored in
-`ingest_rejects.reason`), and `DecodedBatch`, which holds all three. `telematics.decode`
+`ingest_rejects.reason`), and `DecodedBatch`, which holds all three. `telematics.wire.decode`
 re-exports every one of them.
 
-It must never parse, validate or decide what is accepted (that is `telematics.decode`'s), do
+It must never parse, validate or decide what is accepted (that is `telematics.wire.decode`'s), do
 I/O, or put logic in the way of an append: the decoder appends to these lists once per reading,
 so they stay plain slotted dataclasses.
 """

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from telematics.decode import DecodedBatch, Limits, TopicKind, decode_message, parse_topic
 from telematics.store.ingest import WriteResult, write_batch
 from telematics.store.registry import SourceDirectory
 from telematics.store.rejects import claim_for_replay, mark_replayed
+from telematics.wire.decode import DecodedBatch, Limits, TopicKind, decode_message, parse_topic
 
 
 def now_ms() -> int:

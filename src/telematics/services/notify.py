@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import aiomqtt
 import orjson
 
-from telematics.metrics import Metrics
-from telematics.mqtt import MqttEndpoint
+from telematics.base.metrics import Metrics
+from telematics.ingest.mqtt import MqttEndpoint
 from telematics.store.alarms import AlarmChange
 
 log = logging.getLogger(__name__)

@@ -32,14 +32,14 @@ import aiomqtt
 import asyncpg
 from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
 
-from telematics import mqtt
-from telematics.db import TRANSIENT_ERRORS, acquire, with_retry
-from telematics.decode import DecodedBatch, Limits, Reject, RejectReason, parse_topic
-from telematics.errors import StoreUnavailableError
-from telematics.metrics import Metrics
-from telematics.pipeline import ingest
+from telematics.base.db import TRANSIENT_ERRORS, acquire, with_retry
+from telematics.base.errors import StoreUnavailableError
+from telematics.base.metrics import Metrics
+from telematics.ingest import mqtt
+from telematics.ingest.pipeline import ingest
 from telematics.store.ingest import WriteResult, write_batch
 from telematics.store.registry import SourceDirectory
+from telematics.wire.decode import DecodedBatch, Limits, Reject, RejectReason, parse_topic
 
 log = logging.getLogger(__name__)
 

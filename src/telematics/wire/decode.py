@@ -10,7 +10,7 @@ payload; a bad reading inside an otherwise good batch refuses that reading alone
 sample does not cost the 999 good ones beside it.
 
 The values it yields (the columns, `Reject` and its reasons, `DecodedBatch`) are
-`telematics.decoded`'s, re-exported here.
+`telematics.wire.decoded`'s, re-exported here.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from diagnosis.signals import (
     SIGNALS,
     Signal,
 )
-from telematics.decoded import (
+from telematics.wire.decoded import (
     DecodedBatch,
     PositionColumns,
     ReadingColumns,

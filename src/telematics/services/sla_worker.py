@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 import asyncpg
 
 from dispatch.sla import Verdict, judge
-from telematics.db import acquire, with_retry
-from telematics.errors import StoreUnavailableError
-from telematics.metrics import Metrics
+from telematics.base.db import acquire, with_retry
+from telematics.base.errors import StoreUnavailableError
+from telematics.base.metrics import Metrics
 from telematics.store import orders as order_store
 from telematics.store.orders import FiredTimer
 

@@ -15,7 +15,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dispatch.sla import SlaPolicy
-from telematics.decode import Limits
+from telematics.wire.decode import Limits
 
 MqttProtocol = Literal["5", "3.1.1"]
 

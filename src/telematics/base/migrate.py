@@ -14,7 +14,7 @@ from importlib import resources
 
 import asyncpg
 
-from telematics.errors import MigrationError
+from telematics.base.errors import MigrationError
 
 log = logging.getLogger(__name__)
 

@@ -32,8 +32,8 @@ from dispatch.needs import OrderNeed, PartNeed
 from dispatch.orders import Command, Dispatch, apply, create_order
 from dispatch.ranking import Candidate, Ranking
 from dispatch.sla import SlaPolicy, timers_for
-from telematics.db import acquire
-from telematics.errors import ConflictError, InvalidRequestError, NotFoundError
+from telematics.base.db import acquire
+from telematics.base.errors import ConflictError, InvalidRequestError, NotFoundError
 from telematics.store import alarms as alarm_store
 from telematics.store import orders as order_store
 from telematics.store import resources

@@ -16,7 +16,7 @@ from typing import Any
 
 import asyncpg
 
-from telematics.errors import EmbeddedServiceError
+from telematics.base.errors import EmbeddedServiceError
 
 log = logging.getLogger(__name__)
 

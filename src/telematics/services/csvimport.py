@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from datetime import time
 from typing import TypeVar
 
-from telematics.errors import InvalidRequestError
+from telematics.base.errors import InvalidRequestError
 from telematics.store.resources import (
     EngineerProfile,
     LocationKind,
