@@ -152,7 +152,7 @@ def subscriber(
     props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = expiry_s
     props.ReceiveMaximum = Settings().mqtt_receive_maximum
-    return aiomqtt.Client(
+    client = aiomqtt.Client(
         ep.host,
         ep.port,
         identifier=client_id,
@@ -161,6 +161,8 @@ def subscriber(
         properties=props,
         timeout=30,
     )
+    mqtt.enable_manual_ack(client)  # before CONNECT, as the gateway does
+    return client
 
 
 async def prime_sessions(url: str, client_ids: list[str]) -> None:
@@ -290,7 +292,6 @@ async def run_naive(url: str, dsn: str, client_id: str, *, loop: bool) -> AsyncI
 
     async def consume() -> None:
         async with subscriber(url, client_id) as client:
-            mqtt.enable_manual_ack(client)
             async for message in client.messages:
                 rows = _reading_rows(message.topic.value.split("/")[1], message.payload)
                 await store(rows)
@@ -318,7 +319,6 @@ async def run_bare(url: str, dsn: str, client_id: str) -> AsyncIterator[Contende
 
     async def receive() -> None:
         async with subscriber(url, client_id) as client:
-            mqtt.enable_manual_ack(client)
             async for message in client.messages:
                 batch = [message]
                 mqtt.take_ready(client, batch, 500)
@@ -368,7 +368,6 @@ async def run_broker(
 
     async def consume() -> None:
         async with subscriber(url, client_id) as client:
-            mqtt.enable_manual_ack(client)
             async for message in client.messages:
                 batch = [message]
                 if fast:

@@ -12,6 +12,11 @@ class TcpProxy:
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
+        # With `hold_bulk_bytes` set, the first client chunk of at least that many bytes (a COPY
+        # of a batch, say) is held back, never forwarded, and `bulk_seen` is set: the server
+        # waits on a write that is in flight, as a very slow database would.
+        self.hold_bulk_bytes: int | None = None
+        self.bulk_seen = asyncio.Event()
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -33,7 +38,7 @@ class TcpProxy:
             return
         self._writers.update((writer, up_writer))
         pumps = [
-            asyncio.create_task(self._pump(reader, up_writer)),
+            asyncio.create_task(self._pump(reader, up_writer, upstream=True)),
             asyncio.create_task(self._pump(up_reader, writer)),
         ]
         self._tasks.update(pumps)
@@ -44,9 +49,15 @@ class TcpProxy:
             self._writers.discard(w)
             w.close()
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pump(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, upstream: bool = False
+    ) -> None:
         with contextlib.suppress(ConnectionError, OSError):
             while data := await reader.read(65536):
+                hold = self.hold_bulk_bytes
+                if upstream and hold is not None and len(data) >= hold:
+                    self.bulk_seen.set()
+                    await asyncio.Event().wait()  # held until the connection is cut
                 writer.write(data)
                 await writer.drain()
 

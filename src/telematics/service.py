@@ -140,6 +140,8 @@ def gateway_config(settings: Settings, mqtt_url: str, protocol: str) -> GatewayC
         broker_inflight_311=settings.mqtt_broker_inflight_311,
         session_expiry_s=settings.mqtt_session_expiry_s,
         batch_max_messages=settings.batch_max_messages,
+        batch_max_bytes=settings.batch_max_bytes,
+        batch_max_readings=settings.batch_max_readings,
         batch_max_delay_s=settings.batch_max_delay_ms / 1000,
         writers=settings.batches_in_flight,
         limits=settings.limits(),

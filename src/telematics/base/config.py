@@ -65,6 +65,16 @@ class Settings(BaseSettings):
         description="Folder for the embedded database and the generated admin token.",
     )
     batch_max_messages: int = Field(default=1000, ge=1)
+    batch_max_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=1024,
+        description="Payload bytes per database batch: a batch closes when it holds this many.",
+    )
+    batch_max_readings: int = Field(
+        default=100_000,
+        ge=1,
+        description="Readings per transaction: a batch that decodes to more is stored in halves.",
+    )
     batch_max_delay_ms: int = Field(default=50, ge=1)
     batches_in_flight: int = Field(default=2, ge=1, le=8)
     db_pool_size: int = Field(default=4, ge=2)

@@ -1,7 +1,8 @@
 """The service's exception tree. Library errors are translated into these at the boundary.
 
     TelematicsError
-    ├── StoreUnavailableError   the database cannot be reached or timed out (retryable)
+    ├── StoreUnavailableError   the database cannot be reached or failed transiently (retryable)
+    │   └── CommandTimeoutError the work ran past the command timeout (retryable; or split it)
     ├── MigrationError          a migration failed or an applied one was edited
     ├── NotFoundError           a resource does not exist (HTTP 404)
     ├── ConflictError           a resource already exists (HTTP 409)
@@ -22,6 +23,14 @@ class TelematicsError(Exception):
 
 class StoreUnavailableError(TelematicsError):
     """The database is unreachable, refused the connection or timed out. Worth retrying."""
+
+
+class CommandTimeoutError(StoreUnavailableError):
+    """The work ran past the command timeout or a server limit.
+
+    Retrying the same work is right for small work on a slow database; a caller with large work
+    (the gateway's batches) splits it instead.
+    """
 
 
 class MigrationError(TelematicsError):

@@ -58,6 +58,11 @@ class Metrics:
             "Batch writes retried after a database failure",
             registry=r,
         )
+        self.batch_splits = Counter(
+            "telematics_batch_splits",
+            "Batches split in two: too many readings, past the command timeout, or refused",
+            registry=r,
+        )
         self.unacked = Gauge(
             "telematics_unacked_messages", "Messages received but not yet acknowledged", registry=r
         )

@@ -32,11 +32,11 @@ import aiomqtt
 import asyncpg
 from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
 
-from telematics.base.db import TRANSIENT_ERRORS, acquire, with_retry
-from telematics.base.errors import StoreUnavailableError
+from telematics.base.db import acquire, with_retry
+from telematics.base.errors import CommandTimeoutError, StoreUnavailableError
 from telematics.base.metrics import Metrics
 from telematics.ingest import mqtt
-from telematics.ingest.pipeline import ingest
+from telematics.ingest.pipeline import BatchTooLargeError, ingest
 from telematics.store.ingest import WriteResult, write_batch
 from telematics.store.registry import SourceDirectory
 from telematics.wire.decode import DecodedBatch, Limits, Reject, RejectReason, parse_topic
@@ -64,6 +64,8 @@ class GatewayConfig:
     broker_inflight_311: int = 20
     session_expiry_s: int = 7 * 24 * 3600
     batch_max_messages: int = 1000
+    batch_max_bytes: int = 8 * 1024 * 1024
+    batch_max_readings: int = 100_000
     batch_max_delay_s: float = 0.05
     writers: int = 2
     reconnect_max_delay_s: float = 5.0
@@ -89,9 +91,23 @@ class _Batch:
     client: aiomqtt.Client
     messages: list[aiomqtt.Message]
     first_received_s: float
+    payload_bytes: int = 0
     committed: bool = False
     abandoned: bool = False
-    decoded: DecodedBatch | None = None
+    decoded: list[DecodedBatch] = field(default_factory=list)
+
+
+_Piece = tuple[DecodedBatch, WriteResult]
+"""Messages stored in one transaction: what was decoded, and what the write did."""
+
+
+class _SplitError(Exception):
+    """Internal: this work must be split (or, for one message, dead-lettered). Never escapes."""
+
+
+def _storable(text: str) -> str:
+    # Text the database can hold: no NUL, no lone surrogates (a detail may quote the payload).
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
 class Gateway:
@@ -119,6 +135,7 @@ class Gateway:
         self._handoff = asyncio.Lock()
         self.connected = asyncio.Event()
         self._heard_since: float | None = None  # monotonic; None while disconnected
+        self._reconnect_delay_s = 0.1
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then drain: commit and acknowledge what was received."""
@@ -150,6 +167,12 @@ class Gateway:
     # -- broker side -------------------------------------------------------------------------
 
     def _client(self) -> aiomqtt.Client:
+        # A new client for each connection, manual ack switched on before it connects.
+        client = self._new_client()
+        mqtt.enable_manual_ack(client)
+        return client
+
+    def _new_client(self) -> aiomqtt.Client:
         cfg = self._config
         ep = cfg.endpoint
         if cfg.protocol == "5":
@@ -161,7 +184,11 @@ class Gateway:
                 identifier=cfg.client_id,
                 protocol=aiomqtt.ProtocolVersion.V5,
                 clean_start=False,
-                properties=mqtt.connect_properties(cfg.receive_maximum, cfg.session_expiry_s),
+                properties=mqtt.connect_properties(
+                    cfg.receive_maximum,
+                    cfg.session_expiry_s,
+                    max_packet_bytes=cfg.limits.max_payload_bytes + mqtt.PACKET_HEADROOM_BYTES,
+                ),
                 timeout=10,
             )
         return aiomqtt.Client(
@@ -177,11 +204,10 @@ class Gateway:
         )
 
     async def _sessions(self, stop: asyncio.Event) -> None:
-        delay_s = 0.1
+        self._reconnect_delay_s = 0.1
         while not stop.is_set():
             try:
                 async with self._client() as client:
-                    delay_s = 0.1
                     await self._session(client, stop)
             except aiomqtt.MqttError as exc:
                 self.connected.clear()
@@ -190,19 +216,31 @@ class Gateway:
                 if stop.is_set():
                     break
                 self._metrics.mqtt_reconnects.inc()
+                delay_s = self._reconnect_delay_s
                 log.warning("broker connection lost (%s); reconnecting in %.1f s", exc, delay_s)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=delay_s)
-                delay_s = min(delay_s * 2, self._config.reconnect_max_delay_s)
+                # Reset only by a session that subscribed: a broker that accepts the connection
+                # but refuses the subscription must not be hammered.
+                self._reconnect_delay_s = min(delay_s * 2, self._config.reconnect_max_delay_s)
         self.connected.clear()
         self._heard_since = None
         self._metrics.mqtt_connected.set(0)
 
     async def _session(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
         cfg = self._config
-        mqtt.enable_manual_ack(client)
+        if not mqtt.manual_ack_enabled(client):
+            raise RuntimeError("manual ack must be on before the client connects")
         prefix = f"$share/{cfg.shared_group}/" if cfg.shared_group else ""
-        await client.subscribe([(prefix + TELEMETRY_TOPIC, 1), (prefix + POSITION_TOPIC, 1)])
+        topics = [prefix + TELEMETRY_TOPIC, prefix + POSITION_TOPIC]
+        granted = await client.subscribe([(topic, 1) for topic in topics], timeout=10)
+        refused = [
+            t for t, code in zip(topics, mqtt.granted_qos(granted), strict=True) if code != 1
+        ]
+        if refused:
+            # QoS 0 would mean no PUBACK to hold back, so nothing to redeliver after a crash.
+            raise aiomqtt.MqttError(f"broker refused QoS 1 on {', '.join(refused)}: {granted}")
+        self._reconnect_delay_s = 0.1
         log.info(
             "subscribed as %s to %s:%d, batches of up to %d messages",
             cfg.client_id,
@@ -234,6 +272,7 @@ class Gateway:
 
     async def _receive(self, client: aiomqtt.Client) -> None:
         limit = self._config.effective_batch_messages
+        max_bytes = self._config.batch_max_bytes
         messages = client.messages
         async for message in messages:
             batch = self._filling
@@ -241,9 +280,15 @@ class Gateway:
                 batch = self._filling = _Batch(client, [], time.monotonic())
             before = len(batch.messages)
             batch.messages.append(message)
-            mqtt.take_ready(client, batch.messages, limit)
+            batch.payload_bytes = mqtt.take_ready(
+                client,
+                batch.messages,
+                limit,
+                max_bytes=max_bytes,
+                have_bytes=batch.payload_bytes + len(message.payload),
+            )
             self._metrics.messages.inc(len(batch.messages) - before)
-            if len(batch.messages) >= limit:
+            if len(batch.messages) >= limit or batch.payload_bytes >= max_bytes:
                 await self._hand_off()
 
     async def _flush_on_timer(self) -> None:
@@ -280,25 +325,8 @@ class Gateway:
     async def _commit(self, batch: _Batch, stop: asyncio.Event) -> None:
         started = time.monotonic()
         pairs = [(m.topic.value, m.payload) for m in batch.messages]
-
-        tries = 0
-
-        async def attempt() -> tuple[DecodedBatch, WriteResult]:
-            nonlocal tries
-            tries += 1
-            if tries > 1:
-                self._metrics.db_retries.inc()
-            async with acquire(self._pool) as conn:
-                try:
-                    return await ingest(conn, self._directory, pairs, limits=self._config.limits)
-                except asyncpg.PostgresError as exc:
-                    if isinstance(exc, TRANSIENT_ERRORS):
-                        raise
-                    log.exception("database refused a batch; dead-lettering its messages")
-                    return await self._dead_letter_all(conn, pairs, exc)
-
         try:
-            decoded, result = await with_retry(attempt, what="batch write", stop=stop)
+            pieces = await self._store(pairs, stop)
         except StoreUnavailableError:
             # Shutting down with the database away: leave these unacknowledged for redelivery.
             log.warning(
@@ -308,48 +336,102 @@ class Gateway:
             self._ack_committed()
             return
         batch.committed = True
-        batch.decoded = decoded
-        self._record(batch, decoded, result, started, time.monotonic())
+        batch.decoded = [decoded for decoded, _ in pieces]
+        self._record(batch, pieces, started, time.monotonic())
         self._ack_committed()
         if self._backpressure is not None:
             await self._backpressure()
 
-    async def _dead_letter_all(
-        self, conn: asyncpg.Connection, pairs: list[tuple[str, bytes]], exc: Exception
-    ) -> tuple[DecodedBatch, WriteResult]:
+    async def _store(self, pairs: list[tuple[str, bytes]], stop: asyncio.Event) -> list[_Piece]:
+        """Store messages in one transaction or, if the database cannot take them together,
+        in halves, recursively: a failure costs only the message that caused it.
+
+        A transient failure (the database away, busy, read-only) is retried, with backoff, until
+        the write commits or `stop` is set (then StoreUnavailableError). Work too large for the
+        command timeout, or over `batch_max_readings`, is split. A permanent refusal is bisected
+        down to the one message the database refuses, which becomes a `store_error` dead letter.
+        """
+        try:
+            piece = await with_retry(
+                lambda: self._attempt(pairs),
+                what="batch write",
+                stop=stop,
+                on_retry=self._metrics.db_retries.inc,
+            )
+        except _SplitError as split:
+            if len(pairs) > 1:
+                self._metrics.batch_splits.inc()
+                mid = len(pairs) // 2
+                return [
+                    *await self._store(pairs[:mid], stop),
+                    *await self._store(pairs[mid:], stop),
+                ]
+            log.error(  # noqa: TRY400 - the traceback is the cause's, given as exc_info
+                "database refused a message on %s; dead-lettering it",
+                pairs[0][0],
+                exc_info=split.__cause__ or split,
+            )
+            cause = split.__cause__ or split
+            return [
+                await with_retry(
+                    lambda: self._dead_letter(pairs, cause), what="dead letter", stop=stop
+                )
+            ]
+        return [piece]
+
+    async def _attempt(self, pairs: list[tuple[str, bytes]]) -> _Piece:
+        cfg = self._config
+        try:
+            async with acquire(self._pool) as conn:
+                return await ingest(
+                    conn,
+                    self._directory,
+                    pairs,
+                    limits=cfg.limits,
+                    max_readings=cfg.batch_max_readings if len(pairs) > 1 else None,
+                )
+        except CommandTimeoutError as exc:
+            if len(pairs) == 1:
+                raise  # one message is not too large: the database is slow; retry it
+            raise _SplitError(str(exc)) from exc
+        except (StoreUnavailableError, asyncio.CancelledError):
+            raise
+        except BatchTooLargeError as exc:
+            raise _SplitError(str(exc)) from exc
+        except Exception as exc:  # any refusal of this work is isolated, never fatal
+            raise _SplitError(f"{type(exc).__name__}: {exc}") from exc
+
+    async def _dead_letter(self, pairs: list[tuple[str, bytes]], exc: BaseException) -> _Piece:
+        detail = _storable(f"{type(exc).__name__}: {exc}")
         batch = DecodedBatch()
         for topic, payload in pairs:
             parsed = parse_topic(topic)
+            source = parsed[1] if parsed else None
             batch.rejects.append(
-                Reject(
-                    topic,
-                    payload,
-                    RejectReason.STORE_ERROR,
-                    f"{type(exc).__name__}: {exc}",
-                    parsed[1] if parsed else None,
-                )
+                Reject(_storable(topic), payload, RejectReason.STORE_ERROR, detail, source)
             )
-        return batch, await write_batch(conn, batch)
+        try:
+            async with acquire(self._pool) as conn:
+                return batch, await write_batch(conn, batch)
+        except StoreUnavailableError:
+            raise
+        except Exception as refused:  # keep it, unacknowledged, and try again later
+            log.exception("cannot write a dead letter; holding the message")
+            raise StoreUnavailableError(f"dead letter refused: {refused!r}") from refused
 
-    def _record(
-        self,
-        batch: _Batch,
-        decoded: DecodedBatch,
-        result: WriteResult,
-        started: float,
-        now: float,
-    ) -> None:
+    def _record(self, batch: _Batch, pieces: list[_Piece], started: float, now: float) -> None:
         m = self._metrics
-        for reject in decoded.rejects:
-            m.rejects.labels(reject.reason.value).inc()
+        for decoded, result in pieces:
+            for reject in decoded.rejects:
+                m.rejects.labels(reject.reason.value).inc()
+            m.readings_stored.inc(result.readings_inserted)
+            m.readings_duplicate.inc(result.readings_duplicate)
+            m.positions_stored.inc(result.positions_inserted)
         m.batch_seconds.observe(now - started)
         m.batch_messages.observe(len(batch.messages))
         m.lag_seconds.observe(now - batch.first_received_s)
         if now - batch.first_received_s > self._config.stall_s and self._heard_since is not None:
             self._heard_since = max(self._heard_since, now)
-        m.readings_stored.inc(result.readings_inserted)
-        m.readings_duplicate.inc(result.readings_duplicate)
-        m.positions_stored.inc(result.positions_inserted)
         m.last_commit_timestamp.set(time.time())
 
     def _ack_committed(self) -> None:
@@ -361,9 +443,10 @@ class Gateway:
             self._metrics.unacked.dec(len(batch.messages))
             if batch.abandoned:
                 continue
-            decoded, batch.decoded = batch.decoded, None
-            if self._after_commit is not None and decoded is not None and len(decoded.readings):
-                self._after_commit(decoded)
+            pieces, batch.decoded = batch.decoded, []
+            for decoded in pieces:
+                if self._after_commit is not None and len(decoded.readings):
+                    self._after_commit(decoded)
             sent = sum(mqtt.ack(batch.client, message) for message in batch.messages)
             if sent < len(batch.messages):
                 log.info(

@@ -12,12 +12,14 @@ per-message task and `asyncio.wait` overhead, which dominates the gateway's cost
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 DEFAULT_MQTT_PORT = 1883
 
@@ -49,23 +51,45 @@ def parse_mqtt_url(url: str) -> MqttEndpoint:
     )
 
 
-def connect_properties(receive_maximum: int, session_expiry_s: int) -> Properties:
+PACKET_HEADROOM_BYTES = 64 * 1024
+"""Allowed beyond the payload limit in a PUBLISH: fixed header, topic, properties, and room for
+a payload a little over the limit to arrive and be dead-lettered as too large."""
+
+
+def connect_properties(
+    receive_maximum: int, session_expiry_s: int, max_packet_bytes: int | None = None
+) -> Properties:
     """MQTT 5 CONNECT properties for a persistent, flow-controlled session.
 
-    Receive Maximum is the broker's limit on QoS 1 messages in flight to us, unacknowledged: it
-    is what bounds the gateway's memory when the database stalls. Session Expiry must be non-zero
-    or the broker forgets the session, and the unacknowledged messages with it, on disconnect.
+    Receive Maximum is the broker's limit on QoS 1 messages in flight to us, unacknowledged:
+    with Maximum Packet Size, it is what bounds the gateway's memory (window x packet size),
+    whatever devices publish. A packet over that size the broker does not send us at all (MQTT 5
+    section 3.1.2.11.4: it discards it as if delivered). Session Expiry must be non-zero or the
+    broker forgets the session, and the unacknowledged messages with it, on disconnect.
     """
     props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.ReceiveMaximum = receive_maximum
     props.SessionExpiryInterval = session_expiry_s
+    if max_packet_bytes is not None:
+        props.MaximumPacketSize = max_packet_bytes
     return props
 
 
 def enable_manual_ack(client: aiomqtt.Client) -> None:
-    """Hold PUBACKs until `ack` is called. Must run before subscribing."""
+    """Hold PUBACKs until `ack` is called. Must run before the client connects.
+
+    Before CONNECT, not merely before SUBSCRIBE: a persistent session's queued messages arrive
+    right after CONNACK, and paho acknowledges whatever it reads while manual ack is off, so a
+    switch after connecting would acknowledge the first messages of every resumed session
+    before they are stored (tests/telematics/test_resume.py).
+    """
     share_property_tables()
     client._client.manual_ack_set(True)
+
+
+def manual_ack_enabled(client: aiomqtt.Client) -> bool:
+    """Whether `client` holds its PUBACKs for `ack`."""
+    return bool(client._client._manual_ack)
 
 
 _PROPERTY_TABLES = ("types", "names", "properties")
@@ -102,6 +126,16 @@ def share_property_tables() -> None:
     Properties._tables_shared = True  # type: ignore[attr-defined]
 
 
+def granted_qos(reply: Sequence[int] | Sequence[ReasonCode]) -> list[int]:
+    """The QoS granted for each topic of a SUBSCRIBE, -1 where the broker refused it.
+
+    MQTT 3.1.1 answers with integers (0x80 for a failure), MQTT 5 with reason codes (0x80 and
+    above for a failure, else the granted QoS).
+    """
+    codes = [code.value if isinstance(code, ReasonCode) else int(code) for code in reply]
+    return [code if code < 0x80 else -1 for code in codes]
+
+
 def ack(client: aiomqtt.Client, message: aiomqtt.Message) -> bool:
     """Send the PUBACK of one message. Returns False if the connection is already gone.
 
@@ -117,12 +151,23 @@ def ack(client: aiomqtt.Client, message: aiomqtt.Message) -> bool:
     return client._client.ack(message.mid, message.qos) == 0
 
 
-def take_ready(client: aiomqtt.Client, into: list[aiomqtt.Message], limit: int) -> None:
-    """Move messages aiomqtt has already received into `into`, without waiting, up to `limit`.
+def take_ready(
+    client: aiomqtt.Client,
+    into: list[aiomqtt.Message],
+    limit: int,
+    max_bytes: int | None = None,
+    have_bytes: int = 0,
+) -> int:
+    """Move messages aiomqtt has already received into `into`, without waiting, up to `limit`
+    messages and, if given, until their payloads reach `max_bytes` (counting `have_bytes`
+    already in `into`). Returns the payload bytes in `into` afterwards.
 
     Synchronous and never cancelled halfway, so it cannot drop a message the way a timeout around
     aiomqtt's async iterator can.
     """
     queue = client._queue
-    while len(into) < limit and not queue.empty():
-        into.append(queue.get_nowait())
+    while len(into) < limit and (max_bytes is None or have_bytes < max_bytes) and not queue.empty():
+        message = queue.get_nowait()
+        into.append(message)
+        have_bytes += len(message.payload)
+    return have_bytes

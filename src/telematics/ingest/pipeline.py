@@ -52,6 +52,15 @@ async def _decode(
     return batch
 
 
+class BatchTooLargeError(Exception):
+    """A batch decoded to more readings than the caller allows in one transaction."""
+
+    def __init__(self, readings: int, max_readings: int) -> None:
+        super().__init__(f"{readings} readings in one batch, at most {max_readings}")
+        self.readings = readings
+        self.max_readings = max_readings
+
+
 async def ingest(
     conn: asyncpg.Connection,
     directory: SourceDirectory,
@@ -59,11 +68,19 @@ async def ingest(
     *,
     limits: Limits,
     clock_ms: int | None = None,
+    max_readings: int | None = None,
 ) -> tuple[DecodedBatch, WriteResult]:
-    """Decode and store a batch of `(topic, payload)` messages in one transaction."""
+    """Decode and store a batch of `(topic, payload)` messages in one transaction.
+
+    Raises:
+        BatchTooLargeError: The batch holds more than `max_readings` readings; nothing was
+            written.
+    """
     batch = await _decode(
         conn, directory, messages, now_ms() if clock_ms is None else clock_ms, limits
     )
+    if max_readings is not None and len(batch.readings) > max_readings:
+        raise BatchTooLargeError(len(batch.readings), max_readings)
     return batch, await write_batch(conn, batch)
 
 

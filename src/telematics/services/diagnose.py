@@ -166,6 +166,8 @@ class Diagnoser:
             )
         except StoreUnavailableError:
             self.engine.forget(frame.machine_ids)
+            if stop.is_set():
+                self._abandon_backlog()
             return
         except Exception:  # a supervisor: diagnosis must never stop ingestion
             log.exception("diagnosis of a batch failed; its machines' state will be rebuilt")
@@ -174,6 +176,19 @@ class Diagnoser:
             return
         self._metrics.diagnosis_seconds.observe(time.monotonic() - started)
         self._published(changes)
+
+    def _abandon_backlog(self) -> None:
+        # Stopping with the database away: each batch would wait out its own connection
+        # timeout, one after another. Their readings are committed; leave them undiagnosed.
+        if self._backlog:
+            log.warning(
+                "stopping with the database away: %d committed readings left undiagnosed",
+                self._backlog_readings,
+            )
+        self._backlog.clear()
+        self._backlog_readings = 0
+        self._metrics.diagnosis_backlog.set(0)
+        self._room.set()
 
     async def diagnose(self, frame: Frame) -> list[alarm_store.AlarmChange]:
         """Restore unknown machines, run the engine on `frame`, store the alarm changes."""
