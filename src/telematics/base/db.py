@@ -136,16 +136,24 @@ async def acquire(pool: asyncpg.Pool, timeout_s: float = 30.0) -> AsyncIterator[
     try:
         yield conn
     except Exception as exc:
-        failure = classify(exc, connection_closed=conn.is_closed())
+        failure = classify(exc, connection_closed=_is_closed(conn))
         if failure is Failure.TOO_LARGE:
             raise CommandTimeoutError(f"{type(exc).__name__}: {exc}") from exc
         if failure is Failure.TRANSIENT:
             if getattr(exc, "sqlstate", None) == READ_ONLY_SQLSTATE:
-                conn.terminate()  # the pool reconnects, to wherever the primary is now
+                with contextlib.suppress(asyncpg.InterfaceError):
+                    conn.terminate()  # the pool reconnects, to wherever the primary is now
             raise StoreUnavailableError(f"database unavailable: {exc}") from exc
         raise
     finally:
         await _release(pool, proxy)
+
+
+def _is_closed(conn: asyncpg.Connection) -> bool:
+    try:
+        return conn.is_closed()
+    except asyncpg.InterfaceError:
+        return True  # the pool already took back a connection it saw die
 
 
 async def _release(pool: asyncpg.Pool, proxy: object) -> None:
