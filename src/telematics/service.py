@@ -27,6 +27,7 @@ from telematics.api.context import ApiContext
 from telematics.base import embedded
 from telematics.base.config import Settings
 from telematics.base.db import acquire, create_pool, with_retry
+from telematics.base.errors import StoreUnavailableError
 from telematics.base.metrics import Metrics
 from telematics.base.migrate import migrate
 from telematics.ingest.gateway import Gateway, GatewayConfig
@@ -100,7 +101,12 @@ async def _upkeep_loop(pool: asyncpg.Pool, settings: Settings, stop: asyncio.Eve
             async with acquire(pool) as conn:
                 await upkeep(conn, settings)
 
-        await with_retry(once, what="partition upkeep", stop=stop)
+        try:
+            await with_retry(once, what="partition upkeep", stop=stop)
+        except StoreUnavailableError:
+            return  # stopping with the database away
+        except Exception:  # a supervisor: upkeep failing once must not stop the service
+            log.exception("partition upkeep failed; trying again in %.0f s", UPKEEP_INTERVAL_S)
 
 
 class _Server(uvicorn.Server):

@@ -3,7 +3,8 @@
 Without TimescaleDB, `readings` and `engineer_positions` are range-partitioned by day. This module
 creates each day's partition ahead of time and drops those past retention. A row that arrives
 before its partition exists lands in the default partition and is moved into the day's partition
-when that one is created, so nothing is lost to a late upkeep run. With TimescaleDB, chunks,
+when that one is created, so nothing is lost to a late upkeep run; rows past retention leave the
+default partition as they leave the dropped ones. With TimescaleDB, chunks,
 compression and retention are the extension's job and this module only sets the retention policy.
 
 Upkeep is serialised across processes by a transaction-level advisory lock.
@@ -30,6 +31,7 @@ class UpkeepReport:
     created: tuple[str, ...]
     dropped: tuple[str, ...]
     moved_from_default: int
+    expired_in_default: int = 0
 
 
 def partition_name(table: str, day: date) -> str:
@@ -87,6 +89,10 @@ async def _create_partition(conn: asyncpg.Connection, table: str, day: date) -> 
         end,
     )
     await conn.execute(f"ALTER TABLE {table} ATTACH PARTITION {name} FOR VALUES {bounds}")
+    return _row_count(status)
+
+
+def _row_count(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
@@ -96,29 +102,39 @@ async def upkeep(
     """Create missing daily partitions from retention start to `ahead_days` ahead; drop old ones."""
     created: list[str] = []
     dropped: list[str] = []
-    moved = 0
+    moved = expired = 0
     first_day = today - timedelta(days=retention_days)
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _UPKEEP_LOCK_KEY)
         for table in PARTITIONED_TABLES:
+            # Inserts wait while this table's partitions change: one landing in the default
+            # partition between our look and CREATE or ATTACH would make PostgreSQL refuse the
+            # new partition. SHARE ROW EXCLUSIVE blocks writers, not readers; taken on the
+            # parent first, the order every insert takes its locks in, so no deadlock.
+            await conn.execute(f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE")
             existing = await _existing_days(conn, table)
             for offset in range((today + timedelta(days=ahead_days) - first_day).days + 1):
                 day = first_day + timedelta(days=offset)
                 if day not in existing:
                     moved += await _create_partition(conn, table, day)
                     created.append(partition_name(table, day))
+            cutoff = first_day - timedelta(days=1)  # one day of grace past retention
             for day, name in sorted(existing.items()):
-                if day < first_day - timedelta(days=1):  # one day of grace past retention
+                if day < cutoff:
                     await conn.execute(f"DROP TABLE {name}")
                     dropped.append(name)
-    if created or dropped:
+            expired += _row_count(
+                await conn.execute(f"DELETE FROM {table}_default WHERE ts < $1", _day_start(cutoff))
+            )
+    if created or dropped or expired:
         log.info(
-            "partitions: %d created, %d dropped, %d rows moved from default",
+            "partitions: %d created, %d dropped, %d rows moved from default, %d expired in it",
             len(created),
             len(dropped),
             moved,
+            expired,
         )
-    return UpkeepReport(tuple(created), tuple(dropped), moved)
+    return UpkeepReport(tuple(created), tuple(dropped), moved, expired)
 
 
 async def set_timescale_retention(conn: asyncpg.Connection, retention_days: int) -> None:
