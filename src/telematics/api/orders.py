@@ -282,56 +282,55 @@ async def order_timers(order_id: int, conn: Conn, caller: Staff) -> list[dict[st
 EngineerAction = Literal["accept", "start-travel", "arrive", "complete", "contact"]
 
 
-async def _engineer_or_staff(conn: Conn, caller: Principal, order_id: int) -> None:
-    stored = await _visible(conn, caller, order_id)
+def _assigned_to(caller: Principal) -> str | None:
+    """Who the order must be assigned to for the caller to act on it; None for staff.
+
+    Raises:
+        ForbiddenError: A customer: customers follow orders, they do not act on them.
+    """
     if caller.role is Role.CUSTOMER:
         raise ForbiddenError("customers follow orders; they do not act on them")
-    if caller.role is Role.ENGINEER and stored.order.engineer_id != caller.subject_id:
-        raise ForbiddenError("the order is not assigned to you")
+    return caller.subject_id if caller.role is Role.ENGINEER else None
 
 
 async def _act(ctx: Context, caller: Principal, order_id: int, command: Command) -> OrderOut:
-    stored = await act(ctx.pool, ctx.sla_policy, order_id, command, actor=caller.actor)
+    # The assignment is checked inside the action's transaction, on the locked order row: an
+    # order transferred away while the request waited is refused, not acted on.
+    stored = await act(
+        ctx.pool, ctx.sla_policy, order_id, command, actor=caller.actor,
+        assigned_to=_assigned_to(caller),
+    )  # fmt: skip
     return OrderOut.of(stored)
 
 
 @router.post("/orders/{order_id}/accept")
-async def accept(order_id: int, conn: Conn, ctx: Context, caller: Caller) -> OrderOut:
+async def accept(order_id: int, ctx: Context, caller: Caller) -> OrderOut:
     """The engineer takes the order."""
-    await _engineer_or_staff(conn, caller, order_id)
     return await _act(ctx, caller, order_id, Accept())
 
 
 @router.post("/orders/{order_id}/start-travel")
-async def start_travel(order_id: int, conn: Conn, ctx: Context, caller: Caller) -> OrderOut:
+async def start_travel(order_id: int, ctx: Context, caller: Caller) -> OrderOut:
     """The engineer is on the way."""
-    await _engineer_or_staff(conn, caller, order_id)
     return await _act(ctx, caller, order_id, StartTravel())
 
 
 @router.post("/orders/{order_id}/arrive")
-async def arrive(order_id: int, conn: Conn, ctx: Context, caller: Caller) -> OrderOut:
+async def arrive(order_id: int, ctx: Context, caller: Caller) -> OrderOut:
     """The engineer is at the machine."""
-    await _engineer_or_staff(conn, caller, order_id)
     return await _act(ctx, caller, order_id, Arrive())
 
 
 @router.post("/orders/{order_id}/complete")
-async def complete(
-    order_id: int, body: CompleteIn, conn: Conn, ctx: Context, caller: Caller
-) -> OrderOut:
+async def complete(order_id: int, body: CompleteIn, ctx: Context, caller: Caller) -> OrderOut:
     """The repair is done: the parts used are taken out of stock, the rest released."""
-    await _engineer_or_staff(conn, caller, order_id)
     used = tuple(PartNeed(p.part_no, p.quantity) for p in body.parts_used)
     return await _act(ctx, caller, order_id, Complete(used, body.note))
 
 
 @router.post("/orders/{order_id}/contact")
-async def contact(
-    order_id: int, body: ActionIn, conn: Conn, ctx: Context, caller: Caller
-) -> OrderOut:
+async def contact(order_id: int, body: ActionIn, ctx: Context, caller: Caller) -> OrderOut:
     """The customer was called (the callback check 15 minutes after dispatch looks for this)."""
-    await _engineer_or_staff(conn, caller, order_id)
     return await _act(ctx, caller, order_id, ContactCustomer(body.note))
 
 
