@@ -1,6 +1,6 @@
 """Dispatch correctness against the real database and the HTTP app: stock beyond a reservation,
 transfers that re-plan, authorisation inside the action's transaction, engineer capacity under
-concurrent dispatches.
+concurrent dispatches, the acting identity in audit trails, and tokens of unknown engineers.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from telematics.store import orders as order_store
 from telematics.store import resources
 from telematics.store.registry import Site, SourceDirectory, add_machine
 from telematics.store.resources import EngineerProfile, LocationKind, StockLine
-from telematics.store.tokens import Role, create_token
+from telematics.store.tokens import Role, create_token, token_hash
 from telematics.wire.decode import Limits
 from tests.conftest import unique
 from tests.telematics.test_orders import KB, KIT, SKILLS, World, build, raise_alarm
@@ -260,3 +260,40 @@ async def test_concurrent_dispatches_do_not_push_an_engineer_past_max_orders(
     async with pool.acquire() as conn:
         profile = await resources.get_engineer(conn, w.far)
     assert profile.open_orders == 1
+
+
+async def test_the_actor_in_the_audit_trail_is_the_caller(
+    pool: asyncpg.Pool, http: httpx.AsyncClient
+) -> None:
+    async with pool.acquire() as conn:
+        w = await build(conn)
+        alarm_id = await raise_alarm(conn, w.machine_id)
+        _, expert = await create_token(conn, Role.EXPERT, "ecc-real", "Real")
+    acked = await http.post(
+        f"/v1/alarms/{alarm_id}/ack", json={"by": "ecc-someone-else"}, headers=bearer(expert)
+    )
+    assert acked.status_code == 200, acked.text
+    assert acked.json()["acknowledged_by"] == "expert:ecc-real"
+    trail = (await http.get(f"/v1/alarms/{alarm_id}/events", headers=AS_ADMIN)).json()
+    (ack,) = [e for e in trail if e["action"] == "acknowledged"]
+    assert ack["actor"] == "expert:ecc-real"
+    assert ack["detail"]["on_behalf_of"] == "ecc-someone-else"
+
+
+async def test_tokens_for_engineers_that_do_not_exist_are_refused(
+    pool: asyncpg.Pool, http: httpx.AsyncClient
+) -> None:
+    ghost = unique("GHOST")
+    made = await http.post(
+        "/v1/tokens", json={"role": "engineer", "subject_id": ghost}, headers=AS_ADMIN
+    )
+    assert made.status_code == 422, made.text
+    assert ghost in made.json()["detail"]
+    # A token stored before the check (or whose engineer row went) does not authenticate.
+    secret = unique("tok")
+    await pool.execute(
+        "INSERT INTO api_tokens (token_hash, role, subject_id) VALUES ($1, 'engineer', $2)",
+        token_hash(secret),
+        ghost,
+    )
+    assert (await http.get("/v1/orders", headers=bearer(secret))).status_code == 401

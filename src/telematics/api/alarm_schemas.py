@@ -155,11 +155,17 @@ class AlarmDetailOut(BaseModel):
 
 
 class AckIn(BaseModel):
-    """Acknowledge an alarm; `by` defaults to the caller."""
+    """Acknowledge an alarm. The caller is the acknowledger; `by` names someone they act for."""
 
     model_config = ConfigDict(extra="forbid")
 
-    by: str | None = Field(default=None, min_length=1, max_length=200, examples=["expert-li"])
+    by: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        examples=["expert-li"],
+        description="On whose behalf: recorded beside the caller in the trail, never instead",
+    )
 
 
 class ConfirmIn(BaseModel):

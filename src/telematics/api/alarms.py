@@ -118,8 +118,12 @@ async def get_alarm(
 
 @router.post("/{alarm_id}/ack")
 async def acknowledge(alarm_id: int, body: AckIn, conn: Conn, caller: Staff) -> AlarmOut:
-    """Acknowledge an alarm: someone has seen it. Acknowledging twice keeps the first."""
-    return AlarmOut.of(await alarm_store.acknowledge(conn, alarm_id, body.by or caller.actor))
+    """Acknowledge an alarm: someone has seen it. Acknowledging twice keeps the first.
+
+    The acknowledger is the caller; `by` is recorded beside them as `on_behalf_of`.
+    """
+    alarm = await alarm_store.acknowledge(conn, alarm_id, caller.actor, on_behalf_of=body.by)
+    return AlarmOut.of(alarm)
 
 
 @router.post("/{alarm_id}/confirm")
