@@ -426,6 +426,31 @@ async def list_orders(
     return [_stored(r) for r in rows]
 
 
+SERVING_STATES = ("dispatched", "accepted", "en_route", "on_site", "completed")
+"""States in which the assigned engineer reads the alarm, machine and readings behind an order."""
+
+
+async def engineer_serves(
+    conn: asyncpg.Connection,
+    engineer_id: str,
+    *,
+    alarm_id: int | None = None,
+    machine_id: str | None = None,
+) -> bool:
+    """Whether an order for this alarm (or machine) is assigned to the engineer and still being
+    worked: dispatched up to completed, not yet closed or cancelled.
+    """
+    found = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM orders WHERE engineer_id = $1 AND state = ANY($2::text[]) "
+        "AND ($3::bigint IS NULL OR alarm_id = $3) AND ($4::text IS NULL OR machine_id = $4))",
+        engineer_id,
+        list(SERVING_STATES),
+        alarm_id,
+        machine_id,
+    )
+    return bool(found)
+
+
 @dataclass(frozen=True, slots=True)
 class OrderEventRow:
     """One stored audit event."""
