@@ -62,7 +62,9 @@ async def test_an_engineer_profile_carries_skills_live_position_and_van_stock(
             conn, SourceDirectory(), [(f"engineers/{eng}/position", position)], limits=Limits()
         )
         _, own = await create_token(conn, Role.ENGINEER, eng, "self")
-        _, other = await create_token(conn, Role.ENGINEER, unique("EN"), "someone else")
+        someone = unique("EN")
+        await conn.execute("INSERT INTO engineers (engineer_id, name) VALUES ($1, 'S')", someone)
+        _, other = await create_token(conn, Role.ENGINEER, someone, "someone else")
     answer = await http.get(f"/v1/engineers/{eng}", headers={"Authorization": f"Bearer {own}"})
     assert answer.status_code == 200
     profile = answer.json()

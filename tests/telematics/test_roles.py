@@ -33,13 +33,14 @@ A, E, G, C, D = "admin", "expert", "engineer", "customer", "other customer"
 EVERYONE = {A, E, G, C, D}
 
 # (method, path template) -> roles allowed to call it. A caller outside a resource's scope (the
-# other customer; an engineer the order is not assigned to) gets 404, as if it did not exist;
-# scoping itself is tested below and in test_orders.py.
+# other customer; an engineer the order is not assigned to, or whose order is not behind the
+# machine or alarm) gets 404, as if it did not exist; scoping itself is tested below, in
+# test_orders.py and in test_role_views.py.
 RULES: dict[tuple[str, str], set[str]] = {
     ("POST", "/v1/machines"): {A},
     ("GET", "/v1/machines"): {A, E, C, D},
-    ("GET", "/v1/machines/{machine_id}"): {A, E, C},
-    ("GET", "/v1/machines/{machine_id}/readings"): {A, E, C},
+    ("GET", "/v1/machines/{machine_id}"): {A, E, G, C},
+    ("GET", "/v1/machines/{machine_id}/readings"): {A, E, G, C},
     ("POST", "/v1/engineers"): {A},
     ("GET", "/v1/engineers"): {A, E},
     ("GET", "/v1/engineers/{engineer_id}"): {A, E, G},
@@ -55,7 +56,7 @@ RULES: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/ingest/rejects"): {A},
     ("POST", "/v1/ingest/rejects/replay"): {A},
     ("GET", "/v1/alarms"): {A, E, C, D},
-    ("GET", "/v1/alarms/{alarm_id}"): {A, E, C},
+    ("GET", "/v1/alarms/{alarm_id}"): {A, E, G, C},
     ("POST", "/v1/alarms/{alarm_id}/ack"): {A, E},
     ("POST", "/v1/alarms/{alarm_id}/confirm"): {A, E},
     ("POST", "/v1/alarms/{alarm_id}/notes"): {A, E},

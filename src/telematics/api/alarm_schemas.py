@@ -1,4 +1,10 @@
-"""HTTP bodies of the alarm queue: alarms, their diagnosis and the signal window around them."""
+"""HTTP bodies of the alarm queue: alarms, their diagnosis and the signal window around them.
+
+Staff, and the engineer sent to an alarm, see who handled it (`acknowledged_by`, `resolved_by`,
+`support_line`); a customer sees its own alarms without them. Pages and details that answer both
+carry `view` (`staff` or `customer`), the discriminator of the `oneOf` the OpenAPI documents.
+Notes and the audit trail are staff-only routes.
+"""
 
 from __future__ import annotations
 
@@ -19,8 +25,10 @@ class DeviationOut(BaseModel):
     z: float
 
 
-class AlarmOut(BaseModel):
-    """One alarm episode."""
+class AlarmCustomerOut(BaseModel):
+    """One alarm episode as its customer sees it: what, when and how it was resolved, without
+    who in the control centre handled it (no staff names) or at which support line.
+    """
 
     alarm_id: int
     incident_id: int
@@ -45,12 +53,53 @@ class AlarmOut(BaseModel):
     detail: str
     deviations: list[DeviationOut]
     acknowledged_at: datetime | None
-    acknowledged_by: str | None
     confirmed_fault: str | None = Field(
         description="What an expert confirmed or corrected the fault to"
     )
     resolution: str | None = Field(description="remote, dispatched or no_fault, once resolved")
     resolved_at: datetime | None
+
+    @classmethod
+    def of(cls, alarm: Alarm) -> AlarmCustomerOut:
+        """From the store's value."""
+        return cls(**_customer_fields(alarm))
+
+
+def _customer_fields(alarm: Alarm) -> dict[str, Any]:
+    return {
+        "alarm_id": alarm.alarm_id,
+        "incident_id": alarm.incident_id,
+        "machine_id": alarm.machine_id,
+        "model": alarm.model,
+        "customer_id": alarm.customer_id,
+        "fault": alarm.fault,
+        "state": alarm.state,
+        "severity": alarm.severity.value,
+        "title": alarm.title,
+        "signal": alarm.signal,
+        "spn": alarm.spn,
+        "fmi": alarm.fmi,
+        "raised_at": alarm.raised_at,
+        "last_seen_at": alarm.last_seen_at,
+        "cleared_at": alarm.cleared_at,
+        "readings": alarm.readings,
+        "first_value": alarm.first_value,
+        "last_value": alarm.last_value,
+        "worst_value": alarm.worst_value,
+        "occurrences": alarm.occurrences,
+        "detail": alarm.detail,
+        "deviations": [DeviationOut(signal=s, z=z) for s, z in alarm.deviations],
+        "acknowledged_at": alarm.acknowledged_at,
+        "confirmed_fault": alarm.confirmed_fault,
+        "resolution": alarm.resolution,
+        "resolved_at": alarm.resolved_at,
+    }
+
+
+class AlarmOut(AlarmCustomerOut):
+    """One alarm episode as staff (and the engineer sent to it) see it: with who handled it."""
+
+    acknowledged_by: str | None
     resolved_by: str | None
     support_line: int = Field(description="1 first line, 2 expert, 3 R&D")
 
@@ -58,43 +107,31 @@ class AlarmOut(BaseModel):
     def of(cls, alarm: Alarm) -> AlarmOut:
         """From the store's value."""
         return cls(
-            alarm_id=alarm.alarm_id,
-            incident_id=alarm.incident_id,
-            machine_id=alarm.machine_id,
-            model=alarm.model,
-            customer_id=alarm.customer_id,
-            fault=alarm.fault,
-            state=alarm.state,
-            severity=alarm.severity.value,
-            title=alarm.title,
-            signal=alarm.signal,
-            spn=alarm.spn,
-            fmi=alarm.fmi,
-            raised_at=alarm.raised_at,
-            last_seen_at=alarm.last_seen_at,
-            cleared_at=alarm.cleared_at,
-            readings=alarm.readings,
-            first_value=alarm.first_value,
-            last_value=alarm.last_value,
-            worst_value=alarm.worst_value,
-            occurrences=alarm.occurrences,
-            detail=alarm.detail,
-            deviations=[DeviationOut(signal=s, z=z) for s, z in alarm.deviations],
-            acknowledged_at=alarm.acknowledged_at,
+            **_customer_fields(alarm),
             acknowledged_by=alarm.acknowledged_by,
-            confirmed_fault=alarm.confirmed_fault,
-            resolution=alarm.resolution,
-            resolved_at=alarm.resolved_at,
             resolved_by=alarm.resolved_by,
             support_line=alarm.support_line,
         )
 
 
 class AlarmPage(BaseModel):
-    """A page of alarms, newest first; pass `next_before` as `before` for the next one."""
+    """A page of alarms for staff, newest first; pass `next_before` as `before` for the next."""
 
+    view: Literal["staff"]
     alarms: list[AlarmOut]
     next_before: int | None
+
+
+class AlarmCustomerPage(BaseModel):
+    """A page of a customer's alarms, newest first; pass `next_before` as `before` for the next."""
+
+    view: Literal["customer"]
+    alarms: list[AlarmCustomerOut]
+    next_before: int | None
+
+
+AlarmPageView = Annotated[AlarmPage | AlarmCustomerPage, Field(discriminator="view")]
+"""A page of alarms in the caller's role's view."""
 
 
 class CauseOut(BaseModel):
@@ -144,8 +181,11 @@ class DiagnosisOut(BaseModel):
 
 
 class AlarmDetailOut(BaseModel):
-    """An alarm with its diagnosis and the machine's readings around it."""
+    """An alarm with its diagnosis and the machine's readings around it, for staff and for the
+    engineer whose order it is behind.
+    """
 
+    view: Literal["staff"]
     alarm: AlarmOut
     diagnosis: DiagnosisOut
     window_start: datetime
@@ -154,12 +194,34 @@ class AlarmDetailOut(BaseModel):
     related: list[AlarmOut] = Field(description="Other alarms of the same incident")
 
 
+class AlarmCustomerDetailOut(BaseModel):
+    """An alarm of the customer's own machine with its diagnosis and the readings around it."""
+
+    view: Literal["customer"]
+    alarm: AlarmCustomerOut
+    diagnosis: DiagnosisOut
+    window_start: datetime
+    window_end: datetime
+    readings: list[ReadingOut]
+    related: list[AlarmCustomerOut] = Field(description="Other alarms of the same incident")
+
+
+AlarmDetailView = Annotated[AlarmDetailOut | AlarmCustomerDetailOut, Field(discriminator="view")]
+"""An alarm's detail in the caller's role's view."""
+
+
 class AckIn(BaseModel):
-    """Acknowledge an alarm; `by` defaults to the caller."""
+    """Acknowledge an alarm. The caller is the acknowledger; `by` names someone they act for."""
 
     model_config = ConfigDict(extra="forbid")
 
-    by: str | None = Field(default=None, min_length=1, max_length=200, examples=["expert-li"])
+    by: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        examples=["expert-li"],
+        description="On whose behalf: recorded beside the caller in the trail, never instead",
+    )
 
 
 class ConfirmIn(BaseModel):

@@ -11,10 +11,15 @@ from diagnosis.events import Severity
 from diagnosis.knowledge import KnowledgeBase
 from telematics.api.alarm_schemas import (
     AckIn,
+    AlarmCustomerDetailOut,
+    AlarmCustomerOut,
+    AlarmCustomerPage,
     AlarmDetailOut,
+    AlarmDetailView,
     AlarmEventOut,
     AlarmOut,
     AlarmPage,
+    AlarmPageView,
     ConfirmIn,
     DiagnosisOut,
     EscalateIn,
@@ -25,6 +30,7 @@ from telematics.api.context import Conn, Context, Staff, allow
 from telematics.api.schemas import ReadingOut
 from telematics.base.errors import InvalidRequestError, NotFoundError
 from telematics.store import alarms as alarm_store
+from telematics.store import orders as order_store
 from telematics.store import readings as readings_store
 from telematics.store.tokens import Principal, Role
 
@@ -50,10 +56,10 @@ async def list_alarms(
     until: datetime | None = None,
     before: int | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> AlarmPage:
+) -> AlarmPageView:
     """Alarms newest first, filtered; `since`/`until` bound the time the alarm was raised.
 
-    A customer sees the alarms of its own machines only.
+    A customer sees the alarms of its own machines only, in the customer view (no staff names).
     """
     if caller.role is Role.CUSTOMER:
         customer_id = caller.subject_id
@@ -72,10 +78,14 @@ async def list_alarms(
         until=until,
     )
     found = await alarm_store.list_alarms(conn, where, before_id=before, limit=limit)
-    return AlarmPage(
-        alarms=[AlarmOut.of(a) for a in found],
-        next_before=found[-1].alarm_id if len(found) == limit else None,
-    )
+    next_before = found[-1].alarm_id if len(found) == limit else None
+    if caller.role is Role.CUSTOMER:
+        return AlarmCustomerPage(
+            view="customer",
+            alarms=[AlarmCustomerOut.of(a) for a in found],
+            next_before=next_before,
+        )
+    return AlarmPage(view="staff", alarms=[AlarmOut.of(a) for a in found], next_before=next_before)
 
 
 def _knowledge(ctx: Context) -> KnowledgeBase:
@@ -84,42 +94,69 @@ def _knowledge(ctx: Context) -> KnowledgeBase:
     return ctx.knowledge
 
 
+async def _visible_alarm(conn: Conn, caller: Principal, alarm_id: int) -> alarm_store.Alarm:
+    """The alarm if the caller may read it: staff all, a customer those of its own machines, an
+    engineer those behind an order assigned to them (dispatched up to completed).
+
+    Raises:
+        NotFoundError: No such alarm, or not the caller's to see: the two answer alike, so ids
+            of others' alarms do not leak.
+    """
+    alarm = await alarm_store.get_alarm(conn, alarm_id)
+    if caller.role is Role.CUSTOMER and alarm.customer_id != caller.subject_id:
+        raise NotFoundError("alarm", str(alarm_id))
+    if caller.role is Role.ENGINEER and not await order_store.engineer_serves(
+        conn, caller.subject_id, alarm_id=alarm_id
+    ):
+        raise NotFoundError("alarm", str(alarm_id))
+    return alarm
+
+
 @router.get("/{alarm_id}")
 async def get_alarm(
     alarm_id: int,
     conn: Conn,
     ctx: Context,
-    caller: Annotated[Principal, Depends(allow(Role.EXPERT, Role.CUSTOMER))],
-) -> AlarmDetailOut:
+    caller: Annotated[Principal, Depends(allow(Role.EXPERT, Role.ENGINEER, Role.CUSTOMER))],
+) -> AlarmDetailView:
     """One alarm with its preliminary diagnosis and the machine's readings around it: from ten
     minutes before it was raised to two minutes after it cleared (or was last seen).
+
+    Staff, and the engineer whose order the alarm is behind, get the staff view; a customer
+    (its own machines only) the customer view, without staff names.
     """
-    alarm = await alarm_store.get_alarm(conn, alarm_id)
-    if caller.role is Role.CUSTOMER and alarm.customer_id != caller.subject_id:
-        raise NotFoundError("alarm", str(alarm_id))
-    diagnosis = _knowledge(ctx).diagnose(alarm.fault)
+    alarm = await _visible_alarm(conn, caller, alarm_id)
+    diagnosis = DiagnosisOut.of(_knowledge(ctx).diagnose(alarm.fault))
     start = alarm.raised_at - WINDOW_BEFORE
     end = (alarm.cleared_at or alarm.last_seen_at) + WINDOW_AFTER
     window = await readings_store.readings_between(
         conn, alarm.machine_id, start, end, WINDOW_MAX_READINGS
     )
-    related = await alarm_store.list_alarms(
+    readings = [ReadingOut.of(r) for r in window]
+    found = await alarm_store.list_alarms(
         conn, alarm_store.AlarmFilter(incident_id=alarm.incident_id), before_id=None, limit=100
     )
+    related = [a for a in found if a.alarm_id != alarm.alarm_id]
+    if caller.role is Role.CUSTOMER:
+        return AlarmCustomerDetailOut(
+            view="customer", alarm=AlarmCustomerOut.of(alarm), diagnosis=diagnosis,
+            window_start=start, window_end=end, readings=readings,
+            related=[AlarmCustomerOut.of(a) for a in related],
+        )  # fmt: skip
     return AlarmDetailOut(
-        alarm=AlarmOut.of(alarm),
-        diagnosis=DiagnosisOut.of(diagnosis),
-        window_start=start,
-        window_end=end,
-        readings=[ReadingOut.of(r) for r in window],
-        related=[AlarmOut.of(a) for a in related if a.alarm_id != alarm.alarm_id],
-    )
+        view="staff", alarm=AlarmOut.of(alarm), diagnosis=diagnosis, window_start=start,
+        window_end=end, readings=readings, related=[AlarmOut.of(a) for a in related],
+    )  # fmt: skip
 
 
 @router.post("/{alarm_id}/ack")
 async def acknowledge(alarm_id: int, body: AckIn, conn: Conn, caller: Staff) -> AlarmOut:
-    """Acknowledge an alarm: someone has seen it. Acknowledging twice keeps the first."""
-    return AlarmOut.of(await alarm_store.acknowledge(conn, alarm_id, body.by or caller.actor))
+    """Acknowledge an alarm: someone has seen it. Acknowledging twice keeps the first.
+
+    The acknowledger is the caller; `by` is recorded beside them as `on_behalf_of`.
+    """
+    alarm = await alarm_store.acknowledge(conn, alarm_id, caller.actor, on_behalf_of=body.by)
+    return AlarmOut.of(alarm)
 
 
 @router.post("/{alarm_id}/confirm")

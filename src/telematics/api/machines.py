@@ -16,7 +16,8 @@ from telematics.api.schemas import (
     ReadingOut,
     ReadingPage,
 )
-from telematics.base.errors import ForbiddenError, InvalidRequestError, NotFoundError
+from telematics.base.errors import InvalidRequestError, NotFoundError
+from telematics.store import orders as order_store
 from telematics.store import readings as readings_store
 from telematics.store import registry
 from telematics.store.registry import Machine, Site
@@ -26,17 +27,19 @@ router = APIRouter(prefix="/v1")
 
 
 async def visible_machine(conn: asyncpg.Connection, caller: Principal, machine_id: str) -> Machine:
-    """The machine if the caller may see it: staff see all, a customer only its own.
+    """The machine if the caller may see it: staff see all, a customer only its own, an engineer
+    those behind an order assigned to them (dispatched up to completed).
 
     Raises:
-        NotFoundError: No such machine, or (for a customer) not its own: the answer does not
-            tell the two apart, so machine ids of other customers do not leak.
-        ForbiddenError: Engineers see machines through their orders, not here.
+        NotFoundError: No such machine, or not the caller's to see: the answer does not tell
+            the two apart, so machine ids of others do not leak.
     """
-    if caller.role is Role.ENGINEER:
-        raise ForbiddenError("engineers see machines through their orders")
     machine = await registry.get_machine(conn, machine_id)
     if caller.role is Role.CUSTOMER and machine.customer_id != caller.subject_id:
+        raise NotFoundError("machine", machine_id)
+    if caller.role is Role.ENGINEER and not await order_store.engineer_serves(
+        conn, caller.subject_id, machine_id=machine_id
+    ):
         raise NotFoundError("machine", machine_id)
     return machine
 

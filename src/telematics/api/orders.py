@@ -22,6 +22,13 @@ from dispatch.orders import (
     Transfer,
 )
 from telematics.api.context import Caller, Conn, Context, Staff, allow
+from telematics.api.order_schemas import (
+    OrderEventView,
+    OrderOut,
+    OrderView,
+    event_view,
+    order_view,
+)
 from telematics.api.schemas import ID_PATTERN
 from telematics.base.errors import ForbiddenError, InvalidRequestError
 from telematics.services.dispatching import (
@@ -45,75 +52,6 @@ class DispatchIn(BaseModel):
 
     engineer_id: str | None = Field(default=None, pattern=ID_PATTERN)
     note: str = Field(default="", max_length=4000)
-
-
-class PartOut(BaseModel):
-    """A part and how many."""
-
-    part_no: str
-    quantity: int
-
-
-class OrderOut(BaseModel):
-    """A service order with its route plan and ETA."""
-
-    order_id: int
-    alarm_id: int | None
-    machine_id: str
-    customer_id: str
-    state: str
-    severity: str
-    fault: str | None
-    skills: list[str]
-    parts: list[PartOut]
-    engineer_id: str | None
-    site_lat: float
-    site_lon: float
-    eta: datetime | None
-    plan: dict[str, Any] | None = Field(description="Route, distances, ETA and why this engineer")
-    reserved: list[PartOut]
-    consumed: list[PartOut]
-    created_at: datetime
-    updated_at: datetime
-    version: int
-
-    @classmethod
-    def of(cls, s: StoredOrder) -> OrderOut:
-        """From the store's value."""
-        o = s.order
-        return cls(
-            order_id=s.order_id,
-            alarm_id=s.alarm_id,
-            machine_id=s.machine_id,
-            customer_id=s.customer_id,
-            state=o.state.value,
-            severity=o.severity.value,
-            fault=s.fault,
-            skills=list(s.skills),
-            parts=[PartOut(part_no=p.part_no, quantity=p.quantity) for p in o.parts],
-            engineer_id=o.engineer_id,
-            site_lat=s.site_lat,
-            site_lon=s.site_lon,
-            eta=s.eta,
-            plan=s.plan,
-            reserved=[PartOut(part_no=p.part_no, quantity=p.quantity) for p in o.reserved],
-            consumed=[PartOut(part_no=p.part_no, quantity=p.quantity) for p in o.consumed],
-            created_at=o.created_at,
-            updated_at=o.updated_at,
-            version=o.version,
-        )
-
-
-class OrderEventOut(BaseModel):
-    """One entry of an order's audit trail."""
-
-    event_id: int
-    at: datetime
-    actor: str
-    action: str
-    from_state: str | None
-    to_state: str
-    detail: dict[str, Any]
 
 
 class ActionIn(BaseModel):
@@ -238,15 +176,17 @@ async def list_orders(
     machine_id: str | None = None,
     before: int | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[OrderOut]:
-    """Orders newest first: staff see all, an engineer their own, a customer its own."""
+) -> list[OrderView]:
+    """Orders newest first: staff see all, an engineer their own, a customer its own; each in
+    the view of the caller's role (`view`: staff, engineer or customer).
+    """
     if caller.role is Role.ENGINEER:
         engineer_id = caller.subject_id
     elif caller.role is Role.CUSTOMER:
         customer_id = caller.subject_id
     where = order_store.OrderFilter(state, engineer_id, customer_id, machine_id)
     found = await order_store.list_orders(conn, where, before_id=before, limit=limit)
-    return [OrderOut.of(o) for o in found]
+    return [order_view(o, caller) for o in found]
 
 
 async def _visible(conn: Conn, caller: Principal, order_id: int) -> StoredOrder:
@@ -256,20 +196,20 @@ async def _visible(conn: Conn, caller: Principal, order_id: int) -> StoredOrder:
 
 
 @router.get("/orders/{order_id}")
-async def get_order(order_id: int, conn: Conn, caller: Caller) -> OrderOut:
-    """One order with its route plan and ETA."""
-    return OrderOut.of(await _visible(conn, caller, order_id))
+async def get_order(order_id: int, conn: Conn, caller: Caller) -> OrderView:
+    """One order with its ETA, in the view of the caller's role: staff see the route plan and
+    why this engineer, the engineer their own route, the customer progress and ETA.
+    """
+    return order_view(await _visible(conn, caller, order_id), caller)
 
 
 @router.get("/orders/{order_id}/events")
-async def order_events(order_id: int, conn: Conn, caller: Caller) -> list[OrderEventOut]:
-    """The order's audit trail: every transition with who and when, and its stock movements."""
+async def order_events(order_id: int, conn: Conn, caller: Caller) -> list[OrderEventView]:
+    """The order's audit trail: every transition and when; staff also see who did it and the
+    details (notes, stock movements), the engineer who did it.
+    """
     await _visible(conn, caller, order_id)
-    return [
-        OrderEventOut(event_id=e.event_id, at=e.at, actor=e.actor, action=e.action,
-                      from_state=e.from_state, to_state=e.to_state, detail=e.detail)
-        for e in await order_store.events_of(conn, order_id)
-    ]  # fmt: skip
+    return [event_view(e, caller) for e in await order_store.events_of(conn, order_id)]
 
 
 @router.get("/orders/{order_id}/timers")
@@ -282,82 +222,86 @@ async def order_timers(order_id: int, conn: Conn, caller: Staff) -> list[dict[st
 EngineerAction = Literal["accept", "start-travel", "arrive", "complete", "contact"]
 
 
-async def _engineer_or_staff(conn: Conn, caller: Principal, order_id: int) -> None:
-    stored = await _visible(conn, caller, order_id)
+def _assigned_to(caller: Principal) -> str | None:
+    """Who the order must be assigned to for the caller to act on it; None for staff.
+
+    Raises:
+        ForbiddenError: A customer: customers follow orders, they do not act on them.
+    """
     if caller.role is Role.CUSTOMER:
         raise ForbiddenError("customers follow orders; they do not act on them")
-    if caller.role is Role.ENGINEER and stored.order.engineer_id != caller.subject_id:
-        raise ForbiddenError("the order is not assigned to you")
+    return caller.subject_id if caller.role is Role.ENGINEER else None
 
 
-async def _act(ctx: Context, caller: Principal, order_id: int, command: Command) -> OrderOut:
+async def _act(ctx: Context, caller: Principal, order_id: int, command: Command) -> OrderView:
+    # The assignment is checked inside the action's transaction, on the locked order row: an
+    # order transferred away while the request waited is refused, not acted on.
+    stored = await act(
+        ctx.pool, ctx.sla_policy, order_id, command, actor=caller.actor,
+        assigned_to=_assigned_to(caller),
+    )  # fmt: skip
+    return order_view(stored, caller)
+
+
+async def _staff_act(ctx: Context, caller: Principal, order_id: int, command: Command) -> OrderOut:
     stored = await act(ctx.pool, ctx.sla_policy, order_id, command, actor=caller.actor)
     return OrderOut.of(stored)
 
 
 @router.post("/orders/{order_id}/accept")
-async def accept(order_id: int, conn: Conn, ctx: Context, caller: Caller) -> OrderOut:
+async def accept(order_id: int, ctx: Context, caller: Caller) -> OrderView:
     """The engineer takes the order."""
-    await _engineer_or_staff(conn, caller, order_id)
     return await _act(ctx, caller, order_id, Accept())
 
 
 @router.post("/orders/{order_id}/start-travel")
-async def start_travel(order_id: int, conn: Conn, ctx: Context, caller: Caller) -> OrderOut:
+async def start_travel(order_id: int, ctx: Context, caller: Caller) -> OrderView:
     """The engineer is on the way."""
-    await _engineer_or_staff(conn, caller, order_id)
     return await _act(ctx, caller, order_id, StartTravel())
 
 
 @router.post("/orders/{order_id}/arrive")
-async def arrive(order_id: int, conn: Conn, ctx: Context, caller: Caller) -> OrderOut:
+async def arrive(order_id: int, ctx: Context, caller: Caller) -> OrderView:
     """The engineer is at the machine."""
-    await _engineer_or_staff(conn, caller, order_id)
     return await _act(ctx, caller, order_id, Arrive())
 
 
 @router.post("/orders/{order_id}/complete")
-async def complete(
-    order_id: int, body: CompleteIn, conn: Conn, ctx: Context, caller: Caller
-) -> OrderOut:
+async def complete(order_id: int, body: CompleteIn, ctx: Context, caller: Caller) -> OrderView:
     """The repair is done: the parts used are taken out of stock, the rest released."""
-    await _engineer_or_staff(conn, caller, order_id)
     used = tuple(PartNeed(p.part_no, p.quantity) for p in body.parts_used)
     return await _act(ctx, caller, order_id, Complete(used, body.note))
 
 
 @router.post("/orders/{order_id}/contact")
-async def contact(
-    order_id: int, body: ActionIn, conn: Conn, ctx: Context, caller: Caller
-) -> OrderOut:
+async def contact(order_id: int, body: ActionIn, ctx: Context, caller: Caller) -> OrderView:
     """The customer was called (the callback check 15 minutes after dispatch looks for this)."""
-    await _engineer_or_staff(conn, caller, order_id)
     return await _act(ctx, caller, order_id, ContactCustomer(body.note))
 
 
 @router.post("/orders/{order_id}/survey")
 async def survey(order_id: int, body: ActionIn, ctx: Context, caller: Staff) -> OrderOut:
     """The satisfaction call after completion was made."""
-    return await _act(ctx, caller, order_id, RecordSurvey(body.note))
+    return await _staff_act(ctx, caller, order_id, RecordSurvey(body.note))
 
 
 @router.post("/orders/{order_id}/close")
 async def close(order_id: int, body: ActionIn, ctx: Context, caller: Staff) -> OrderOut:
     """Close a completed order."""
-    return await _act(ctx, caller, order_id, Close(body.note))
+    return await _staff_act(ctx, caller, order_id, Close(body.note))
 
 
 @router.post("/orders/{order_id}/transfer")
 async def transfer(order_id: int, body: TransferIn, ctx: Context, caller: Staff) -> OrderOut:
     """Give the order to another engineer; the reservation moves with it."""
     command = Transfer(body.to_engineer_id, body.pickup_warehouse_id, body.reason)
-    return await _act(ctx, caller, order_id, command)
+    return await _staff_act(ctx, caller, order_id, command)
 
 
 @router.post("/orders/{order_id}/cancel")
 async def cancel(order_id: int, body: CancelIn, ctx: Context, caller: Staff) -> OrderOut:
     """Call the order off; reserved parts are released."""
-    return await _act(ctx, caller, order_id, Cancel(body.reason))
+    return await _staff_act(ctx, caller, order_id, Cancel(body.reason))
 
 
 @router.get("/sla/breaches")

@@ -2,12 +2,19 @@
 through their lifecycle with stock, audit trail and SLA timers kept in the store.
 
 The matching and the state machine are pure (`dispatch`); this module feeds them a snapshot of
-the fleet from the store and writes their results back in one transaction. The snapshot holds
-only the stock of the parts the order needs, so it stays small however large the catalogue.
+the fleet from the store (`services.snapshot`) and writes their results back in one transaction.
+The snapshot holds only the stock of the parts the order needs, so it stays small however large
+the catalogue.
 
-Concurrent dispatches: reservations are conditional UPDATEs (see `store.orders`); when another
-order took the units between the snapshot and the reservation, the transaction rolls back and
-the order is matched again on a fresh snapshot, up to three times.
+Concurrent dispatches: reservations are conditional UPDATEs (see `store.orders`), and the chosen
+engineer's row is locked and their open orders counted again before the order is assigned
+(`store.resources.claim_capacity`). When another order took the units or the engineer's last
+free slot between the snapshot and the write, the transaction rolls back and the order is
+matched again on a fresh snapshot, up to three times.
+
+Lifecycle commands (`act`) run in one transaction that locks the order's row first: whether an
+engineer may act on the order is decided on the locked row, and a transfer is re-planned there
+for the new engineer (skills, shift, capacity, route and ETA), as a dispatch would be.
 """
 
 from __future__ import annotations
@@ -17,32 +24,43 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import asyncpg
 
 from diagnosis.knowledge import KnowledgeBase
 from dispatch.assignment import assign
 from dispatch.errors import TransitionError
-from dispatch.fleet import Engineer, Warehouse
-from dispatch.fleet_index import FleetIndex
 from dispatch.geo import GeoPoint
 from dispatch.matching import rank
 from dispatch.needs import OrderNeed, PartNeed
-from dispatch.orders import Command, Dispatch, apply, create_order
+from dispatch.orders import (
+    AuditEvent,
+    Command,
+    Dispatch,
+    Order,
+    StockAction,
+    StockMovement,
+    Transfer,
+    apply,
+    create_order,
+)
 from dispatch.ranking import Candidate, Ranking
 from dispatch.sla import SlaPolicy, timers_for
 from telematics.base.db import acquire
 from telematics.base.errors import ConflictError, InvalidRequestError, NotFoundError
+from telematics.services.snapshot import fleet_snapshot
 from telematics.store import alarms as alarm_store
 from telematics.store import orders as order_store
 from telematics.store import resources
 from telematics.store.orders import StockShortError, StoredOrder
 from telematics.store.registry import get_machine
+from telematics.store.resources import EngineerFullError
 
 log = logging.getLogger(__name__)
 
 RESERVATION_ATTEMPTS = 3
+_TAKEN_MEANWHILE = (StockShortError, EngineerFullError, asyncpg.DeadlockDetectedError)
+"""What another transaction can take between the snapshot and the write: matched again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,68 +70,6 @@ class DispatchResult:
     order: StoredOrder
     chosen: Candidate
     ranking: Ranking
-
-
-def _shift_window(p: resources.EngineerProfile, now: datetime) -> tuple[datetime, datetime] | None:
-    """Today's shift in the engineer's time zone, as aware UTC times; None when not tracked."""
-    if p.shift_start is None or p.shift_end is None:
-        return None
-    try:
-        tz = ZoneInfo(p.shift_tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        tz = ZoneInfo("UTC")
-    local = now.astimezone(tz)
-    start = datetime.combine(local.date(), p.shift_start, tz)
-    end = datetime.combine(local.date(), p.shift_end, tz)
-    if end <= start:  # a night shift: it ends tomorrow, or began yesterday
-        if local < end:
-            start -= timedelta(days=1)
-        else:
-            end += timedelta(days=1)
-    return start.astimezone(UTC), end.astimezone(UTC)
-
-
-def _point(lat: float | None, lon: float | None) -> GeoPoint | None:
-    return None if lat is None or lon is None else GeoPoint(lat, lon)
-
-
-async def fleet_snapshot(
-    conn: asyncpg.Connection, parts: Sequence[PartNeed], now: datetime
-) -> FleetIndex:
-    """Engineers and warehouses as matching sees them, with the stock of `parts` available now."""
-    part_nos = [p.part_no for p in parts]
-    vans: dict[str, dict[str, int]] = {}
-    stores: dict[str, dict[str, int]] = {}
-    for line in await resources.available_stock(conn, part_nos):
-        target = vans if line.location_kind is resources.LocationKind.VAN else stores
-        target.setdefault(line.location_id, {})[line.part_no] = line.available
-    engineers: list[Engineer] = []
-    for p in await resources.list_profiles(conn):
-        home = _point(p.home_lat, p.home_lon)
-        last = _point(p.last_lat, p.last_lon)
-        if home is None and last is None:
-            continue  # nowhere to start from: cannot be routed
-        shift = _shift_window(p, now)
-        engineers.append(
-            Engineer(
-                engineer_id=p.engineer_id,
-                position=last,
-                home_base=home or last or GeoPoint(0.0, 0.0),
-                skills=frozenset(p.skills),
-                van_stock=vans.get(p.engineer_id, {}),
-                open_orders=p.open_orders,
-                max_orders=p.max_orders,
-                on_shift=p.status == "available",
-                shift_start=shift[0] if shift else None,
-                shift_end=shift[1] if shift else None,
-                speed_kmh=p.speed_kmh,
-            )
-        )
-    warehouses = [
-        Warehouse(w.warehouse_id, GeoPoint(w.lat, w.lon), stores.get(w.warehouse_id, {}))
-        for w in await resources.list_warehouses(conn)
-    ]
-    return FleetIndex(engineers, warehouses)
 
 
 def _plan(candidate: Candidate, why_this_one: str) -> dict[str, Any]:
@@ -180,9 +136,9 @@ async def dispatch_alarm(
                     conn, knowledge, policy, alarm_id, actor, engineer_id, note,
                     now or datetime.now(UTC),
                 )  # fmt: skip
-        except StockShortError as exc:
+        except _TAKEN_MEANWHILE as exc:
             log.info("dispatch of alarm %d: %s; matching again (%d)", alarm_id, exc, attempt)
-    raise ConflictError("stock for alarm", f"{alarm_id}: reserved by other orders meanwhile")
+    raise ConflictError("stock for alarm", f"{alarm_id}: taken by other orders meanwhile")
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +176,8 @@ async def _open_order(
     now: datetime,
 ) -> StoredOrder:
     """Create the order, dispatch it to `chosen` (reserving its parts), start its timers and
-    mark the alarm dispatched; all in the caller's transaction.
+    mark the alarm dispatched; all in the caller's transaction, which has claimed the engineer's
+    capacity (`resources.claim_capacity`).
     """
     order_id = int(job.need.order_id)
     order, created = create_order(
@@ -259,9 +216,11 @@ async def _dispatch_once(
     now: datetime,
 ) -> DispatchResult:
     job = await _job(conn, knowledge, alarm_id)
-    ranking = rank(job.need, await fleet_snapshot(conn, job.need.parts, now), now=now, limit=10)
+    snapshot = await fleet_snapshot(conn, job.need.parts, now, engineer_id=engineer_id)
+    ranking = rank(job.need, snapshot, now=now, limit=10)
     chosen = _choose(ranking, engineer_id)
     plan = _plan(chosen, ranking.explain())
+    await resources.claim_capacity(conn, chosen.engineer_id)
     stored = await _open_order(conn, policy, job, chosen, plan, actor=actor, note=note, now=now)
     return DispatchResult(stored, chosen, ranking)
 
@@ -300,9 +259,9 @@ async def dispatch_alarms(
                 return await _dispatch_batch(
                     conn, knowledge, policy, alarm_ids, actor, now or datetime.now(UTC)
                 )
-        except StockShortError as exc:
+        except _TAKEN_MEANWHILE as exc:
             log.info("batch dispatch: %s; assigning again (%d)", exc, attempt)
-    raise ConflictError("stock for batch", "reserved by other orders meanwhile")
+    raise ConflictError("stock for batch", "taken by other orders meanwhile")
 
 
 async def _dispatch_batch(
@@ -317,6 +276,9 @@ async def _dispatch_batch(
     parts = {p.part_no: p for job in jobs for p in job.need.parts}
     snapshot = await fleet_snapshot(conn, list(parts.values()), now)
     assignment = assign([job.need for job in jobs], snapshot, now=now)
+    # One order per engineer in a batch; locked in sorted order, so batches cannot deadlock.
+    for engineer_id in sorted(c.candidate.engineer_id for c in assignment.choices if c.candidate):
+        await resources.claim_capacity(conn, engineer_id)
     orders: list[StoredOrder] = []
     unassigned: list[tuple[int, str]] = []
     for job, choice in zip(jobs, assignment.choices, strict=True):
@@ -335,18 +297,15 @@ async def _dispatch_batch(
 
 
 def _choose(ranking: Ranking, engineer_id: str | None) -> Candidate:
+    """The fastest candidate; with `engineer_id`, the ranking was of that engineer alone."""
+    best = ranking.best
+    if best is not None and engineer_id in (None, best.engineer_id):
+        return best
     if engineer_id is None:
-        if ranking.best is None:
-            raise ConflictError("engineer for order", f"nobody can serve it: {ranking.explain()}")
-        return ranking.best
-    for candidate in ranking.candidates:
-        if candidate.engineer_id == engineer_id:
-            return candidate
+        raise ConflictError("engineer for order", f"nobody can serve it: {ranking.explain()}")
     why = [r.text for r in ranking.rejected_examples if r.engineer_id == engineer_id]
-    raise ConflictError(
-        "engineer for order",
-        f"{engineer_id} cannot serve it: {why[0] if why else 'slower than the 10 best'}",
-    )
+    because = why[0] if why else ranking.note or "no known position to route from"
+    raise ConflictError("engineer for order", f"{engineer_id} cannot serve it: {because}")
 
 
 async def act(
@@ -356,23 +315,79 @@ async def act(
     command: Command,
     *,
     actor: str,
+    assigned_to: str | None = None,
     now: datetime | None = None,
 ) -> StoredOrder:
     """Apply a lifecycle command to an order and store the result with its stock and timers.
 
+    Args:
+        pool: The database pool.
+        policy: The service levels, for the timers the command starts.
+        order_id: The order.
+        command: What to do. A `Transfer` is re-planned for the new engineer.
+        actor: Who does it (the caller), recorded in the audit trail.
+        assigned_to: An engineer who may act only on an order assigned to them; checked on the
+            locked row, so an order transferred away meanwhile is refused.
+        now: The current time (aware); the clock by default.
+
     Raises:
-        NotFoundError: No such order.
-        ConflictError: The command is not allowed in the order's state, or stock is short.
+        NotFoundError: No such order, or it is not assigned to `assigned_to`; for a transfer, no
+            such engineer or warehouse.
+        ConflictError: The command is not allowed in the order's state, stock is short, or the
+            new engineer cannot serve the order (skills, shift, capacity, parts).
+        InvalidRequestError: Parts used that the engineer's van does not hold.
     """
+    now = now or datetime.now(UTC)
     async with acquire(pool) as conn, conn.transaction():
         stored = await order_store.load(conn, order_id, lock=True)
-        try:
-            order, event = apply(stored.order, command, actor=actor, now=now or datetime.now(UTC))
-        except TransitionError as exc:
-            raise ConflictError("transition", str(exc)) from exc
-        await order_store.save(conn, stored, order, event)
+        if assigned_to is not None and stored.order.engineer_id != assigned_to:
+            raise NotFoundError("order", str(order_id))
+        order, event = _apply(stored, command, actor, now)
+        plan: dict[str, Any] | None = None
+        eta: datetime | None = None
+        if isinstance(command, Transfer):
+            command, plan, eta = await _replan(conn, stored, command, now)
+            order, event = _apply(stored, command, actor, now)
+        await order_store.save(conn, stored, order, event, plan=plan, eta=eta)
         await order_store.schedule(conn, timers_for(event, policy))
         return await order_store.load(conn, order_id)
+
+
+def _apply(
+    stored: StoredOrder, command: Command, actor: str, now: datetime
+) -> tuple[Order, AuditEvent]:
+    try:
+        return apply(stored.order, command, actor=actor, now=now)
+    except TransitionError as exc:
+        raise ConflictError("transition", str(exc)) from exc
+
+
+async def _replan(
+    conn: asyncpg.Connection, stored: StoredOrder, command: Transfer, now: datetime
+) -> tuple[Transfer, dict[str, Any], datetime]:
+    """Match the order to the transfer's engineer alone, as a dispatch would, and claim their
+    capacity: the transfer that follows, its new plan and its ETA.
+    """
+    order = stored.order
+    need = OrderNeed(
+        str(stored.order_id), GeoPoint(stored.site_lat, stored.site_lon), order.parts,
+        frozenset(stored.skills), order.severity,
+    )  # fmt: skip
+    released = (
+        [StockMovement(StockAction.RELEASE, p.part_no, p.quantity, order.source)
+         for p in order.reserved]
+        if order.source is not None
+        else []
+    )  # fmt: skip
+    snapshot = await fleet_snapshot(
+        conn, order.parts, now, engineer_id=command.to_engineer_id,
+        warehouse_id=command.pickup_warehouse_id, released=released,
+    )  # fmt: skip
+    ranking = rank(need, snapshot, now=now, limit=1)
+    chosen = _choose(ranking, command.to_engineer_id)
+    await resources.claim_capacity(conn, chosen.engineer_id)
+    resolved = Transfer(chosen.engineer_id, chosen.pickup_warehouse_id, command.reason)
+    return resolved, _plan(chosen, ranking.explain()), now + timedelta(minutes=chosen.eta_min)
 
 
 def order_visible(order: StoredOrder, role: str, subject_id: str) -> bool:

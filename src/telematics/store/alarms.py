@@ -255,8 +255,13 @@ async def open_faults(conn: asyncpg.Connection, machine_ids: Iterable[str]) -> d
     return found
 
 
-async def acknowledge(conn: asyncpg.Connection, alarm_id: int, by: str) -> Alarm:
-    """Mark an alarm acknowledged by `by`; acknowledging twice keeps the first.
+async def acknowledge(
+    conn: asyncpg.Connection, alarm_id: int, by: str, *, on_behalf_of: str | None = None
+) -> Alarm:
+    """Mark an alarm acknowledged by `by` (the caller); acknowledging twice keeps the first.
+
+    `on_behalf_of` (someone the caller acknowledges for) is recorded beside the caller in the
+    audit trail, never instead of them.
 
     Raises:
         NotFoundError: No such alarm.
@@ -270,7 +275,8 @@ async def acknowledge(conn: asyncpg.Connection, alarm_id: int, by: str) -> Alarm
             by,
         )
         if done != "UPDATE 0":
-            await record(conn, alarm_id, by, "acknowledged", {})
+            detail = {} if on_behalf_of is None else {"on_behalf_of": on_behalf_of}
+            await record(conn, alarm_id, by, "acknowledged", detail)
     return await get_alarm(conn, alarm_id)
 
 

@@ -30,7 +30,7 @@ from dispatch.orders import (
     StockSource,
 )
 from dispatch.sla import TimerKind, TimerSpec, Verdict
-from telematics.base.errors import ConflictError, NotFoundError
+from telematics.base.errors import ConflictError, InvalidRequestError, NotFoundError
 
 
 class StockShortError(ConflictError):
@@ -38,6 +38,25 @@ class StockShortError(ConflictError):
 
     def __init__(self, part_no: str, location: str, wanted: int) -> None:
         super().__init__("reservation", f"{wanted} x {part_no} at {location}")
+        self.part_no = part_no
+        self.location = location
+        self.wanted = wanted
+
+
+class PartsNotHeldError(InvalidRequestError):
+    """Parts were used that the location does not hold: beyond the order's own reservation,
+    only units on hand and not reserved for other orders may be consumed.
+
+    Attributes:
+        part_no: The part.
+        location: Where it was to come from (`van:E-17`).
+        wanted: Units needed beyond the order's reservation.
+    """
+
+    def __init__(self, part_no: str, location: str, wanted: int) -> None:
+        super().__init__(
+            f"{location} does not hold {wanted} x {part_no} beyond what is reserved for orders"
+        )
         self.part_no = part_no
         self.location = location
         self.wanted = wanted
@@ -283,47 +302,87 @@ async def _move_stock(
     conn: asyncpg.Connection, order_id: int, movements: Sequence[StockMovement]
 ) -> None:
     for m in movements:
-        kind, holder = m.source.kind.value, m.source.holder_id
         if m.action is StockAction.RESERVE:
-            done = await conn.execute(
-                "UPDATE stock SET reserved = reserved + $4, updated_at = now() "
-                "WHERE location_kind = $1 AND location_id = $2 AND part_no = $3 "
-                "AND quantity - reserved >= $4",
-                kind,
-                holder,
-                m.part_no,
-                m.quantity,
-            )
-            if done == "UPDATE 0":
-                raise StockShortError(m.part_no, str(m.source), m.quantity)
-            await conn.execute(
-                "INSERT INTO order_reservations VALUES ($1, $2, $3, $4, $5) "
-                "ON CONFLICT (order_id, location_kind, location_id, part_no) "
-                "DO UPDATE SET quantity = order_reservations.quantity + EXCLUDED.quantity",
-                order_id,
-                kind,
-                holder,
-                m.part_no,
-                m.quantity,
-            )
-            continue
-        consumed = m.quantity if m.action is StockAction.CONSUME else 0
+            await _reserve(conn, order_id, m)
+        else:
+            await _release_or_consume(conn, order_id, m)
+
+
+async def _reserve(conn: asyncpg.Connection, order_id: int, m: StockMovement) -> None:
+    kind, holder = m.source.kind.value, m.source.holder_id
+    done = await conn.execute(
+        "UPDATE stock SET reserved = reserved + $4, updated_at = now() "
+        "WHERE location_kind = $1 AND location_id = $2 AND part_no = $3 "
+        "AND quantity - reserved >= $4",
+        kind,
+        holder,
+        m.part_no,
+        m.quantity,
+    )
+    if done == "UPDATE 0":
+        raise StockShortError(m.part_no, str(m.source), m.quantity)
+    await conn.execute(
+        "INSERT INTO order_reservations VALUES ($1, $2, $3, $4, $5) "
+        "ON CONFLICT (order_id, location_kind, location_id, part_no) "
+        "DO UPDATE SET quantity = order_reservations.quantity + EXCLUDED.quantity",
+        order_id,
+        kind,
+        holder,
+        m.part_no,
+        m.quantity,
+    )
+
+
+async def _release_or_consume(conn: asyncpg.Connection, order_id: int, m: StockMovement) -> None:
+    """Release or consume units at a location: first from this order's own reservation there;
+    units consumed beyond it must be on hand and unreserved. Other orders' reservations are
+    never touched, so a completion that used more than it reserved cannot eat into them.
+
+    Raises:
+        PartsNotHeldError: More units consumed than this order reserved plus what is unreserved.
+    """
+    kind, holder = m.source.kind.value, m.source.holder_id
+    key = (order_id, kind, holder, m.part_no)
+    held = await conn.fetchval(
+        "SELECT quantity FROM order_reservations WHERE order_id = $1 AND location_kind = $2 "
+        "AND location_id = $3 AND part_no = $4 FOR UPDATE",
+        *key,
+    )
+    own = min(m.quantity, held or 0)
+    if m.action is StockAction.RELEASE:
+        if own == 0:
+            return
+        consumed, beyond = 0, 0
+    else:
+        consumed, beyond = m.quantity, m.quantity - own
+    done = await conn.execute(
+        "UPDATE stock SET reserved = reserved - $4, quantity = quantity - $5, updated_at = now() "
+        "WHERE location_kind = $1 AND location_id = $2 AND part_no = $3 "
+        "AND reserved >= $4 AND quantity - reserved >= $6",
+        kind,
+        holder,
+        m.part_no,
+        own,
+        consumed,
+        beyond,
+    )
+    if done == "UPDATE 0":
+        raise PartsNotHeldError(m.part_no, str(m.source), beyond)
+    if own == 0:
+        return
+    if own == held:
         await conn.execute(
-            "UPDATE stock SET reserved = GREATEST(reserved - $4, 0), quantity = quantity - $5, "
-            "updated_at = now() WHERE location_kind = $1 AND location_id = $2 AND part_no = $3",
-            kind,
-            holder,
-            m.part_no,
-            m.quantity,
-            consumed,
-        )
-        for sql in (
             "DELETE FROM order_reservations WHERE order_id = $1 AND location_kind = $2 "
-            "AND location_id = $3 AND part_no = $4 AND quantity <= $5",
+            "AND location_id = $3 AND part_no = $4",
+            *key,
+        )
+    else:
+        await conn.execute(
             "UPDATE order_reservations SET quantity = quantity - $5 WHERE order_id = $1 "
-            "AND location_kind = $2 AND location_id = $3 AND part_no = $4 AND quantity > $5",
-        ):
-            await conn.execute(sql, order_id, kind, holder, m.part_no, m.quantity)
+            "AND location_kind = $2 AND location_id = $3 AND part_no = $4",
+            *key,
+            own,
+        )
 
 
 async def schedule(conn: asyncpg.Connection, timers: Sequence[TimerSpec]) -> None:
@@ -365,6 +424,31 @@ async def list_orders(
         limit,
     )
     return [_stored(r) for r in rows]
+
+
+SERVING_STATES = ("dispatched", "accepted", "en_route", "on_site", "completed")
+"""States in which the assigned engineer reads the alarm, machine and readings behind an order."""
+
+
+async def engineer_serves(
+    conn: asyncpg.Connection,
+    engineer_id: str,
+    *,
+    alarm_id: int | None = None,
+    machine_id: str | None = None,
+) -> bool:
+    """Whether an order for this alarm (or machine) is assigned to the engineer and still being
+    worked: dispatched up to completed, not yet closed or cancelled.
+    """
+    found = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM orders WHERE engineer_id = $1 AND state = ANY($2::text[]) "
+        "AND ($3::bigint IS NULL OR alarm_id = $3) AND ($4::text IS NULL OR machine_id = $4))",
+        engineer_id,
+        list(SERVING_STATES),
+        alarm_id,
+        machine_id,
+    )
+    return bool(found)
 
 
 @dataclass(frozen=True, slots=True)

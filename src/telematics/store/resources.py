@@ -78,6 +78,28 @@ class StockLine:
         return self.quantity - self.reserved
 
 
+OPEN_STATES = ("dispatched", "accepted", "en_route", "on_site")
+"""Order states that count against an engineer's `max_orders`."""
+
+
+class EngineerFullError(ConflictError):
+    """The engineer carries `max_orders` open orders already: another dispatch got there first.
+
+    Attributes:
+        engineer_id: The engineer.
+        open_orders: Open orders they carry.
+        max_orders: What they may carry.
+    """
+
+    def __init__(self, engineer_id: str, open_orders: int, max_orders: int) -> None:
+        super().__init__(
+            "engineer capacity", f"{engineer_id}: {open_orders}/{max_orders} open orders"
+        )
+        self.engineer_id = engineer_id
+        self.open_orders = open_orders
+        self.max_orders = max_orders
+
+
 _PROFILE = """
 SELECT e.*, p.lat AS last_lat, p.lon AS last_lon, p.ts AS last_seen_at,
        (SELECT count(*) FROM orders o
@@ -156,6 +178,32 @@ async def get_engineer(conn: asyncpg.Connection, engineer_id: str) -> EngineerPr
     if row is None:
         raise NotFoundError("engineer", engineer_id)
     return _profile(row)
+
+
+async def claim_capacity(conn: asyncpg.Connection, engineer_id: str) -> None:
+    """Check, for the rest of the caller's transaction, that the engineer can take one more order.
+
+    The engineer's row stays locked until the transaction ends, and the open orders are counted
+    after the lock is granted (a fresh snapshot under READ COMMITTED), so two transactions giving
+    the same engineer an order cannot both see room for it. Call before the order is saved as
+    assigned; lock several engineers in sorted order.
+
+    Raises:
+        NotFoundError: No such engineer.
+        EngineerFullError: They already carry `max_orders` open orders.
+    """
+    max_orders = await conn.fetchval(
+        "SELECT max_orders FROM engineers WHERE engineer_id = $1 FOR UPDATE", engineer_id
+    )
+    if max_orders is None:
+        raise NotFoundError("engineer", engineer_id)
+    open_orders = await conn.fetchval(
+        "SELECT count(*) FROM orders WHERE engineer_id = $1 AND state = ANY($2::text[])",
+        engineer_id,
+        list(OPEN_STATES),
+    )
+    if open_orders >= max_orders:
+        raise EngineerFullError(engineer_id, open_orders, max_orders)
 
 
 async def list_profiles(conn: asyncpg.Connection) -> list[EngineerProfile]:

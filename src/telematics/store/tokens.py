@@ -10,7 +10,7 @@ from enum import StrEnum
 
 import asyncpg
 
-from telematics.base.errors import NotFoundError
+from telematics.base.errors import InvalidRequestError, NotFoundError
 
 
 class Role(StrEnum):
@@ -60,17 +60,23 @@ def token_hash(token: str) -> bytes:
 async def create_token(
     conn: asyncpg.Connection, role: Role, subject_id: str, name: str
 ) -> tuple[TokenInfo, str]:
-    """A new token for `role` and `subject_id`; the secret is returned once, here."""
+    """A new token for `role` and `subject_id`; the secret is returned once, here.
+
+    Raises:
+        InvalidRequestError: An engineer token for an engineer that is not registered.
+    """
     token = secrets.token_urlsafe(32)
     row = await conn.fetchrow(
-        "INSERT INTO api_tokens (token_hash, role, subject_id, name) VALUES ($1, $2, $3, $4) "
-        "RETURNING *",
+        "INSERT INTO api_tokens (token_hash, role, subject_id, name) "
+        "SELECT $1, $2, $3, $4 WHERE $2 <> 'engineer' "
+        "OR EXISTS (SELECT 1 FROM engineers WHERE engineer_id = $3) RETURNING *",
         token_hash(token),
         role.value,
         subject_id,
         name,
     )
-    assert row is not None
+    if row is None:
+        raise InvalidRequestError(f"no engineer {subject_id!r}: register the engineer first")
     return _info(row), token
 
 
@@ -86,9 +92,11 @@ def _info(row: asyncpg.Record) -> TokenInfo:
 
 
 async def principal_of(conn: asyncpg.Connection, token: str) -> Principal | None:
-    """The principal of a live token, or None."""
+    """The principal of a live token, or None; an engineer token only while its engineer exists."""
     row = await conn.fetchrow(
-        "SELECT role, subject_id FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+        "SELECT t.role, t.subject_id FROM api_tokens t WHERE t.token_hash = $1 "
+        "AND t.revoked_at IS NULL AND (t.role <> 'engineer' "
+        "OR EXISTS (SELECT 1 FROM engineers e WHERE e.engineer_id = t.subject_id))",
         token_hash(token),
     )
     return None if row is None else Principal(Role(row["role"]), row["subject_id"])
