@@ -224,7 +224,7 @@ async def run_gateway(
     pool = await create_pool(dsn, max_size=settings.db_pool_size)
     metrics = Metrics()
 
-    def after_commit(batch: DecodedBatch) -> None:
+    def after_commit(batch: DecodedBatch, _seq: int | None) -> None:
         if lags_ms is None:
             return
         now_ms = time.time() * 1000

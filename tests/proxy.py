@@ -21,6 +21,7 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._accepts: set[asyncio.Task[object]] = set()
         self.cut_now = False
 
     async def start(self) -> None:
@@ -28,6 +29,10 @@ class TcpProxy:
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._accepts.add(task)
+            task.add_done_callback(self._accepts.discard)
         if self.cut_now:
             writer.close()
             return
@@ -78,3 +83,4 @@ class TcpProxy:
             await self._server.wait_closed()
         for task in self._tasks:
             task.cancel()
+        await asyncio.gather(*self._tasks, *self._accepts, return_exceptions=True)

@@ -151,6 +151,7 @@ def gateway_config(settings: Settings, mqtt_url: str, protocol: str) -> GatewayC
         batch_max_delay_s=settings.batch_max_delay_ms / 1000,
         writers=settings.batches_in_flight,
         limits=settings.limits(),
+        diagnosis_source=settings.mqtt_client_id if settings.diagnosis_enabled else None,
     )
 
 
@@ -187,7 +188,7 @@ def _diagnosis(
         engine,
         knowledge,
         metrics,
-        DiagnoserConfig(history_s=settings.diagnosis_history_s),
+        DiagnoserConfig(history_s=settings.diagnosis_history_s, source=settings.mqtt_client_id),
         notify=publisher.publish if publisher is not None else None,
     )
     return diagnoser, publisher, knowledge
@@ -221,7 +222,9 @@ async def run_service(
                 pool,
                 directory,
                 metrics,
-                after_commit=(lambda d: diagnoser.submit(d.readings)) if diagnoser else None,
+                after_commit=(lambda d, seq: diagnoser.submit(d.readings, seq))
+                if diagnoser
+                else None,
                 backpressure=diagnoser.room if diagnoser else None,
             )
             if diagnoser is not None:
@@ -257,6 +260,9 @@ async def run_service(
 
             async def run_gateway() -> None:
                 try:
+                    if diagnoser is not None:
+                        # Batches an earlier run left undiagnosed go first, in their order.
+                        await diagnoser.caught_up.wait()
                     await gateway.run(stop)
                 finally:
                     gateway_done.set()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+import warnings
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
@@ -64,3 +66,10 @@ async def test_stopping_with_the_database_silent_and_a_full_backlog_returns_prom
     finally:
         pool.terminate()
         await proxy.close()
+        # Connection attempts and query cancellations that asyncpg gave up on against the silent
+        # server leave transports for the garbage collector; collect them here, where they are
+        # expected, rather than have their warnings surface in a later test.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            await asyncio.sleep(0.1)
+            gc.collect()

@@ -46,8 +46,9 @@ log = logging.getLogger(__name__)
 TELEMETRY_TOPIC = "machines/+/telemetry"
 POSITION_TOPIC = "engineers/+/position"
 
-AfterCommit = Callable[[DecodedBatch], None]
-"""Called with each committed batch, synchronously, in arrival (acknowledgement) order."""
+AfterCommit = Callable[[DecodedBatch, int | None], None]
+"""Called with each committed batch and its `diagnosis_pending` row (None if not recorded),
+synchronously, in arrival (acknowledgement) order."""
 Backpressure = Callable[[], Awaitable[None]]
 """Awaited by a writer after each commit; a slow consumer of committed batches holds it."""
 
@@ -71,6 +72,8 @@ class GatewayConfig:
     reconnect_max_delay_s: float = 5.0
     stall_s: float = 10.0
     limits: Limits = field(default_factory=Limits)
+    diagnosis_source: str | None = None
+    """If set, each committed batch is recorded as waiting for diagnosis under this source."""
 
     @property
     def window(self) -> int:
@@ -94,7 +97,7 @@ class _Batch:
     payload_bytes: int = 0
     committed: bool = False
     abandoned: bool = False
-    decoded: list[DecodedBatch] = field(default_factory=list)
+    decoded: list[tuple[DecodedBatch, int | None]] = field(default_factory=list)
 
 
 _Piece = tuple[DecodedBatch, WriteResult]
@@ -336,7 +339,7 @@ class Gateway:
             self._ack_committed()
             return
         batch.committed = True
-        batch.decoded = [decoded for decoded, _ in pieces]
+        batch.decoded = [(decoded, result.pending_seq) for decoded, result in pieces]
         self._record(batch, pieces, started, time.monotonic())
         self._ack_committed()
         if self._backpressure is not None:
@@ -389,6 +392,7 @@ class Gateway:
                     pairs,
                     limits=cfg.limits,
                     max_readings=cfg.batch_max_readings if len(pairs) > 1 else None,
+                    pending_source=cfg.diagnosis_source,
                 )
         except CommandTimeoutError as exc:
             if len(pairs) == 1:
@@ -444,9 +448,9 @@ class Gateway:
             if batch.abandoned:
                 continue
             pieces, batch.decoded = batch.decoded, []
-            for decoded in pieces:
+            for decoded, seq in pieces:
                 if self._after_commit is not None and len(decoded.readings):
-                    self._after_commit(decoded)
+                    self._after_commit(decoded, seq)
             sent = sum(mqtt.ack(batch.client, message) for message in batch.messages)
             if sent < len(batch.messages):
                 log.info(

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from telematics.store.ingest import WriteResult, write_batch
+from telematics.store.pending import REPLAY_SOURCE
 from telematics.store.registry import SourceDirectory
 from telematics.store.rejects import claim_for_replay, mark_replayed
 from telematics.wire.decode import DecodedBatch, Limits, TopicKind, decode_message, parse_topic
@@ -69,8 +70,12 @@ async def ingest(
     limits: Limits,
     clock_ms: int | None = None,
     max_readings: int | None = None,
+    pending_source: str | None = None,
 ) -> tuple[DecodedBatch, WriteResult]:
     """Decode and store a batch of `(topic, payload)` messages in one transaction.
+
+    With `pending_source`, the readings are also recorded as waiting for diagnosis, in the same
+    transaction (`store.pending`).
 
     Raises:
         BatchTooLargeError: The batch holds more than `max_readings` readings; nothing was
@@ -81,7 +86,7 @@ async def ingest(
     )
     if max_readings is not None and len(batch.readings) > max_readings:
         raise BatchTooLargeError(len(batch.readings), max_readings)
-    return batch, await write_batch(conn, batch)
+    return batch, await write_batch(conn, batch, pending_source=pending_source)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +141,8 @@ async def replay(
             combined.positions.extend(one.positions)
             combined.rejects.extend(one.rejects)
             replay_of.extend([letter.reject_id] * len(one.rejects))
-        result = await write_batch(conn, combined, replay_of)
+        # Replayed readings are diagnosed too, by whichever diagnoser claims them.
+        result = await write_batch(conn, combined, replay_of, pending_source=REPLAY_SOURCE)
         await mark_replayed(conn, accepted, refused)
     return ReplayResult(
         replayed=len(letters),

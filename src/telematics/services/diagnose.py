@@ -25,7 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
@@ -39,6 +39,7 @@ from telematics.base.errors import StoreUnavailableError
 from telematics.base.metrics import Metrics
 from telematics.store import alarms as alarm_store
 from telematics.store import models as model_store
+from telematics.store import pending as pending_store
 from telematics.store import readings as readings_store
 from telematics.store.registry import machines_by_id
 from telematics.wire.decode import ReadingColumns
@@ -46,6 +47,8 @@ from telematics.wire.decode import ReadingColumns
 log = logging.getLogger(__name__)
 
 Notify = Callable[[Sequence[alarm_store.AlarmChange]], None]
+_RESTORE_CHUNK = 500
+_CATCH_UP_BATCHES = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,12 +60,18 @@ class DiagnoserConfig:
         silence_check_s: How often silent machines are looked for.
         max_backlog_readings: Committed readings allowed to wait for diagnosis.
         model_refresh_s: How often the store is asked for newer anomaly models.
+        source: The gateway whose batches this diagnoser takes (its MQTT client id): batches
+            recorded in `diagnosis_pending` under it are diagnosed on start, and each one
+            diagnosed is taken off the table. None: nothing is durable (tests, tools).
+        done_flush_s: How often diagnosed batches are taken off `diagnosis_pending`.
     """
 
     history_s: float = 900.0
     silence_check_s: float = 5.0
     max_backlog_readings: int = 500_000
     model_refresh_s: float = 60.0
+    source: str | None = None
+    done_flush_s: float = 1.0
 
 
 def frame_of(readings: ReadingColumns) -> Frame:
@@ -92,13 +101,18 @@ class Diagnoser:
         self._metrics = metrics
         self._config = config or DiagnoserConfig()
         self._notify = notify
-        self._backlog: deque[ReadingColumns] = deque()
+        self._backlog: deque[tuple[ReadingColumns, int | None]] = deque()
+        self._done: list[int] = []
         self._backlog_readings = 0
         self._work = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
         self.idle = asyncio.Event()
         self.idle.set()
+        self.caught_up = asyncio.Event()
+        """Set once the batches left undiagnosed by an earlier run are diagnosed (or cannot be,
+        the database being away): the gateway waits for it before it takes new messages, so
+        that the live stream never overtakes them."""
         self.model_versions: dict[str, int] = {}
         self._models: dict[str, RegimeModel] = {}
         self.heard_since: Callable[[], float | None] | None = None
@@ -112,11 +126,16 @@ class Diagnoser:
 
     # -- hand-over from the gateway ------------------------------------------------------------
 
-    def submit(self, readings: ReadingColumns) -> None:
-        """Queue a committed batch's readings; call in commit order."""
+    def submit(self, readings: ReadingColumns, pending_seq: int | None = None) -> None:
+        """Queue a committed batch's readings; call in commit order.
+
+        Args:
+            readings: The batch's readings.
+            pending_seq: Its row in `diagnosis_pending`, taken off once it is diagnosed.
+        """
         if not len(readings):
             return
-        self._backlog.append(readings)
+        self._backlog.append((readings, pending_seq))
         self._backlog_readings += len(readings)
         self._metrics.diagnosis_backlog.set(self._backlog_readings)
         self.idle.clear()
@@ -131,34 +150,52 @@ class Diagnoser:
     # -- the work ------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Diagnose submitted batches, and look for silent machines, until `stop` and drained."""
-        last_silence_check = last_model_refresh = time.monotonic()
+        """Diagnose submitted batches, and look for silent machines, until `stop` and drained.
+
+        First what the store says was committed and not diagnosed (a crash, or a replay), then
+        the machines that reported lately are restored, so that one that never reports again
+        is still declared silent.
+        """
+        last_silence_check = last_model_refresh = last_flush = time.monotonic()
         with contextlib.suppress(StoreUnavailableError):
             await self.refresh_models()
-        while True:
-            if not self._backlog:
-                self.idle.set()
-                if stop.is_set():
-                    return
-                self._work.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._work.wait(), timeout=1.0)
-            if self._backlog:
-                readings = self._backlog.popleft()
-                self._backlog_readings -= len(readings)
-                self._metrics.diagnosis_backlog.set(self._backlog_readings)
-                if self._backlog_readings < self._config.max_backlog_readings:
-                    self._room.set()
-                await self._diagnose_batch(frame_of(readings), stop)
-            if time.monotonic() - last_silence_check >= self._config.silence_check_s:
-                last_silence_check = time.monotonic()
-                await self.check_silence(stop)
-            if time.monotonic() - last_model_refresh >= self._config.model_refresh_s:
-                last_model_refresh = time.monotonic()
-                with contextlib.suppress(StoreUnavailableError):
-                    await self.refresh_models()
+        await self._catch_up(stop)
+        await self._restore_recent()
+        try:
+            while True:
+                if not self._backlog:
+                    self.idle.set()
+                    if stop.is_set():
+                        return
+                    self._work.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._work.wait(), timeout=1.0)
+                if self._backlog:
+                    readings, seq = self._backlog.popleft()
+                    self._backlog_readings -= len(readings)
+                    self._metrics.diagnosis_backlog.set(self._backlog_readings)
+                    if self._backlog_readings < self._config.max_backlog_readings:
+                        self._room.set()
+                    if await self._diagnose_batch(frame_of(readings), stop) and seq is not None:
+                        self._done.append(seq)
+                now = time.monotonic()
+                if now - last_flush >= self._config.done_flush_s:
+                    last_flush = now
+                    await self._flush_done()
+                if now - last_silence_check >= self._config.silence_check_s:
+                    last_silence_check = now
+                    await self._catch_up(stop, replays_only=True)
+                    await self.check_silence(stop)
+                if now - last_model_refresh >= self._config.model_refresh_s:
+                    last_model_refresh = now
+                    with contextlib.suppress(StoreUnavailableError):
+                        await self.refresh_models()
+        finally:
+            with contextlib.suppress(StoreUnavailableError):
+                await self._flush_done()
 
-    async def _diagnose_batch(self, frame: Frame, stop: asyncio.Event) -> None:
+    async def _diagnose_batch(self, frame: Frame, stop: asyncio.Event) -> bool:
+        """Diagnose one batch; False if it must be diagnosed again (the database was away)."""
         started = time.monotonic()
         try:
             changes = await with_retry(
@@ -168,14 +205,83 @@ class Diagnoser:
             self.engine.forget(frame.machine_ids)
             if stop.is_set():
                 self._abandon_backlog()
-            return
+            return False
         except Exception:  # a supervisor: diagnosis must never stop ingestion
             log.exception("diagnosis of a batch failed; its machines' state will be rebuilt")
             self._metrics.diagnosis_failures.inc()
             self.engine.forget(frame.machine_ids)
-            return
+            return True  # diagnosing it again would fail again
         self._metrics.diagnosis_seconds.observe(time.monotonic() - started)
         self._published(changes)
+        return True
+
+    async def _flush_done(self) -> None:
+        if not self._done:
+            return
+        seqs, self._done = self._done, []
+        try:
+            async with acquire(self._pool) as conn:
+                await pending_store.done(conn, seqs)
+        except StoreUnavailableError:
+            self._done[:0] = seqs  # taken off next time; until then they count as pending
+        except BaseException:
+            self._done[:0] = seqs
+            raise
+
+    async def _catch_up(self, stop: asyncio.Event, *, replays_only: bool = False) -> None:
+        """Diagnose batches recorded as committed and not diagnosed.
+
+        On start (before the gateway takes messages, see `caught_up`): this source's, left by a
+        crash. Any time after (`replays_only`): those stored by dead-letter replays, claimed
+        first, so that no batch of the live stream is diagnosed out of its turn.
+        """
+        source = self._config.source
+        if source is None:
+            self.caught_up.set()
+            return
+        try:
+            while True:  # bounded by the table; a database going away ends it
+                async with acquire(self._pool) as conn:
+                    if replays_only:
+                        seqs = await pending_store.claim_replays(conn, source, _CATCH_UP_BATCHES)
+                        batches = await pending_store.take(conn, source, only=seqs)
+                    else:
+                        batches = await pending_store.take(
+                            conn, source, exclude=self._done, limit=_CATCH_UP_BATCHES
+                        )
+                    frames = [await self._frame_of(conn, batch) for batch in batches]
+                if not batches:
+                    return
+                for batch, frame in zip(batches, frames, strict=True):
+                    if len(frame) and not await self._diagnose_batch(frame, stop):
+                        return  # the database went away: the rest waits for the next try
+                    self._done.append(batch.seq)
+                await self._flush_done()
+        except StoreUnavailableError:
+            log.warning("catching up on undiagnosed batches: the database is away; later")
+        finally:
+            self.caught_up.set()
+
+    async def _frame_of(self, conn: asyncpg.Connection, batch: pending_store.Pending) -> Frame:
+        start = datetime.fromtimestamp(batch.first_ts_ms / 1000, UTC)
+        end = datetime.fromtimestamp(batch.last_ts_ms / 1000, UTC)
+        past = await readings_store.history(conn, list(batch.machine_ids), start, end)
+        return Frame.build(past.machine_ids, past.ts_ms, past.values, past.dtcs)
+
+    async def _restore_recent(self) -> None:
+        """Restore the machines that reported within `history_s` and are not known yet, so that
+        silence is judged for them too after a restart.
+        """
+        since = datetime.now(UTC) - timedelta(seconds=self._config.history_s)
+        try:
+            async with acquire(self._pool) as conn:
+                recent = await readings_store.reported_since(conn, since)
+                unknown = self.engine.unknown(recent)
+                for lo in range(0, len(unknown), _RESTORE_CHUNK):
+                    now_ms = time.time_ns() // 1_000_000
+                    await self._restore(conn, unknown[lo : lo + _RESTORE_CHUNK], now_ms + 1)
+        except StoreUnavailableError:
+            log.warning("restoring recently active machines: the database is away; skipped")
 
     def _abandon_backlog(self) -> None:
         # Stopping with the database away: each batch would wait out its own connection

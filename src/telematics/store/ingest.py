@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from diagnosis.signals import SIGNAL_NAMES
+from telematics.store import pending
 from telematics.wire.decode import DecodedBatch
 
 _STAGE_COLUMNS = ("machine_id", "ts_ms", *SIGNAL_NAMES, "dtc", "extra")
@@ -47,12 +48,14 @@ class WriteResult:
         readings_duplicate: Readings absorbed because (machine_id, ts) was already stored.
         positions_inserted: New engineer positions stored.
         rejects: Dead letters written.
+        pending_seq: The batch's row in `diagnosis_pending`, if it was recorded there.
     """
 
     readings_inserted: int
     readings_duplicate: int
     positions_inserted: int
     rejects: int
+    pending_seq: int | None = None
 
 
 def _row_count(status: str) -> int:
@@ -61,7 +64,11 @@ def _row_count(status: str) -> int:
 
 
 async def write_batch(
-    conn: asyncpg.Connection, batch: DecodedBatch, replay_of: list[int | None] | None = None
+    conn: asyncpg.Connection,
+    batch: DecodedBatch,
+    replay_of: list[int | None] | None = None,
+    *,
+    pending_source: str | None = None,
 ) -> WriteResult:
     """Store a decoded batch atomically.
 
@@ -70,11 +77,18 @@ async def write_batch(
         batch: Decoded readings, positions and rejects.
         replay_of: For replays, the dead letter each reject came from, aligned with
             `batch.rejects`.
+        pending_source: If set, the batch's readings are recorded as waiting for diagnosis
+            (`store.pending`) in the same transaction, under this source.
     """
     readings = batch.readings
     positions = batch.positions
     inserted = positions_inserted = 0
+    pending_seq = None
     async with conn.transaction():
+        if pending_source is not None and len(readings):
+            pending_seq = await pending.add(
+                conn, pending_source, readings.machine_ids, readings.ts_ms
+            )
         if len(readings):
             records = zip(
                 readings.machine_ids,
@@ -114,4 +128,5 @@ async def write_batch(
         readings_duplicate=len(readings) - inserted,
         positions_inserted=positions_inserted,
         rejects=len(batch.rejects),
+        pending_seq=pending_seq,
     )

@@ -99,3 +99,15 @@ async def history(
         values=[[row[name] for row in rows] for name in SIGNAL_NAMES],
         dtcs=dtcs,
     )
+
+
+_REPORTED_SINCE = """
+SELECT m.machine_id FROM machines m
+WHERE EXISTS (SELECT 1 FROM readings r WHERE r.machine_id = m.machine_id AND r.ts >= $1)
+ORDER BY m.machine_id
+"""
+
+
+async def reported_since(conn: asyncpg.Connection, since: datetime) -> list[str]:
+    """Registered machines with a reading at or after `since` (one index probe per machine)."""
+    return [row["machine_id"] for row in await conn.fetch(_REPORTED_SINCE, since)]

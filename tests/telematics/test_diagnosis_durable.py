@@ -1,0 +1,106 @@
+"""No alarm is lost around a restart: what was committed and not diagnosed is diagnosed by the
+next run, and a machine that never reports again is still declared silent."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import asyncpg
+import orjson
+
+from diagnosis.engine import Engine
+from diagnosis.events import MACHINE_SILENT
+from diagnosis.knowledge import KnowledgeBase
+from diagnosis.rules import RuleBook
+from telematics.base.metrics import Metrics
+from telematics.ingest.pipeline import ingest
+from telematics.services.diagnose import Diagnoser, DiagnoserConfig
+from telematics.store.registry import Site, SourceDirectory, add_machine
+from telematics.wire.decode import Limits
+from tests.conftest import unique
+from tests.diagnosis.test_engine import HEALTHY, SITE
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _readings(start_ms: int, count: int, dtc: bool = False) -> bytes:
+    rows = [
+        {
+            "ts": start_ms + i * 1000,
+            **HEALTHY,
+            **({"dtc": [{"spn": 100, "fmi": 1, "oc": 1}]} if dtc else {}),
+        }
+        for i in range(count)
+    ]
+    return orjson.dumps({"readings": rows})
+
+
+async def _store(
+    pool: asyncpg.Pool, machine: str, payload: bytes, pending_source: str | None
+) -> None:
+    async with pool.acquire() as conn:
+        await ingest(
+            conn,
+            SourceDirectory(),
+            [(f"machines/{machine}/telemetry", payload)],
+            limits=Limits(),
+            pending_source=pending_source,
+        )
+
+
+def _diagnoser(pool: asyncpg.Pool, source: str) -> Diagnoser:
+    return Diagnoser(
+        pool,
+        Engine(RuleBook.load()),
+        KnowledgeBase.load(),
+        Metrics(),
+        DiagnoserConfig(source=source),
+    )
+
+
+async def _run_once(diagnoser: Diagnoser) -> None:
+    stop = asyncio.Event()
+    stop.set()  # catch up, restore, and return once nothing is queued
+    await asyncio.wait_for(diagnoser.run(stop), 60)
+
+
+async def test_a_batch_committed_but_never_diagnosed_alarms_after_the_restart(
+    pool: asyncpg.Pool,
+) -> None:
+    machine, source = unique("DR"), unique("gw")
+    async with pool.acquire() as conn:
+        await add_machine(conn, machine, "excavator", "C-durable", Site(*SITE))
+    start = _now_ms() - 120_000
+    # The gateway committed these (a J1939 code in all of them), then the process died before
+    # its diagnoser saw them: nothing but the store knows about them.
+    await _store(pool, machine, _readings(start, 30), source)
+    await _store(pool, machine, _readings(start + 30_000, 30, dtc=True), source)
+    await _run_once(_diagnoser(pool, source))
+    rows = await pool.fetch(
+        "SELECT fault, state, raised_at FROM alarms WHERE machine_id = $1", machine
+    )
+    assert [(r["fault"], r["state"]) for r in rows] == [("dtc_100_1", "open")]
+    raised_ms = round(rows[0]["raised_at"].timestamp() * 1000)
+    assert raised_ms == start + 30_000  # the alarm carries the reading's time
+    left = await pool.fetchval("SELECT count(*) FROM diagnosis_pending WHERE source = $1", source)
+    assert left == 0
+
+
+async def test_a_machine_that_never_reports_again_is_declared_silent_after_a_restart(
+    pool: asyncpg.Pool,
+) -> None:
+    machine, source = unique("DR"), unique("gw")
+    async with pool.acquire() as conn:
+        await add_machine(conn, machine, "excavator", "C-durable", Site(*SITE))
+    # Diagnosed before the restart (nothing pending): running, then quiet for 5 minutes.
+    await _store(pool, machine, _readings(_now_ms() - 360_000, 60), None)
+    diagnoser = _diagnoser(pool, source)
+    await _run_once(diagnoser)
+    await diagnoser.check_silence()
+    faults = await pool.fetch(
+        "SELECT fault FROM alarms WHERE machine_id = $1 AND state = 'open'", machine
+    )
+    assert [r["fault"] for r in faults] == [MACHINE_SILENT]
