@@ -203,6 +203,53 @@ async def test_replay_of_store_errors_is_not_blocked_by_one_poison_letter(
     assert await pending(pool, ids) == {ids[1]: "bad_text"}
 
 
+async def test_a_letter_the_database_refuses_on_replay_is_refused_alone(
+    client: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    refused, good = unique("EX"), unique("EX")
+    await register(pool, refused, good)
+    ts = now_ms() - 60_000
+    ids = await store_errors(
+        pool,
+        [
+            (good, orjson.dumps({"ts": ts, "battery_v": 27.0})),
+            (refused, orjson.dumps({"ts": ts, "battery_v": 27.0})),
+            (good, orjson.dumps({"ts": ts + 1, "battery_v": 27.0})),
+        ],
+    )
+    # A refusal the decoder cannot foresee: the database itself says no to one machine's rows.
+    name = unique("refuse").replace("-", "_")
+    await pool.execute(
+        f"""CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.machine_id = '{refused}' THEN RAISE EXCEPTION 'refused by the test'; END IF;
+                RETURN NEW;
+            END $$"""
+    )
+    await pool.execute(
+        f"CREATE TRIGGER {name} BEFORE INSERT ON readings FOR EACH ROW EXECUTE FUNCTION {name}()"
+    )
+    try:
+        replay = await client.post(
+            "/v1/ingest/rejects/replay", json={"reject_ids": ids}, headers=AUTH
+        )
+    finally:
+        await pool.execute(f"DROP TRIGGER {name} ON readings")
+        await pool.execute(f"DROP FUNCTION {name}()")
+    assert replay.status_code == 200, replay.text
+    assert replay.json() == {
+        "replayed": 3,
+        "accepted": 2,
+        "refused": 1,
+        "readings_inserted": 2,
+        "new_rejects": 0,
+    }
+    assert await count_readings(pool, good)() == 2
+    assert await pending(pool, ids) == {ids[1]: "store_error"}
+    detail = await pool.fetchval("SELECT detail FROM ingest_rejects WHERE reject_id = $1", ids[1])
+    assert detail.startswith("RaiseError")
+
+
 _PALETTE = [
     "a",
     "é",
