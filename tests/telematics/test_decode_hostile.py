@@ -314,11 +314,14 @@ def payloads(draw: st.DrawFn) -> bytes:
     return raw
 
 
-topics = st.one_of(
-    st.just(TOPIC),
-    st.just("engineers/ENG-1/position"),
-    st.just("machines/EX-2/telemetry"),
-    hostile_text,
+# Mostly the topic of a registered machine, so that most examples reach the payload's decoding.
+topics = st.sampled_from(["machine"] * 6 + ["engineer", "stranger", "hostile"]).flatmap(
+    lambda kind: {
+        "machine": st.just(TOPIC),
+        "engineer": st.just("engineers/ENG-1/position"),
+        "stranger": st.just("machines/EX-2/telemetry"),
+        "hostile": hostile_text,
+    }[kind]
 )
 
 
@@ -341,8 +344,10 @@ def test_each_reading_is_stored_or_dead_lettered_never_both(
     out = decode(json.dumps(doc).encode())
     assert_holdable(out)
     accepted, refused = len(out.readings), len(out.rejects)
-    if not as_batch:
+    inner = batch[0].get("readings")
+    if not as_batch and not isinstance(inner, list):
         assert (accepted, refused) in {(1, 0), (0, 1)}
     else:
         # Every reading is accounted for once, or the payload as a whole is one dead letter.
-        assert accepted + refused == len(batch) or (accepted, refused) == (0, 1)
+        count = len(batch) if as_batch else len(inner)  # type: ignore[arg-type]
+        assert accepted + refused == count or (accepted, refused) == (0, 1)

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import traceback
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +60,9 @@ def storable(text: str, limit: int = _DETAIL_MAX_CHARS) -> str:
 
 def unforeseen(exc: Exception) -> str:
     """The detail for an exception nobody foresaw: its class, where it was raised, its text."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+    where = ""
+    for frame, line in traceback.walk_tb(exc.__traceback__):  # reads no source file, unlike
+        where = f" at {Path(frame.f_code.co_filename).name}:{line}"  # extract_tb
     return storable(f"{type(exc).__name__}{where}: {exc}")
 
 
@@ -189,12 +192,20 @@ def _reparse_or_refuse(payload: bytes, exc: orjson.JSONDecodeError) -> Any:
     raise _diagnose(text, exc)
 
 
+# Candidates, searched in the text before the parsed document is walked: an integer that float8
+# cannot hold has at least 309 digits; a surrogate is escaped as \uD800-\uDFFF.
+_LONG_DIGITS = re.compile(r"\d{309}")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+
+
 def _diagnose(text: str, exc: orjson.JSONDecodeError) -> RefusedError:
     """Why orjson refused `text`, found by a parse with the standard library (never kept).
 
     orjson follows RFC 8259 and refuses `NaN` and `Infinity`, which some controller firmwares emit
-    for a failed sensor, numbers beyond float8, and lone surrogates; the hooks below see the
-    first two, a walk of the result the third.
+    for a failed sensor, numbers beyond float8, and lone surrogates. Hooks see the constants and
+    overflowing floats as they are parsed; integers are parsed natively (a hook per integer would
+    cost several times the parse), and the document is walked for huge integers or lone
+    surrogates only when the text holds a candidate.
     """
     seen: list[tuple[RejectReason, str]] = []
 
@@ -202,54 +213,73 @@ def _diagnose(text: str, exc: orjson.JSONDecodeError) -> RefusedError:
         seen.append((RejectReason.NOT_FINITE, f"{name} is not a finite number"))
         return 0.0
 
-    def number(literal: str) -> int:
-        # float() of a digit string of any length never raises: it gives inf when it is too large.
-        if math.isinf(float(literal)):
-            seen.append(
-                (
-                    RejectReason.OUT_OF_RANGE,
-                    f"number {shown(literal)} ({len(literal)} characters) does not fit float8",
-                )
-            )
-        return 0  # never build the (possibly huge) value: only its fate matters here
+    def floating(literal: str) -> float:
+        number = float(literal)
+        if math.isinf(number):
+            seen.append((RejectReason.OUT_OF_RANGE, f"number {shown(literal)} does not fit float8"))
+        return number
 
     try:
-        doc = json.loads(text, parse_constant=constant, parse_int=number, parse_float=number)
+        doc = json.loads(text, parse_constant=constant, parse_float=floating)
     except RecursionError as err:
         return RefusedError(
             RejectReason.BAD_STRUCTURE,
             storable(f"nested deeper than the JSON parser allows ({type(err).__name__}: {err})"),
         )
-    except ValueError:
+    except json.JSONDecodeError:
         return RefusedError(RejectReason.NOT_JSON, storable(f"not valid JSON: {exc}"))
+    except ValueError as err:  # not a syntax error: Python parses no integer of over 4,300 digits
+        return RefusedError(
+            RejectReason.OUT_OF_RANGE, storable(f"an integer does not fit float8 ({err})")
+        )
     if seen:
         return RefusedError(*seen[0])
-    if "\\u" in text and (lone := _lone_surrogate(doc)) is not None:
-        where, bad = lone
-        return RefusedError(
-            RejectReason.BAD_TEXT,
-            f"{where} {shown(bad)} holds a lone surrogate, which is not Unicode text",
-        )
-    return RefusedError(RejectReason.NOT_JSON, storable(f"not valid JSON: {exc}"))
+    found = _unholdable(
+        doc, _LONG_DIGITS.search(text) is not None, _SURROGATE_ESCAPE.search(text) is not None
+    )
+    return found or RefusedError(RejectReason.NOT_JSON, storable(f"not valid JSON: {exc}"))
 
 
-def _lone_surrogate(doc: object) -> tuple[str, str] | None:
-    """The first key or text of `doc` holding a lone surrogate, walked without recursion."""
+def _unholdable(doc: object, huge_ints: bool, surrogates: bool) -> RefusedError | None:
+    """The first integer beyond float8, or text with a lone surrogate, in `doc` (no recursion)."""
+    if not huge_ints and not surrogates:
+        return None
     stack: list[object] = [doc]
     while stack:
         node = stack.pop()
-        if isinstance(node, str):
-            texts = [("text", node)]
-        elif isinstance(node, dict):
-            texts = [("key", key) for key in node]
+        if type(node) is dict:
             stack.extend(node.values())
-        else:
-            if isinstance(node, list):
-                stack.extend(node)
+            texts: Iterable[object] = node
+        elif type(node) is list:
+            stack.extend(node)
             continue
-        for where, text in texts:
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:
-                return where, text
+        else:
+            texts = (node,)
+        for item in texts:
+            if type(item) is int and huge_ints and _overflows(item):
+                digits = len(str(abs(item)))
+                return RefusedError(
+                    RejectReason.OUT_OF_RANGE, f"an integer of {digits} digits does not fit float8"
+                )
+            if type(item) is str and surrogates and not _is_unicode(item):
+                return RefusedError(
+                    RejectReason.BAD_TEXT,
+                    f"{shown(item)} holds a lone surrogate, which is not Unicode text",
+                )
     return None
+
+
+def _overflows(number: int) -> bool:
+    try:
+        float(number)
+    except OverflowError:
+        return True
+    return False
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
