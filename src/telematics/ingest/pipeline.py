@@ -7,17 +7,29 @@ returns, i.e. after the commit.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 
+from telematics.base.db import Failure, classify
 from telematics.store.ingest import WriteResult, write_batch
 from telematics.store.pending import REPLAY_SOURCE
 from telematics.store.registry import SourceDirectory
 from telematics.store.rejects import claim_for_replay, mark_replayed
-from telematics.wire.decode import DecodedBatch, Limits, TopicKind, decode_message, parse_topic
+from telematics.wire.decode import (
+    DecodedBatch,
+    Limits,
+    RejectReason,
+    TopicKind,
+    decode_message,
+    parse_topic,
+    storable,
+)
+
+log = logging.getLogger(__name__)
 
 
 def now_ms() -> int:
@@ -119,35 +131,91 @@ async def replay(
     limit: int = 1000,
     clock_ms: int | None = None,
 ) -> ReplayResult:
-    """Re-feed pending dead letters through the decoder, e.g. after registering a machine."""
+    """Re-feed pending dead letters through the decoder, e.g. after registering a machine.
+
+    Each letter is replayed or refused on its own: the letters are written together, and if the
+    database refuses that write for any reason but being unreachable, each letter is written
+    again in a savepoint of its own, and a letter refused there keeps its row as `store_error`
+    with the error. One poison letter never rolls back, or blocks, the others.
+    """
     clock = now_ms() if clock_ms is None else clock_ms
     directory.forget_misses()
     async with conn.transaction():
         letters = await claim_for_replay(
             conn, reject_ids=reject_ids, reason=reason, source_id=source_id, limit=limit
         )
-        combined = DecodedBatch()
-        replay_of: list[int | None] = []
-        accepted: list[int] = []
+        decoded: list[tuple[int, DecodedBatch]] = []
         refused: list[tuple[int, str, str]] = []
         for letter in letters:
             one = await _decode(conn, directory, [(letter.topic, letter.payload)], clock, limits)
             if not len(one.readings) and not len(one.positions):
                 whole = one.rejects[0]
                 refused.append((letter.reject_id, whole.reason.value, whole.detail))
-                continue
-            accepted.append(letter.reject_id)
-            combined.readings.extend(one.readings)
-            combined.positions.extend(one.positions)
-            combined.rejects.extend(one.rejects)
-            replay_of.extend([letter.reject_id] * len(one.rejects))
-        # Replayed readings are diagnosed too, by whichever diagnoser claims them.
-        result = await write_batch(conn, combined, replay_of, pending_source=REPLAY_SOURCE)
+            else:
+                decoded.append((letter.reject_id, one))
+        try:
+            written = await _write_replayed(conn, decoded)  # one savepoint for all
+        except asyncpg.PostgresError as exc:
+            if classify(exc) is not Failure.PERMANENT:
+                raise
+            log.warning(
+                "database refused a replay; writing its %d letters one by one", len(decoded)
+            )
+            written = await _write_one_by_one(conn, decoded, refused)
+        accepted = [reject_id for reject_id, _ in decoded if reject_id not in written.refused]
         await mark_replayed(conn, accepted, refused)
     return ReplayResult(
         replayed=len(letters),
         accepted=len(accepted),
         refused=len(refused),
-        readings_inserted=result.readings_inserted,
-        new_rejects=result.rejects,
+        readings_inserted=written.readings_inserted,
+        new_rejects=written.rejects,
     )
+
+
+@dataclass(slots=True)
+class _Written:
+    readings_inserted: int = 0
+    rejects: int = 0
+    refused: set[int] = field(default_factory=set)
+
+
+async def _write_replayed(
+    conn: asyncpg.Connection, decoded: list[tuple[int, DecodedBatch]]
+) -> _Written:
+    combined = DecodedBatch()
+    replay_of: list[int | None] = []
+    for reject_id, one in decoded:
+        combined.readings.extend(one.readings)
+        combined.positions.extend(one.positions)
+        combined.rejects.extend(one.rejects)
+        replay_of.extend([reject_id] * len(one.rejects))
+    # Replayed readings are diagnosed too, by whichever diagnoser claims them.
+    result = await write_batch(  # nested: a savepoint
+        conn, combined, replay_of, pending_source=REPLAY_SOURCE
+    )
+    return _Written(result.readings_inserted, result.rejects)
+
+
+async def _write_one_by_one(
+    conn: asyncpg.Connection,
+    decoded: list[tuple[int, DecodedBatch]],
+    refused: list[tuple[int, str, str]],
+) -> _Written:
+    """Write each letter in its own savepoint; a letter the database refuses is refused alone."""
+    written = _Written()
+    for reject_id, one in decoded:
+        try:
+            result = await write_batch(
+                conn, one, [reject_id] * len(one.rejects), pending_source=REPLAY_SOURCE
+            )
+        except asyncpg.PostgresError as exc:
+            if classify(exc) is not Failure.PERMANENT:
+                raise
+            written.refused.add(reject_id)
+            detail = storable(f"{type(exc).__name__}: {exc}")
+            refused.append((reject_id, RejectReason.STORE_ERROR.value, detail))
+            continue
+        written.readings_inserted += result.readings_inserted
+        written.rejects += result.rejects
+    return written

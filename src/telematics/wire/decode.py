@@ -9,13 +9,18 @@ too many readings, unknown machine, a `machine_id` that contradicts the topic) r
 payload; a bad reading inside an otherwise good batch refuses that reading alone, so one broken
 sample does not cost the 999 good ones beside it.
 
+This is the boundary of untrusted input. `decode_message` never raises: an exception it did not
+foresee while decoding one message takes back whatever that message had appended and becomes that
+message's dead letter (`decode_error`, the exception's class in the detail). And whatever it
+accepts, the store can hold: payloads are parsed by orjson alone, and values kept as sent are
+checked for NUL and bounded nesting (`telematics.wire.untrusted`).
+
 The values it yields (the columns, `Reject` and its reasons, `DecodedBatch`) are
 `telematics.wire.decoded`'s, re-exported here.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Container
@@ -41,8 +46,19 @@ from telematics.wire.decoded import (
     Reject,
     RejectReason,
 )
+from telematics.wire.untrusted import (
+    MAX_EXTRA_DEPTH,
+    RefusedError,
+    check_kept,
+    extra_json,
+    parse_json,
+    shown,
+    storable,
+    unforeseen,
+)
 
 __all__ = [
+    "MAX_EXTRA_DEPTH",
     "DecodedBatch",
     "Limits",
     "PositionColumns",
@@ -53,6 +69,7 @@ __all__ = [
     "decode_message",
     "is_valid_id",
     "parse_topic",
+    "storable",
 ]
 
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
@@ -87,15 +104,6 @@ class Limits:
     retention_ms: int = 30 * 24 * 3600 * 1000
 
 
-class _RefusedError(Exception):
-    """Internal control flow: a reading or payload is refused. Never escapes this module."""
-
-    def __init__(self, reason: RejectReason, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
-
-
 def parse_topic(topic: str) -> tuple[TopicKind, str] | None:
     """Split `machines/{id}/telemetry` or `engineers/{id}/position` into kind and id.
 
@@ -118,33 +126,6 @@ def is_valid_id(value: str) -> bool:
     return _ID_RE.fullmatch(value) is not None
 
 
-def _parse_json(payload: bytes) -> Any:
-    """Parse JSON, telling NaN/Infinity apart from other syntax errors.
-
-    orjson follows RFC 8259 and refuses `NaN` and `Infinity`, which some controller firmwares emit
-    for a failed sensor. The standard library accepts them; a second parse with it tells the
-    operator the precise cause instead of a generic syntax error.
-    """
-    try:
-        return orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        seen: list[str] = []
-
-        def _constant(name: str) -> float:
-            seen.append(name)
-            return _NAN
-
-        try:
-            parsed = json.loads(payload, parse_constant=_constant)
-        except (ValueError, UnicodeDecodeError):
-            raise _RefusedError(RejectReason.NOT_JSON, f"not valid JSON: {exc}") from None
-        if seen:
-            raise _RefusedError(
-                RejectReason.NOT_FINITE, f"{seen[0]} is not a finite number"
-            ) from None
-        return parsed
-
-
 def _parse_ts(raw: object, now_ms: int, limits: Limits) -> int:
     if type(raw) is int:
         ts_ms = raw
@@ -152,37 +133,41 @@ def _parse_ts(raw: object, now_ms: int, limits: Limits) -> int:
         try:
             parsed = datetime.fromisoformat(raw)
         except ValueError:
-            raise _RefusedError(RejectReason.BAD_TIMESTAMP, f"ts {raw!r} is not RFC 3339") from None
+            raise RefusedError(
+                RejectReason.BAD_TIMESTAMP, f"ts {shown(raw)} is not RFC 3339"
+            ) from None
         if parsed.tzinfo is None:
-            raise _RefusedError(RejectReason.BAD_TIMESTAMP, f"ts {raw!r} has no UTC offset")
+            raise RefusedError(RejectReason.BAD_TIMESTAMP, f"ts {shown(raw)} has no UTC offset")
         ts_ms = int(parsed.timestamp() * 1000)
     elif raw is None:
-        raise _RefusedError(RejectReason.BAD_TIMESTAMP, "ts is missing")
+        raise RefusedError(RejectReason.BAD_TIMESTAMP, "ts is missing")
     else:
-        raise _RefusedError(
+        raise RefusedError(
             RejectReason.BAD_TIMESTAMP,
             f"ts must be epoch milliseconds or RFC 3339, not {type(raw).__name__}",
         )
     if ts_ms > now_ms + limits.future_tolerance_ms:
-        raise _RefusedError(
+        raise RefusedError(
             RejectReason.TS_IN_FUTURE, f"ts {ts_ms} is {(ts_ms - now_ms) // 1000} s in the future"
         )
     if ts_ms < now_ms - limits.retention_ms:
-        raise _RefusedError(RejectReason.TS_TOO_OLD, f"ts {ts_ms} is older than retention")
+        raise RefusedError(RejectReason.TS_TOO_OLD, f"ts {ts_ms} is older than retention")
     return ts_ms
 
 
 def _check_number(name: str, value: object, lo: float, hi: float) -> float:
     # bool is a subclass of int: `true` is not a pressure.
     if type(value) is not float and type(value) is not int:
-        raise _RefusedError(
+        raise RefusedError(
             RejectReason.WRONG_TYPE, f"{name} must be a number, not {type(value).__name__}"
         )
+    # orjson yields no integer beyond 2**64, so float() cannot overflow; a literal beyond float8
+    # never gets this far (`parse_json` refuses it as out of range).
     number = float(value)
     if not math.isfinite(number):
-        raise _RefusedError(RejectReason.NOT_FINITE, f"{name} is not a finite number")
+        raise RefusedError(RejectReason.NOT_FINITE, f"{name} is not a finite number")
     if not lo <= number <= hi:
-        raise _RefusedError(
+        raise RefusedError(
             RejectReason.OUT_OF_RANGE, f"{name}={value} outside physical range [{lo}, {hi}]"
         )
     return number
@@ -190,28 +175,35 @@ def _check_number(name: str, value: object, lo: float, hi: float) -> float:
 
 def _check_dtc(raw: object) -> str | None:
     if not isinstance(raw, list):
-        raise _RefusedError(RejectReason.BAD_DTC, "dtc must be a list of fault codes")
+        raise RefusedError(RejectReason.BAD_DTC, "dtc must be a list of fault codes")
     if not raw:
         return None
     for code in raw:
         if not isinstance(code, dict):
-            raise _RefusedError(RejectReason.BAD_DTC, "each dtc must be an object")
+            raise RefusedError(RejectReason.BAD_DTC, "each dtc must be an object")
         spn, fmi, oc = code.get("spn"), code.get("fmi"), code.get("oc", 0)
         if type(spn) is not int or not 0 <= spn <= DTC_SPN_MAX:
-            raise _RefusedError(RejectReason.BAD_DTC, f"dtc spn {spn!r} not in 0..{DTC_SPN_MAX}")
+            raise RefusedError(
+                RejectReason.BAD_DTC, f"dtc spn {shown(spn)} not in 0..{DTC_SPN_MAX}"
+            )
         if type(fmi) is not int or not 0 <= fmi <= DTC_FMI_MAX:
-            raise _RefusedError(RejectReason.BAD_DTC, f"dtc fmi {fmi!r} not in 0..{DTC_FMI_MAX}")
+            raise RefusedError(
+                RejectReason.BAD_DTC, f"dtc fmi {shown(fmi)} not in 0..{DTC_FMI_MAX}"
+            )
         if type(oc) is not int or not 0 <= oc <= DTC_OC_MAX:
-            raise _RefusedError(RejectReason.BAD_DTC, f"dtc oc {oc!r} not in 0..{DTC_OC_MAX}")
+            raise RefusedError(RejectReason.BAD_DTC, f"dtc oc {shown(oc)} not in 0..{DTC_OC_MAX}")
+        if len(code) > 2 + ("oc" in code):
+            # Fields beyond spn/fmi/oc are kept as sent, so they must be storable too.
+            check_kept("dtc entry", None, code, RejectReason.BAD_DTC)
     return orjson.dumps(raw).decode()
 
 
 def _check_machine_id(doc: dict[str, Any], machine_id: str) -> None:
     claimed = doc.get("machine_id", machine_id)
     if claimed != machine_id:
-        raise _RefusedError(
+        raise RefusedError(
             RejectReason.MACHINE_ID_MISMATCH,
-            f"machine_id {claimed!r} contradicts topic machine {machine_id!r}",
+            f"machine_id {shown(claimed)} contradicts topic machine {machine_id!r}",
         )
 
 
@@ -220,7 +212,7 @@ def _decode_reading(
 ) -> None:
     """Validate one reading fully, then append it; a refused reading leaves `out` untouched."""
     if not isinstance(reading, dict):
-        raise _RefusedError(RejectReason.BAD_STRUCTURE, "a reading must be a JSON object")
+        raise RefusedError(RejectReason.BAD_STRUCTURE, "a reading must be a JSON object")
     ts_ms = _parse_ts(reading.get("ts"), now_ms, limits)
     row = [_NAN] * len(SIGNALS)
     dtc: str | None = None
@@ -238,38 +230,40 @@ def _decode_reading(
                 extra = {}
             extra[key] = value
     _check_machine_id(reading, machine_id)
+    extra_text = None if extra is None else extra_json(extra)
     out.machine_ids.append(machine_id)
     out.ts_ms.append(ts_ms)
     for column, value in zip(out.values, row, strict=True):
         column.append(value)
     out.dtc.append(dtc)
-    out.extra.append(None if extra is None else orjson.dumps(extra).decode())
+    out.extra.append(extra_text)
 
 
 def _telemetry(
     topic: str,
     machine_id: str,
-    doc: Any,
+    payload: bytes,
     now_ms: int,
     limits: Limits,
     out: DecodedBatch,
 ) -> None:
+    doc = parse_json(payload)
     if isinstance(doc, dict) and "readings" in doc:
         readings = doc["readings"]
         if not isinstance(readings, list):
-            raise _RefusedError(RejectReason.BAD_STRUCTURE, "readings must be a list")
+            raise RefusedError(RejectReason.BAD_STRUCTURE, "readings must be a list")
         if len(readings) > limits.max_readings:
-            raise _RefusedError(
+            raise RefusedError(
                 RejectReason.TOO_MANY_READINGS,
                 f"{len(readings)} readings in one payload, at most {limits.max_readings}",
             )
         if not readings:
-            raise _RefusedError(RejectReason.BAD_STRUCTURE, "readings is empty")
+            raise RefusedError(RejectReason.BAD_STRUCTURE, "readings is empty")
         _check_machine_id(doc, machine_id)
     elif isinstance(doc, dict):
         readings = [doc]
     else:
-        raise _RefusedError(
+        raise RefusedError(
             RejectReason.BAD_STRUCTURE, "payload must be a reading object or {readings: [...]}"
         )
     single = len(readings) == 1 and readings[0] is doc
@@ -280,18 +274,30 @@ def _telemetry(
     for i, reading in enumerate(readings):
         try:
             _decode_reading(reading, machine_id, now_ms, limits, out.readings)
-        except _RefusedError as refused:
+        except RefusedError as refused:
             if single:
                 raise
             out.rejects.append(
                 Reject(
                     topic,
-                    orjson.dumps(reading),
+                    _reading_bytes(reading, payload),
                     refused.reason,
-                    f"reading {i} of {len(readings)}: {refused.detail}",
+                    storable(f"reading {i} of {len(readings)}: {refused.detail}"),
                     machine_id,
                 )
             )
+
+
+def _reading_bytes(reading: object, payload: bytes) -> bytes:
+    """One refused reading as JSON, for its dead letter; the whole payload if it cannot be.
+
+    orjson writes at most 255 levels; a reading nested deeper is dead-lettered with the payload
+    it came in. A replay of that payload stores nothing twice (readings are deduplicated).
+    """
+    try:
+        return orjson.dumps(reading)
+    except orjson.JSONEncodeError:
+        return payload
 
 
 # Below this, the per-column set-up costs more than the per-value loop it saves.
@@ -358,7 +364,7 @@ def _append_batch_fast(
         columns.append(column)
     try:
         dtc = [_check_dtc(r["dtc"]) if "dtc" in r else None for r in readings]
-    except _RefusedError:
+    except RefusedError:
         return False
     out.machine_ids.extend([machine_id] * count)
     out.ts_ms.extend(ts)
@@ -371,11 +377,11 @@ def _append_batch_fast(
 
 def _position(engineer_id: str, doc: Any, now_ms: int, limits: Limits, out: DecodedBatch) -> None:
     if not isinstance(doc, dict):
-        raise _RefusedError(RejectReason.BAD_STRUCTURE, "a position must be a JSON object")
+        raise RefusedError(RejectReason.BAD_STRUCTURE, "a position must be a JSON object")
     ts_ms = _parse_ts(doc.get("ts"), now_ms, limits)
     for key in ("lat", "lon"):
         if doc.get(key) is None:
-            raise _RefusedError(RejectReason.BAD_STRUCTURE, f"{key} is missing")
+            raise RefusedError(RejectReason.BAD_STRUCTURE, f"{key} is missing")
     lat = _check_number("lat", doc["lat"], _LAT_SIGNAL.min_value, _LAT_SIGNAL.max_value)
     lon = _check_number("lon", doc["lon"], _LON_SIGNAL.min_value, _LON_SIGNAL.max_value)
     out.positions.engineer_ids.append(engineer_id)
@@ -396,6 +402,10 @@ def decode_message(
 ) -> None:
     """Decode one MQTT message into `out`: its readings or position, or dead letters.
 
+    Never raises: every message ends as accepted rows, dead letters, or both for different
+    readings of one batch, never both for one reading. An exception nobody foresaw takes back
+    what the message had appended and becomes its one `decode_error` dead letter.
+
     Args:
         topic: The topic the message arrived on.
         payload: Raw payload bytes.
@@ -405,30 +415,81 @@ def decode_message(
         known_engineers: Registered engineer ids.
         out: Batch to append to.
     """
-    parsed = parse_topic(topic)
-    if parsed is None:
-        out.rejects.append(
-            Reject(topic, payload, RejectReason.BAD_TOPIC, f"topic {topic!r} is not ours")
-        )
-        return
-    kind, source_id = parsed
+    # The columns' own lengths: `len(out.readings)` is a Python-level call, on the hot path.
+    readings_before, positions_before = len(out.readings.ts_ms), len(out.positions.ts_ms)
+    rejects_before = len(out.rejects)
+    source_id: str | None = None
     try:
-        if len(payload) > limits.max_payload_bytes:
-            raise _RefusedError(
-                RejectReason.PAYLOAD_TOO_LARGE,
-                f"payload of {len(payload)} bytes, at most {limits.max_payload_bytes}",
+        parsed = parse_topic(topic)
+        if parsed is None:
+            raise RefusedError(RejectReason.BAD_TOPIC, f"topic {shown(topic)} is not ours")
+        source_id = parsed[1]
+        _decode_known(
+            parsed[0],
+            source_id,
+            topic,
+            payload,
+            now_ms,
+            limits,
+            out,
+            known_machines,
+            known_engineers,
+        )
+    except RefusedError as refused:
+        out.rejects.append(
+            Reject(
+                storable(topic, _TOPIC_MAX_CHARS),
+                payload,
+                refused.reason,
+                storable(refused.detail),
+                source_id,
             )
-        if kind is TopicKind.TELEMETRY:
-            if source_id not in known_machines:
-                raise _RefusedError(
-                    RejectReason.UNKNOWN_MACHINE, f"machine {source_id!r} is not registered"
-                )
-            _telemetry(topic, source_id, _parse_json(payload), now_ms, limits, out)
-        else:
-            if source_id not in known_engineers:
-                raise _RefusedError(
-                    RejectReason.UNKNOWN_ENGINEER, f"engineer {source_id!r} is not registered"
-                )
-            _position(source_id, _parse_json(payload), now_ms, limits, out)
-    except _RefusedError as refused:
-        out.rejects.append(Reject(topic, payload, refused.reason, refused.detail, source_id))
+        )
+    except Exception as exc:  # noqa: BLE001 - the boundary of untrusted input, see the docstring
+        # Take back whatever this message had appended, however far its appends got.
+        out.readings.truncate(readings_before)
+        out.positions.truncate(positions_before)
+        del out.rejects[rejects_before:]
+        out.rejects.append(
+            Reject(
+                storable(topic, _TOPIC_MAX_CHARS),
+                payload,
+                RejectReason.DECODE_ERROR,
+                unforeseen(exc),
+                source_id,
+            )
+        )
+
+
+# MQTT topics are at most 65,535 bytes; a foreign one is kept whole (escaped) for its replay.
+_TOPIC_MAX_CHARS = 65_535
+
+
+def _decode_known(
+    kind: TopicKind,
+    source_id: str,
+    topic: str,
+    payload: bytes,
+    now_ms: int,
+    limits: Limits,
+    out: DecodedBatch,
+    known_machines: Container[str],
+    known_engineers: Container[str],
+) -> None:
+    if len(payload) > limits.max_payload_bytes:
+        raise RefusedError(
+            RejectReason.PAYLOAD_TOO_LARGE,
+            f"payload of {len(payload)} bytes, at most {limits.max_payload_bytes}",
+        )
+    if kind is TopicKind.TELEMETRY:
+        if source_id not in known_machines:
+            raise RefusedError(
+                RejectReason.UNKNOWN_MACHINE, f"machine {source_id!r} is not registered"
+            )
+        _telemetry(topic, source_id, payload, now_ms, limits, out)
+    else:
+        if source_id not in known_engineers:
+            raise RefusedError(
+                RejectReason.UNKNOWN_ENGINEER, f"engineer {source_id!r} is not registered"
+            )
+        _position(source_id, parse_json(payload), now_ms, limits, out)

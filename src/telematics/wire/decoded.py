@@ -15,12 +15,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from diagnosis.signals import SIGNALS
 
 
 class RejectReason(StrEnum):
-    """Why a payload or a reading was refused; stored in `ingest_rejects.reason`."""
+    """Why a payload or a reading was refused; stored in `ingest_rejects.reason`.
+
+    `BAD_TEXT` is text the store cannot hold (a NUL character, a lone surrogate) in a key or a
+    value kept as sent. `DECODE_ERROR` is an exception the decoder did not foresee, its class in
+    the detail: a decoder bug, replayable once it is fixed.
+    """
 
     BAD_TOPIC = "bad_topic"
     PAYLOAD_TOO_LARGE = "payload_too_large"
@@ -37,6 +43,8 @@ class RejectReason(StrEnum):
     NOT_FINITE = "not_finite"
     OUT_OF_RANGE = "out_of_range"
     BAD_DTC = "bad_dtc"
+    BAD_TEXT = "bad_text"
+    DECODE_ERROR = "decode_error"
     STORE_ERROR = "store_error"
 
 
@@ -84,6 +92,18 @@ class ReadingColumns:
         self.dtc.extend(other.dtc)
         self.extra.extend(other.extra)
 
+    def truncate(self, count: int) -> None:
+        """Keep the first `count` readings, each column cut on its own (even if uneven)."""
+        columns: tuple[list[Any], ...] = (
+            self.machine_ids,
+            self.ts_ms,
+            self.dtc,
+            self.extra,
+            *self.values,
+        )
+        for column in columns:
+            del column[count:]
+
 
 @dataclass(slots=True)
 class PositionColumns:
@@ -103,6 +123,12 @@ class PositionColumns:
         self.ts_ms.extend(other.ts_ms)
         self.lat.extend(other.lat)
         self.lon.extend(other.lon)
+
+    def truncate(self, count: int) -> None:
+        """Keep the first `count` positions, each column cut on its own (even if uneven)."""
+        columns: tuple[list[Any], ...] = (self.engineer_ids, self.ts_ms, self.lat, self.lon)
+        for column in columns:
+            del column[count:]
 
 
 @dataclass(slots=True)
