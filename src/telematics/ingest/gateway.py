@@ -40,6 +40,7 @@ from telematics.ingest.pipeline import BatchTooLargeError, ingest
 from telematics.store.ingest import WriteResult, write_batch
 from telematics.store.registry import SourceDirectory
 from telematics.wire.decode import DecodedBatch, Limits, Reject, RejectReason, parse_topic
+from telematics.wire.untrusted import storable
 
 log = logging.getLogger(__name__)
 
@@ -106,11 +107,6 @@ _Piece = tuple[DecodedBatch, WriteResult]
 
 class _SplitError(Exception):
     """Internal: this work must be split (or, for one message, dead-lettered). Never escapes."""
-
-
-def _storable(text: str) -> str:
-    # Text the database can hold: no NUL, no lone surrogates (a detail may quote the payload).
-    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
 class Gateway:
@@ -406,13 +402,13 @@ class Gateway:
             raise _SplitError(f"{type(exc).__name__}: {exc}") from exc
 
     async def _dead_letter(self, pairs: list[tuple[str, bytes]], exc: BaseException) -> _Piece:
-        detail = _storable(f"{type(exc).__name__}: {exc}")
+        detail = storable(f"{type(exc).__name__}: {exc}")
         batch = DecodedBatch()
         for topic, payload in pairs:
             parsed = parse_topic(topic)
             source = parsed[1] if parsed else None
             batch.rejects.append(
-                Reject(_storable(topic), payload, RejectReason.STORE_ERROR, detail, source)
+                Reject(storable(topic), payload, RejectReason.STORE_ERROR, detail, source)
             )
         try:
             async with acquire(self._pool) as conn:
