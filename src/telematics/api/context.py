@@ -14,6 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from diagnosis.knowledge import KnowledgeBase
 from diagnosis.rules import RuleBook
 from dispatch.sla import SlaPolicy
+from telematics.api.request_guard import BodyLimits
 from telematics.base.db import acquire
 from telematics.base.errors import AuthError, ForbiddenError
 from telematics.base.metrics import Metrics
@@ -37,6 +38,7 @@ class ApiContext:
         rules: The diagnosis thresholds, when diagnosis is enabled.
         models_changed: Tells the in-process diagnoser that a new anomaly model was stored.
         sla_policy: The service levels orders are held to.
+        body_limits: How large request bodies may be.
     """
 
     pool: asyncpg.Pool
@@ -49,6 +51,7 @@ class ApiContext:
     rules: RuleBook | None = None
     models_changed: Callable[[], Awaitable[object]] | None = None
     sla_policy: SlaPolicy = field(default_factory=SlaPolicy)
+    body_limits: BodyLimits = field(default_factory=BodyLimits)
 
 
 def get_context(request: Request) -> ApiContext:

@@ -15,6 +15,7 @@ from typing import TypeVar, cast
 import asyncpg
 
 from telematics.base.errors import StoreUnavailableError
+from telematics.base.sqlerrors import client_fault
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,11 @@ async def create_pool(
 
 @asynccontextmanager
 async def acquire(pool: asyncpg.Pool, timeout_s: float = 30.0) -> AsyncIterator[asyncpg.Connection]:
-    """Borrow a connection, translating connection failures into `StoreUnavailableError`."""
+    """Borrow a connection, translating connection failures into `StoreUnavailableError`.
+
+    Errors caused by the values of a statement (out of range, NUL in text, a foreign key
+    naming nothing, a check broken) become the errors of `sqlerrors` instead.
+    """
     try:
         proxy = await pool.acquire(timeout=timeout_s)
     except TRANSIENT_ERRORS as exc:
@@ -82,6 +87,14 @@ async def acquire(pool: asyncpg.Pool, timeout_s: float = 30.0) -> AsyncIterator[
     try:
         # The pool hands out a proxy that forwards every Connection method.
         yield cast("asyncpg.Connection", proxy)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        # Values the database cannot hold are the sender's fault, not an outage (sqlerrors).
+        fault = client_fault(exc)
+        if fault is not None:
+            raise fault from exc
+        if isinstance(exc, TRANSIENT_ERRORS):
+            raise StoreUnavailableError(f"database unavailable: {exc}") from exc
+        raise
     except TRANSIENT_ERRORS as exc:
         raise StoreUnavailableError(f"database unavailable: {exc}") from exc
     finally:
