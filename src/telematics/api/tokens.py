@@ -7,7 +7,7 @@ from datetime import datetime
 from fastapi import APIRouter, status
 from pydantic import BaseModel, Field
 
-from telematics.api.context import Admin, Conn
+from telematics.api.context import Admin, Conn, Context
 from telematics.api.schemas import ID_PATTERN, BodyIn, PathId
 from telematics.store import tokens as token_store
 from telematics.store.tokens import Role, TokenInfo
@@ -69,6 +69,8 @@ async def list_tokens(conn: Conn) -> list[TokenOut]:
 
 
 @router.delete("/{token_id}")
-async def revoke_token(token_id: PathId, conn: Conn) -> TokenOut:
-    """Revoke a token; it stops working at once."""
-    return TokenOut.of(await token_store.revoke_token(conn, token_id))
+async def revoke_token(token_id: PathId, conn: Conn, ctx: Context) -> TokenOut:
+    """Revoke a token; it stops working at once here, and within seconds in other workers."""
+    revoked = await token_store.revoke_token(conn, token_id)
+    ctx.tokens.forget_all()
+    return TokenOut.of(revoked)
