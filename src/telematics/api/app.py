@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from dispatch.errors import TransitionError
 from telematics.api import alarms, ingest, machines, models, orders, resources, tokens
 from telematics.api.context import ApiContext, Context
+from telematics.api.docs import mount_docs
 from telematics.api.request_guard import RequestGuard
 from telematics.api.schemas import ProblemOut
 from telematics.base.db import acquire
@@ -145,6 +146,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
         title="Telematics",
         version="1",
         description="Telemetry ingestion and remote diagnosis for construction machinery.",
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.ctx = ctx
     # Outermost of the app's own layers: bodies are bounded before anything reads them.
@@ -154,6 +157,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
     _install_openapi(app)
+    mount_docs(app)
     app.include_router(machines.router)
     app.include_router(ingest.router)
     app.include_router(alarms.router)
