@@ -4,7 +4,7 @@ import of all four for real fleets.
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import datetime
 from typing import Annotated, Literal
 
 import asyncpg
@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request, status
 from pydantic import BaseModel, Field, model_validator
 
 from telematics.api.context import Admin, Caller, Conn, Staff, allow
-from telematics.api.schemas import ID_PATTERN, INT32_MAX, BodyIn
+from telematics.api.schemas import ID_PATTERN, INT32_MAX, BodyIn, LocalTime
 from telematics.base.errors import ConflictError, ForbiddenError
 from telematics.services import csvimport
 from telematics.store import resources
@@ -32,8 +32,8 @@ class EngineerIn(BodyIn):
     skills: list[Annotated[str, Field(pattern=SKILL_PATTERN)]] = Field(default_factory=list)
     home_lat: float | None = Field(default=None, ge=-90, le=90)
     home_lon: float | None = Field(default=None, ge=-180, le=180)
-    shift_start: time | None = Field(default=None, strict=False)
-    shift_end: time | None = Field(default=None, strict=False)
+    shift_start: LocalTime | None = Field(default=None, strict=False)
+    shift_end: LocalTime | None = Field(default=None, strict=False)
     shift_tz: str = Field(default="UTC", max_length=64)
     status: Literal["available", "busy", "off"] = "available"
     max_orders: int = Field(default=3, ge=0, le=50)
@@ -93,8 +93,8 @@ class EngineerOut(BaseModel):
     skills: list[str]
     home_lat: float | None
     home_lon: float | None
-    shift_start: time | None
-    shift_end: time | None
+    shift_start: LocalTime | None
+    shift_end: LocalTime | None
     shift_tz: str
     status: str
     max_orders: int

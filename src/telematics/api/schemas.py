@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import base64
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from typing import Annotated, Any
 
 from fastapi import Path, Query
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+)
 
 from telematics.store.readings import StoredReading
 from telematics.store.registry import Engineer, Machine
@@ -44,6 +51,28 @@ def _within_calendar(value: datetime) -> datetime:
 
 Instant = Annotated[datetime, AfterValidator(_within_calendar)]
 """A time in a query or body, bounded so that windows around it stay inside the calendar."""
+
+
+def _local(value: time) -> time:
+    if value.tzinfo is not None:
+        raise ValueError("a local time of day, without an offset (the zone is given apart)")
+    return value
+
+
+LocalTime = Annotated[
+    time,
+    AfterValidator(_local),
+    # JSON Schema's "time" format demands an offset (RFC 3339 full-time); these have none.
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "partial-time",
+            "pattern": r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?$",
+            "examples": ["08:00:00"],
+        }
+    ),
+]
+"""A time of day on the wall clock of a zone named beside it (RFC 3339 partial-time)."""
 
 _FORBIDDEN_CHARS = re.compile("[\x00\ud800-\udfff]")
 
@@ -85,8 +114,10 @@ class ProblemOut(BaseModel):
     title: str
     status: int
     detail: str
-    errors: list[dict[str, Any]] | None = Field(
-        default=None, description="Each field that failed validation: loc, msg, type"
+    errors: list[dict[str, Any] | str] | None = Field(
+        default=None,
+        description="What failed: for validation, each field's loc, msg and type; for a CSV "
+        "import, each bad line in words",
     )
 
 
