@@ -221,7 +221,7 @@ async def run_gateway(
     url: str, dsn: str, client_id: str, lags_ms: list[float] | None = None
 ) -> AsyncIterator[Contender]:
     settings = Settings(mqtt_client_id=client_id)
-    pool = await create_pool(dsn, max_size=settings.db_pool_size)
+    pool = await create_pool(dsn, max_size=settings.db_ingest_pool_size)
     metrics = Metrics()
 
     def after_commit(batch: DecodedBatch, _seq: int | None) -> None:

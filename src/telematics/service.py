@@ -13,7 +13,7 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import asyncpg
@@ -24,6 +24,7 @@ from diagnosis.knowledge import KnowledgeBase
 from diagnosis.rules import RuleBook
 from telematics.api.app import create_app
 from telematics.api.context import ApiContext
+from telematics.api.request_guard import BodyLimits
 from telematics.base import embedded
 from telematics.base.config import Settings
 from telematics.base.db import acquire, create_pool, with_retry
@@ -37,6 +38,7 @@ from telematics.services.diagnose import Diagnoser, DiagnoserConfig
 from telematics.services.notify import AlarmPublisher
 from telematics.store import partitions
 from telematics.store.registry import SourceDirectory
+from telematics.store.tokens import TokenCache
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +109,63 @@ async def _upkeep_loop(pool: asyncpg.Pool, settings: Settings, stop: asyncio.Eve
             return  # stopping with the database away
         except Exception:  # a supervisor: upkeep failing once must not stop the service
             log.exception("partition upkeep failed; trying again in %.0f s", UPKEEP_INTERVAL_S)
+
+
+@dataclass(frozen=True, slots=True)
+class Pools:
+    """One pool for each kind of work, so that no amount of one can starve another.
+
+    Attributes:
+        ingest: The gateway's writers and its source lookups.
+        api: HTTP requests, token lookups included.
+        jobs: Migrations, diagnosis, SLA timers and partition upkeep.
+    """
+
+    ingest: asyncpg.Pool
+    api: asyncpg.Pool
+    jobs: asyncpg.Pool
+
+
+@asynccontextmanager
+async def open_pools(
+    dsn: str, settings: Settings, stop: asyncio.Event | None = None
+) -> AsyncIterator[Pools]:
+    """Open the three pools of `settings` (waiting for the database), and close them after."""
+    async with AsyncExitStack() as stack:
+
+        async def opened(size: int) -> asyncpg.Pool:
+            pool = await with_retry(
+                lambda: create_pool(dsn, max_size=size, timeout_s=settings.db_timeout_s),
+                what="database connection",
+                stop=stop,
+            )
+            stack.push_async_callback(pool.close)
+            return pool
+
+        yield Pools(
+            ingest=await opened(settings.db_ingest_pool_size),
+            api=await opened(settings.db_api_pool_size),
+            jobs=await opened(settings.db_jobs_pool_size),
+        )
+
+
+def api_context(
+    settings: Settings, pools: Pools, directory: SourceDirectory, metrics: Metrics, token: str
+) -> ApiContext:
+    """The API's share of the service: its own pool, and the limits the settings give it."""
+    return ApiContext(
+        pool=pools.api,
+        directory=directory,
+        metrics=metrics,
+        admin_token=token,
+        limits=settings.limits(),
+        sla_policy=settings.sla_policy(),
+        tokens=TokenCache(settings.token_cache_s),
+        body_limits=BodyLimits(
+            default_bytes=settings.http_max_body_bytes,
+            large_bytes=settings.http_max_import_bytes,
+        ),
+    )
 
 
 class _Server(uvicorn.Server):
@@ -202,109 +261,95 @@ async def run_service(
     """Run gateway, HTTP API and upkeep until `stop` is set, then drain and return."""
     # A broken rules or knowledge file stops the start here, before any database or broker work.
     data = _diagnosis_data(settings)
-    async with _resources(settings) as (dsn, mqtt_url, protocol):
-        pool = await with_retry(
-            lambda: create_pool(
-                dsn, max_size=settings.db_pool_size, timeout_s=settings.db_timeout_s
-            ),
-            what="database connection",
-            stop=stop,
+    async with (
+        _resources(settings) as (dsn, mqtt_url, protocol),
+        open_pools(dsn, settings, stop) as pools,
+    ):
+        await prepare_database(pools.jobs, settings)
+        metrics = Metrics()
+        directory = SourceDirectory()
+        diagnoser, publisher, knowledge = _diagnosis(
+            settings, data, pools.jobs, metrics, mqtt_url, protocol
         )
-        try:
-            await prepare_database(pool, settings)
-            metrics = Metrics()
-            directory = SourceDirectory()
-            diagnoser, publisher, knowledge = _diagnosis(
-                settings, data, pool, metrics, mqtt_url, protocol
+        gateway = Gateway(
+            gateway_config(settings, mqtt_url, protocol),
+            pools.ingest,
+            directory,
+            metrics,
+            after_commit=(lambda d, seq: diagnoser.submit(d.readings, seq)) if diagnoser else None,
+            backpressure=diagnoser.room if diagnoser else None,
+        )
+        if diagnoser is not None:
+            diagnoser.heard_since = gateway.heard_since
+        token = admin_token(settings)
+        app = create_app(
+            replace(
+                api_context(settings, pools, directory, metrics, token),
+                gateway_connected=gateway.connected.is_set,
+                knowledge=knowledge,
+                rules=diagnoser.engine.rules if diagnoser else None,
+                models_changed=diagnoser.refresh_models if diagnoser else None,
             )
-            gateway = Gateway(
-                gateway_config(settings, mqtt_url, protocol),
-                pool,
-                directory,
-                metrics,
-                after_commit=(lambda d, seq: diagnoser.submit(d.readings, seq))
-                if diagnoser
-                else None,
-                backpressure=diagnoser.room if diagnoser else None,
+        )
+        server = _Server(
+            uvicorn.Config(
+                app,
+                host=settings.http_host,
+                port=settings.http_port,
+                log_level=settings.log_level.lower(),
+                access_log=False,
+                lifespan="off",
             )
-            if diagnoser is not None:
-                diagnoser.heard_since = gateway.heard_since
-            token = admin_token(settings)
-            app = create_app(
-                ApiContext(
-                    pool=pool,
-                    directory=directory,
-                    metrics=metrics,
-                    admin_token=token,
-                    limits=settings.limits(),
-                    gateway_connected=gateway.connected.is_set,
-                    knowledge=knowledge,
-                    rules=diagnoser.engine.rules if diagnoser else None,
-                    models_changed=diagnoser.refresh_models if diagnoser else None,
-                    sla_policy=settings.sla_policy(),
+        )
+        # Stop in the order data flows: the gateway drains first, then diagnosis of what it
+        # committed, then the notices of those alarms.
+        gateway_done, diagnosis_done = asyncio.Event(), asyncio.Event()
+
+        async def run_gateway() -> None:
+            try:
+                if diagnoser is not None:
+                    # Batches an earlier run left undiagnosed go first, in their order.
+                    await diagnoser.caught_up.wait()
+                await gateway.run(stop)
+            finally:
+                gateway_done.set()
+
+        async def run_diagnosis() -> None:
+            try:
+                if diagnoser is not None:
+                    await diagnoser.run(gateway_done)
+            finally:
+                diagnosis_done.set()
+
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(run_gateway())
+            tg.create_task(run_diagnosis())
+            if publisher is not None:
+                tg.create_task(publisher.run(diagnosis_done))
+            tg.create_task(_upkeep_loop(pools.jobs, settings, stop))
+            tg.create_task(
+                sla_worker.run(
+                    pools.jobs,
+                    metrics,
+                    stop,
+                    worker_id=settings.mqtt_client_id,
+                    interval_s=settings.sla_check_interval_s,
                 )
             )
-            server = _Server(
-                uvicorn.Config(
-                    app,
-                    host=settings.http_host,
-                    port=settings.http_port,
-                    log_level=settings.log_level.lower(),
-                    access_log=False,
-                    lifespan="off",
-                )
-            )
-            # Stop in the order data flows: the gateway drains first, then diagnosis of what it
-            # committed, then the notices of those alarms.
-            gateway_done, diagnosis_done = asyncio.Event(), asyncio.Event()
-
-            async def run_gateway() -> None:
-                try:
-                    if diagnoser is not None:
-                        # Batches an earlier run left undiagnosed go first, in their order.
-                        await diagnoser.caught_up.wait()
-                    await gateway.run(stop)
-                finally:
-                    gateway_done.set()
-
-            async def run_diagnosis() -> None:
-                try:
-                    if diagnoser is not None:
-                        await diagnoser.run(gateway_done)
-                finally:
-                    diagnosis_done.set()
-
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(run_gateway())
-                tg.create_task(run_diagnosis())
-                if publisher is not None:
-                    tg.create_task(publisher.run(diagnosis_done))
-                tg.create_task(_upkeep_loop(pool, settings, stop))
-                tg.create_task(
-                    sla_worker.run(
-                        pool,
-                        metrics,
-                        stop,
-                        worker_id=settings.mqtt_client_id,
-                        interval_s=settings.sla_check_interval_s,
+            api = tg.create_task(server.serve())
+            # uvicorn offers no "started" event to wait on.
+            while not server.started and not api.done():  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+            port = server.servers[0].sockets[0].getsockname()[1] if server.servers else 0
+            if on_ready is not None:
+                on_ready(
+                    Endpoints(
+                        database_dsn=dsn,
+                        mqtt_url=mqtt_url,
+                        mqtt_protocol=protocol,
+                        http_url=f"http://{settings.http_host}:{port}",
+                        admin_token=token,
                     )
                 )
-                api = tg.create_task(server.serve())
-                # uvicorn offers no "started" event to wait on.
-                while not server.started and not api.done():  # noqa: ASYNC110
-                    await asyncio.sleep(0.05)
-                port = server.servers[0].sockets[0].getsockname()[1] if server.servers else 0
-                if on_ready is not None:
-                    on_ready(
-                        Endpoints(
-                            database_dsn=dsn,
-                            mqtt_url=mqtt_url,
-                            mqtt_protocol=protocol,
-                            http_url=f"http://{settings.http_host}:{port}",
-                            admin_token=token,
-                        )
-                    )
-                await stop.wait()
-                server.should_exit = True
-        finally:
-            await pool.close()
+            await stop.wait()
+            server.should_exit = True

@@ -11,10 +11,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from diagnosis.knowledge import Diagnosis
-from telematics.api.schemas import ReadingOut
+from telematics.api.schemas import BodyIn, ReadingOut
 from telematics.store.alarms import Alarm
 
 
@@ -210,10 +210,8 @@ AlarmDetailView = Annotated[AlarmDetailOut | AlarmCustomerDetailOut, Field(discr
 """An alarm's detail in the caller's role's view."""
 
 
-class AckIn(BaseModel):
+class AckIn(BodyIn):
     """Acknowledge an alarm. The caller is the acknowledger; `by` names someone they act for."""
-
-    model_config = ConfigDict(extra="forbid")
 
     by: str | None = Field(
         default=None,
@@ -224,10 +222,8 @@ class AckIn(BaseModel):
     )
 
 
-class ConfirmIn(BaseModel):
+class ConfirmIn(BodyIn):
     """Confirm the diagnosis, or correct it by naming the right fault code."""
-
-    model_config = ConfigDict(extra="forbid")
 
     fault: str | None = Field(
         default=None, pattern=r"^[a-z0-9_]{1,64}$", description="Corrected fault code, if wrong"
@@ -235,18 +231,14 @@ class ConfirmIn(BaseModel):
     note: str = Field(default="", max_length=4000)
 
 
-class NoteIn(BaseModel):
+class NoteIn(BodyIn):
     """A note on an alarm."""
-
-    model_config = ConfigDict(extra="forbid")
 
     text: str = Field(min_length=1, max_length=4000)
 
 
-class ResolveIn(BaseModel):
+class ResolveIn(BodyIn):
     """Close an alarm without a field visit."""
-
-    model_config = ConfigDict(extra="forbid")
 
     resolution: Literal["remote", "no_fault"] = "remote"
     steps: list[Annotated[str, Field(min_length=1, max_length=1000)]] = Field(
@@ -255,10 +247,8 @@ class ResolveIn(BaseModel):
     note: str = Field(default="", max_length=4000)
 
 
-class EscalateIn(BaseModel):
+class EscalateIn(BodyIn):
     """Hand an alarm to a higher support line."""
-
-    model_config = ConfigDict(extra="forbid")
 
     to_line: Literal[2, 3] = Field(description="2 expert, 3 R&D")
     note: str = Field(default="", max_length=4000)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -27,7 +27,7 @@ from telematics.api.alarm_schemas import (
     ResolveIn,
 )
 from telematics.api.context import Conn, Context, Staff, allow
-from telematics.api.schemas import ReadingOut
+from telematics.api.schemas import BeforeId, Instant, PathId, ReadingOut
 from telematics.base.errors import InvalidRequestError, NotFoundError
 from telematics.store import alarms as alarm_store
 from telematics.store import orders as order_store
@@ -39,6 +39,9 @@ router = APIRouter(prefix="/v1/alarms", tags=["alarms"])
 WINDOW_BEFORE = timedelta(minutes=10)
 WINDOW_AFTER = timedelta(minutes=2)
 WINDOW_MAX_READINGS = 2000
+
+# Bodies whose every field is optional may be left out; these stand in for them.
+_ACK, _CONFIRM, _RESOLVE = AckIn(), ConfirmIn(), ResolveIn()
 
 
 @router.get("")
@@ -52,9 +55,9 @@ async def list_alarms(
     machine_id: str | None = None,
     fault: str | None = None,
     acknowledged: bool | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    before: int | None = None,
+    since: Instant | None = None,
+    until: Instant | None = None,
+    before: BeforeId = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AlarmPageView:
     """Alarms newest first, filtered; `since`/`until` bound the time the alarm was raised.
@@ -114,7 +117,7 @@ async def _visible_alarm(conn: Conn, caller: Principal, alarm_id: int) -> alarm_
 
 @router.get("/{alarm_id}")
 async def get_alarm(
-    alarm_id: int,
+    alarm_id: PathId,
     conn: Conn,
     ctx: Context,
     caller: Annotated[Principal, Depends(allow(Role.EXPERT, Role.ENGINEER, Role.CUSTOMER))],
@@ -150,7 +153,7 @@ async def get_alarm(
 
 
 @router.post("/{alarm_id}/ack")
-async def acknowledge(alarm_id: int, body: AckIn, conn: Conn, caller: Staff) -> AlarmOut:
+async def acknowledge(alarm_id: PathId, conn: Conn, caller: Staff, body: AckIn = _ACK) -> AlarmOut:
     """Acknowledge an alarm: someone has seen it. Acknowledging twice keeps the first.
 
     The acknowledger is the caller; `by` is recorded beside them as `on_behalf_of`.
@@ -160,7 +163,9 @@ async def acknowledge(alarm_id: int, body: AckIn, conn: Conn, caller: Staff) -> 
 
 
 @router.post("/{alarm_id}/confirm")
-async def confirm(alarm_id: int, body: ConfirmIn, conn: Conn, caller: Staff) -> AlarmOut:
+async def confirm(
+    alarm_id: PathId, conn: Conn, caller: Staff, body: ConfirmIn = _CONFIRM
+) -> AlarmOut:
     """Confirm the preliminary diagnosis, or correct it (`fault`); corrections are kept for
     retraining the diagnosis.
     """
@@ -170,7 +175,7 @@ async def confirm(alarm_id: int, body: ConfirmIn, conn: Conn, caller: Staff) -> 
 
 
 @router.post("/{alarm_id}/notes", status_code=201)
-async def add_note(alarm_id: int, body: NoteIn, conn: Conn, caller: Staff) -> AlarmOut:
+async def add_note(alarm_id: PathId, body: NoteIn, conn: Conn, caller: Staff) -> AlarmOut:
     """Add a note to the alarm's trail."""
     alarm = await alarm_store.get_alarm(conn, alarm_id)
     await alarm_store.record(conn, alarm_id, caller.actor, "note", {"text": body.text})
@@ -178,7 +183,9 @@ async def add_note(alarm_id: int, body: NoteIn, conn: Conn, caller: Staff) -> Al
 
 
 @router.post("/{alarm_id}/resolve")
-async def resolve(alarm_id: int, body: ResolveIn, conn: Conn, caller: Staff) -> AlarmOut:
+async def resolve(
+    alarm_id: PathId, conn: Conn, caller: Staff, body: ResolveIn = _RESOLVE
+) -> AlarmOut:
     """Close the alarm without a field visit: fixed remotely (with the steps taken), or no fault
     found. Sending someone is `POST /v1/alarms/{id}/dispatch`.
     """
@@ -190,7 +197,7 @@ async def resolve(alarm_id: int, body: ResolveIn, conn: Conn, caller: Staff) -> 
 
 
 @router.post("/{alarm_id}/escalate")
-async def escalate(alarm_id: int, body: EscalateIn, conn: Conn, caller: Staff) -> AlarmOut:
+async def escalate(alarm_id: PathId, body: EscalateIn, conn: Conn, caller: Staff) -> AlarmOut:
     """Hand the alarm to a higher support line: 2 (expert) or 3 (R&D)."""
     return AlarmOut.of(
         await alarm_store.escalate(conn, alarm_id, caller.actor, body.to_line, body.note)
@@ -198,7 +205,7 @@ async def escalate(alarm_id: int, body: EscalateIn, conn: Conn, caller: Staff) -
 
 
 @router.get("/{alarm_id}/events")
-async def events(alarm_id: int, conn: Conn, caller: Staff) -> list[AlarmEventOut]:
+async def events(alarm_id: PathId, conn: Conn, caller: Staff) -> list[AlarmEventOut]:
     """The alarm's audit trail: every action, who and when, oldest first."""
     await alarm_store.get_alarm(conn, alarm_id)
     return [

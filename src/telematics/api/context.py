@@ -14,11 +14,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from diagnosis.knowledge import KnowledgeBase
 from diagnosis.rules import RuleBook
 from dispatch.sla import SlaPolicy
+from telematics.api.request_guard import BodyLimits
 from telematics.base.db import acquire
 from telematics.base.errors import AuthError, ForbiddenError
 from telematics.base.metrics import Metrics
 from telematics.store.registry import SourceDirectory
-from telematics.store.tokens import Principal, Role, principal_of
+from telematics.store.tokens import Principal, Role, TokenCache
 from telematics.wire.decode import Limits
 
 
@@ -27,7 +28,7 @@ class ApiContext:
     """Shared resources of the API, built by the composition root.
 
     Attributes:
-        pool: Database pool.
+        pool: The API's own database pool (ingestion and background jobs have theirs).
         directory: Registered machines and engineers, shared with the gateway.
         metrics: Metrics registry.
         admin_token: The admin's bearer token.
@@ -37,6 +38,9 @@ class ApiContext:
         rules: The diagnosis thresholds, when diagnosis is enabled.
         models_changed: Tells the in-process diagnoser that a new anomaly model was stored.
         sla_policy: The service levels orders are held to.
+        tokens: Who each bearer token speaks for, cached.
+        acquire_timeout_s: How long a request waits for a pooled connection.
+        body_limits: How large request bodies may be.
     """
 
     pool: asyncpg.Pool
@@ -49,6 +53,9 @@ class ApiContext:
     rules: RuleBook | None = None
     models_changed: Callable[[], Awaitable[object]] | None = None
     sla_policy: SlaPolicy = field(default_factory=SlaPolicy)
+    tokens: TokenCache = field(default_factory=TokenCache)
+    acquire_timeout_s: float = 10.0
+    body_limits: BodyLimits = field(default_factory=BodyLimits)
 
 
 def get_context(request: Request) -> ApiContext:
@@ -62,20 +69,14 @@ Context = Annotated[ApiContext, Depends(get_context)]
 _bearer = HTTPBearer(auto_error=False)
 
 
-async def connection(ctx: Context) -> AsyncIterator[asyncpg.Connection]:
-    """A pooled connection for the duration of one request."""
-    async with acquire(ctx.pool, timeout_s=10.0) as conn:
-        yield conn
-
-
-Conn = Annotated[asyncpg.Connection, Depends(connection)]
-
-
 async def principal(
     ctx: Context,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     """Who is calling: the admin token from the settings, or a token from `api_tokens`.
+
+    Answered from the token cache: no pooled connection is held for it, and none is taken at
+    all for a token seen within the cache's lifetime.
 
     Raises:
         AuthError: No token, or one that is unknown or revoked.
@@ -85,8 +86,7 @@ async def principal(
     token = credentials.credentials
     if hmac.compare_digest(token.encode(), ctx.admin_token.encode()):
         return Principal(Role.ADMIN, "admin")
-    async with acquire(ctx.pool, timeout_s=10.0) as conn:
-        found = await principal_of(conn, token)
+    found = await ctx.tokens.principal(ctx.pool, token)
     if found is None:
         raise AuthError("invalid token")
     return found
@@ -94,6 +94,19 @@ async def principal(
 
 Caller = Annotated[Principal, Depends(principal)]
 """Any authenticated caller; routes scope what it sees by its role."""
+
+
+async def connection(ctx: Context, caller: Caller) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection for the duration of one request, taken only once the caller is known.
+
+    Depending on `principal` makes authentication come first whatever the order of a route's
+    parameters: a request with a bad token is refused without ever holding a connection.
+    """
+    async with acquire(ctx.pool, timeout_s=ctx.acquire_timeout_s) as conn:
+        yield conn
+
+
+Conn = Annotated[asyncpg.Connection, Depends(connection)]
 
 
 def allow(*roles: Role) -> Callable[[Principal], Principal]:

@@ -7,11 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from telematics.api.context import Admin, Conn, Context
-from telematics.api.schemas import RejectOut, RejectPage, ReplayIn, ReplayOut
+from telematics.api.schemas import BeforeId, RejectOut, RejectPage, ReplayIn, ReplayOut
 from telematics.ingest.pipeline import replay
 from telematics.store import rejects as rejects_store
 
 router = APIRouter(prefix="/v1/ingest", dependencies=[Admin], tags=["ingest"])
+
+_REPLAY_ALL = ReplayIn()
 
 
 @router.get("/rejects")
@@ -20,7 +22,7 @@ async def list_rejects(
     reason: str | None = None,
     source_id: str | None = None,
     pending: bool = False,
-    before: int | None = None,
+    before: BeforeId = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> RejectPage:
     """Dead letters, newest first. `pending=true` hides those already replayed."""
@@ -39,7 +41,7 @@ async def list_rejects(
 
 
 @router.post("/rejects/replay")
-async def replay_rejects(body: ReplayIn, conn: Conn, ctx: Context) -> ReplayOut:
+async def replay_rejects(conn: Conn, ctx: Context, body: ReplayIn = _REPLAY_ALL) -> ReplayOut:
     """Feed pending dead letters through the decoder again, e.g. after registering a machine.
 
     Letters accepted now are stored and marked replayed; letters refused again keep their row with

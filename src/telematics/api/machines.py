@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Response, status
 
 from telematics.api.context import Admin, Caller, Conn, allow
 from telematics.api.schemas import (
+    Instant,
     MachineIn,
     MachineOut,
     MachinePage,
@@ -89,8 +90,8 @@ async def machine_readings(
     machine_id: str,
     conn: Conn,
     caller: Caller,
-    start: datetime | None = None,
-    end: datetime | None = None,
+    start: Instant | None = None,
+    end: Instant | None = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> ReadingPage:
     """Readings with `start <= ts < end` (default: the last hour), oldest first, paged.

@@ -6,10 +6,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from diagnosis.model import NotEnoughDataError
 from telematics.api.context import Admin, Conn, Context
+from telematics.api.schemas import BodyIn
 from telematics.base.errors import InvalidRequestError
 from telematics.services.training import train
 from telematics.store import models as model_store
@@ -18,10 +19,8 @@ from telematics.store.models import StoredModel
 router = APIRouter(prefix="/v1/models", dependencies=[Admin], tags=["models"])
 
 
-class TrainIn(BaseModel):
+class TrainIn(BodyIn):
     """What to learn from: the healthy history of the last `days`."""
-
-    model_config = ConfigDict(extra="forbid")
 
     days: float = Field(default=14.0, gt=0, le=365)
 
@@ -53,6 +52,9 @@ class ModelOut(BaseModel):
         )
 
 
+_DEFAULT = TrainIn()
+
+
 @router.get("")
 async def list_models(conn: Conn) -> list[ModelOut]:
     """Every trained version, newest first within each machine model."""
@@ -60,7 +62,7 @@ async def list_models(conn: Conn) -> list[ModelOut]:
 
 
 @router.post("/{model}/train", status_code=status.HTTP_201_CREATED)
-async def train_model(model: str, body: TrainIn, conn: Conn, ctx: Context) -> ModelOut:
+async def train_model(model: str, conn: Conn, ctx: Context, body: TrainIn = _DEFAULT) -> ModelOut:
     """Train `model`'s anomaly model on its healthy history; the new version is used at once
     by this service and within a minute by every other worker.
     """

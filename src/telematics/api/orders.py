@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from dispatch.needs import PartNeed
 from dispatch.orders import (
@@ -29,7 +29,7 @@ from telematics.api.order_schemas import (
     event_view,
     order_view,
 )
-from telematics.api.schemas import ID_PATTERN
+from telematics.api.schemas import ID_PATTERN, BeforeId, BodyIn, Instant, PathId, StoredId
 from telematics.base.errors import ForbiddenError, InvalidRequestError
 from telematics.services.dispatching import (
     act,
@@ -45,55 +45,43 @@ from telematics.store.tokens import Principal, Role
 router = APIRouter(prefix="/v1", tags=["orders"])
 
 
-class DispatchIn(BaseModel):
+class DispatchIn(BodyIn):
     """Send someone: the suggested engineer unless one is chosen."""
-
-    model_config = ConfigDict(extra="forbid")
 
     engineer_id: str | None = Field(default=None, pattern=ID_PATTERN)
     note: str = Field(default="", max_length=4000)
 
 
-class ActionIn(BaseModel):
+class ActionIn(BodyIn):
     """A note with a lifecycle action."""
-
-    model_config = ConfigDict(extra="forbid")
 
     note: str = Field(default="", max_length=4000)
 
 
-class PartIn(BaseModel):
+class PartIn(BodyIn):
     """A part used."""
-
-    model_config = ConfigDict(extra="forbid")
 
     part_no: str = Field(pattern=ID_PATTERN)
     quantity: int = Field(ge=1, le=1000)
 
 
-class CompleteIn(BaseModel):
+class CompleteIn(BodyIn):
     """The job is done: which parts were used (the rest of the reservation is released)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     parts_used: list[PartIn] = Field(default_factory=list)
     note: str = Field(default="", max_length=4000)
 
 
-class TransferIn(BaseModel):
+class TransferIn(BodyIn):
     """Give the order to another engineer."""
-
-    model_config = ConfigDict(extra="forbid")
 
     to_engineer_id: str = Field(pattern=ID_PATTERN)
     pickup_warehouse_id: str | None = Field(default=None, pattern=ID_PATTERN)
     reason: str = Field(default="", max_length=4000)
 
 
-class CancelIn(BaseModel):
+class CancelIn(BodyIn):
     """Call the order off."""
-
-    model_config = ConfigDict(extra="forbid")
 
     reason: str = Field(min_length=1, max_length=4000)
 
@@ -109,8 +97,14 @@ class BreachOut(BaseModel):
     detail: str
 
 
+# Bodies whose every field is optional may be left out; these stand in for them.
+_DISPATCH, _COMPLETE, _NOTE = DispatchIn(), CompleteIn(), ActionIn()
+
+
 @router.post("/alarms/{alarm_id}/dispatch", status_code=status.HTTP_201_CREATED)
-async def dispatch(alarm_id: int, body: DispatchIn, ctx: Context, caller: Staff) -> OrderOut:
+async def dispatch(
+    alarm_id: PathId, ctx: Context, caller: Staff, body: DispatchIn = _DISPATCH
+) -> OrderOut:
     """Turn an alarm into a service order for the engineer who arrives first with the parts
     (or `engineer_id`, if they can serve it). Parts are reserved at once; the answer carries the
     route plan, the ETA and why this engineer.
@@ -124,12 +118,10 @@ async def dispatch(alarm_id: int, body: DispatchIn, ctx: Context, caller: Staff)
     return OrderOut.of(result.order)
 
 
-class BatchDispatchIn(BaseModel):
+class BatchDispatchIn(BodyIn):
     """Alarms to dispatch together (a surge: a storm, a site-wide outage)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    alarm_ids: list[int] = Field(min_length=1, max_length=200)
+    alarm_ids: list[StoredId] = Field(min_length=1, max_length=200)
 
 
 class UnassignedOut(BaseModel):
@@ -174,7 +166,7 @@ async def list_orders(
     engineer_id: str | None = None,
     customer_id: str | None = None,
     machine_id: str | None = None,
-    before: int | None = None,
+    before: BeforeId = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[OrderView]:
     """Orders newest first: staff see all, an engineer their own, a customer its own; each in
@@ -196,7 +188,7 @@ async def _visible(conn: Conn, caller: Principal, order_id: int) -> StoredOrder:
 
 
 @router.get("/orders/{order_id}")
-async def get_order(order_id: int, conn: Conn, caller: Caller) -> OrderView:
+async def get_order(order_id: PathId, conn: Conn, caller: Caller) -> OrderView:
     """One order with its ETA, in the view of the caller's role: staff see the route plan and
     why this engineer, the engineer their own route, the customer progress and ETA.
     """
@@ -204,7 +196,7 @@ async def get_order(order_id: int, conn: Conn, caller: Caller) -> OrderView:
 
 
 @router.get("/orders/{order_id}/events")
-async def order_events(order_id: int, conn: Conn, caller: Caller) -> list[OrderEventView]:
+async def order_events(order_id: PathId, conn: Conn, caller: Caller) -> list[OrderEventView]:
     """The order's audit trail: every transition and when; staff also see who did it and the
     details (notes, stock movements), the engineer who did it.
     """
@@ -213,7 +205,7 @@ async def order_events(order_id: int, conn: Conn, caller: Caller) -> list[OrderE
 
 
 @router.get("/orders/{order_id}/timers")
-async def order_timers(order_id: int, conn: Conn, caller: Staff) -> list[dict[str, Any]]:
+async def order_timers(order_id: PathId, conn: Conn, caller: Staff) -> list[dict[str, Any]]:
     """The order's SLA timers, pending and fired."""
     await _visible(conn, caller, order_id)
     return await order_store.timers_of(conn, order_id)
@@ -249,57 +241,61 @@ async def _staff_act(ctx: Context, caller: Principal, order_id: int, command: Co
 
 
 @router.post("/orders/{order_id}/accept")
-async def accept(order_id: int, ctx: Context, caller: Caller) -> OrderView:
+async def accept(order_id: PathId, ctx: Context, caller: Caller) -> OrderView:
     """The engineer takes the order."""
     return await _act(ctx, caller, order_id, Accept())
 
 
 @router.post("/orders/{order_id}/start-travel")
-async def start_travel(order_id: int, ctx: Context, caller: Caller) -> OrderView:
+async def start_travel(order_id: PathId, ctx: Context, caller: Caller) -> OrderView:
     """The engineer is on the way."""
     return await _act(ctx, caller, order_id, StartTravel())
 
 
 @router.post("/orders/{order_id}/arrive")
-async def arrive(order_id: int, ctx: Context, caller: Caller) -> OrderView:
+async def arrive(order_id: PathId, ctx: Context, caller: Caller) -> OrderView:
     """The engineer is at the machine."""
     return await _act(ctx, caller, order_id, Arrive())
 
 
 @router.post("/orders/{order_id}/complete")
-async def complete(order_id: int, body: CompleteIn, ctx: Context, caller: Caller) -> OrderView:
+async def complete(
+    order_id: PathId, ctx: Context, caller: Caller, body: CompleteIn = _COMPLETE
+) -> OrderView:
     """The repair is done: the parts used are taken out of stock, the rest released."""
     used = tuple(PartNeed(p.part_no, p.quantity) for p in body.parts_used)
     return await _act(ctx, caller, order_id, Complete(used, body.note))
 
 
 @router.post("/orders/{order_id}/contact")
-async def contact(order_id: int, body: ActionIn, ctx: Context, caller: Caller) -> OrderView:
+async def contact(
+    order_id: PathId, ctx: Context, caller: Caller, body: ActionIn = _NOTE
+) -> OrderView:
     """The customer was called (the callback check 15 minutes after dispatch looks for this)."""
     return await _act(ctx, caller, order_id, ContactCustomer(body.note))
 
 
 @router.post("/orders/{order_id}/survey")
-async def survey(order_id: int, body: ActionIn, ctx: Context, caller: Staff) -> OrderOut:
+async def survey(order_id: PathId, ctx: Context, caller: Staff, body: ActionIn = _NOTE) -> OrderOut:
     """The satisfaction call after completion was made."""
     return await _staff_act(ctx, caller, order_id, RecordSurvey(body.note))
 
 
 @router.post("/orders/{order_id}/close")
-async def close(order_id: int, body: ActionIn, ctx: Context, caller: Staff) -> OrderOut:
+async def close(order_id: PathId, ctx: Context, caller: Staff, body: ActionIn = _NOTE) -> OrderOut:
     """Close a completed order."""
     return await _staff_act(ctx, caller, order_id, Close(body.note))
 
 
 @router.post("/orders/{order_id}/transfer")
-async def transfer(order_id: int, body: TransferIn, ctx: Context, caller: Staff) -> OrderOut:
+async def transfer(order_id: PathId, body: TransferIn, ctx: Context, caller: Staff) -> OrderOut:
     """Give the order to another engineer; the reservation moves with it."""
     command = Transfer(body.to_engineer_id, body.pickup_warehouse_id, body.reason)
     return await _staff_act(ctx, caller, order_id, command)
 
 
 @router.post("/orders/{order_id}/cancel")
-async def cancel(order_id: int, body: CancelIn, ctx: Context, caller: Staff) -> OrderOut:
+async def cancel(order_id: PathId, body: CancelIn, ctx: Context, caller: Staff) -> OrderOut:
     """Call the order off; reserved parts are released."""
     return await _staff_act(ctx, caller, order_id, Cancel(body.reason))
 
@@ -308,7 +304,7 @@ async def cancel(order_id: int, body: CancelIn, ctx: Context, caller: Staff) -> 
 async def sla_breaches(
     conn: Conn,
     caller: Annotated[Principal, Depends(allow(Role.EXPERT))],
-    since: datetime | None = None,
+    since: Instant | None = None,
     kind: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[BreachOut]:

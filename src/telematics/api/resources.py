@@ -4,15 +4,15 @@ import of all four for real fleets.
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import datetime
 from typing import Annotated, Literal
 
 import asyncpg
 from fastapi import APIRouter, Depends, Query, Request, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field, model_validator
 
 from telematics.api.context import Admin, Caller, Conn, Staff, allow
-from telematics.api.schemas import ID_PATTERN
+from telematics.api.schemas import ID_PATTERN, INT32_MAX, BodyIn, LocalTime
 from telematics.base.errors import ConflictError, ForbiddenError
 from telematics.services import csvimport
 from telematics.store import resources
@@ -24,22 +24,26 @@ router = APIRouter(prefix="/v1")
 SKILL_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 
 
-class EngineerIn(BaseModel):
+class EngineerIn(BodyIn):
     """An engineer: who, what they can do, where they start from and when they work."""
-
-    model_config = ConfigDict(extra="forbid")
 
     engineer_id: str = Field(pattern=ID_PATTERN)
     name: str = Field(min_length=1, max_length=200)
     skills: list[Annotated[str, Field(pattern=SKILL_PATTERN)]] = Field(default_factory=list)
     home_lat: float | None = Field(default=None, ge=-90, le=90)
     home_lon: float | None = Field(default=None, ge=-180, le=180)
-    shift_start: time | None = None
-    shift_end: time | None = None
-    shift_tz: str = "UTC"
+    shift_start: LocalTime | None = Field(default=None, strict=False)
+    shift_end: LocalTime | None = Field(default=None, strict=False)
+    shift_tz: str = Field(default="UTC", max_length=64)
     status: Literal["available", "busy", "off"] = "available"
     max_orders: int = Field(default=3, ge=0, le=50)
     speed_kmh: float = Field(default=50.0, gt=0, le=200)
+
+    @model_validator(mode="after")
+    def _home_is_whole(self) -> EngineerIn:
+        if (self.home_lat is None) != (self.home_lon is None):
+            raise ValueError("home_lat and home_lon go together: give both or neither")
+        return self
 
     def profile(self) -> EngineerProfile:
         """The store's value."""
@@ -89,8 +93,8 @@ class EngineerOut(BaseModel):
     skills: list[str]
     home_lat: float | None
     home_lon: float | None
-    shift_start: time | None
-    shift_end: time | None
+    shift_start: LocalTime | None
+    shift_end: LocalTime | None
     shift_tz: str
     status: str
     max_orders: int
@@ -124,18 +128,14 @@ class EngineerOut(BaseModel):
         )
 
 
-class StatusIn(BaseModel):
+class StatusIn(BodyIn):
     """An engineer's availability."""
-
-    model_config = ConfigDict(extra="forbid")
 
     status: Literal["available", "busy", "off"]
 
 
-class WarehouseIn(BaseModel):
+class WarehouseIn(BodyIn):
     """A warehouse."""
-
-    model_config = ConfigDict(extra="forbid")
 
     warehouse_id: str = Field(pattern=ID_PATTERN)
     name: str = Field(min_length=1, max_length=200)
@@ -149,24 +149,20 @@ class WarehouseOut(WarehouseIn):
     stock: list[StockLineOut] | None = None
 
 
-class PartIn(BaseModel):
+class PartIn(BodyIn):
     """A part number."""
-
-    model_config = ConfigDict(extra="forbid")
 
     part_no: str = Field(pattern=ID_PATTERN)
     name: str = Field(min_length=1, max_length=200)
 
 
-class StockIn(BaseModel):
+class StockIn(BodyIn):
     """What is on hand of one part at one location."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    location_kind: LocationKind
+    location_kind: LocationKind = Field(strict=False)
     location_id: str = Field(pattern=ID_PATTERN)
     part_no: str = Field(pattern=ID_PATTERN)
-    quantity: int = Field(ge=0)
+    quantity: int = Field(ge=0, le=INT32_MAX)
 
 
 class ImportOut(BaseModel):

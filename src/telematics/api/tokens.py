@@ -5,22 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 
 from fastapi import APIRouter, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from telematics.api.context import Admin, Conn
-from telematics.api.schemas import ID_PATTERN
+from telematics.api.context import Admin, Conn, Context
+from telematics.api.schemas import ID_PATTERN, BodyIn, PathId
 from telematics.store import tokens as token_store
 from telematics.store.tokens import Role, TokenInfo
 
 router = APIRouter(prefix="/v1/tokens", dependencies=[Admin], tags=["tokens"])
 
 
-class TokenIn(BaseModel):
+class TokenIn(BodyIn):
     """A token to create: the role and whom it speaks for."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    role: Role
+    role: Role = Field(strict=False)
     subject_id: str = Field(
         pattern=ID_PATTERN,
         description="engineer_id for engineers, customer_id for customers, a name for experts",
@@ -71,6 +69,8 @@ async def list_tokens(conn: Conn) -> list[TokenOut]:
 
 
 @router.delete("/{token_id}")
-async def revoke_token(token_id: int, conn: Conn) -> TokenOut:
-    """Revoke a token; it stops working at once."""
-    return TokenOut.of(await token_store.revoke_token(conn, token_id))
+async def revoke_token(token_id: PathId, conn: Conn, ctx: Context) -> TokenOut:
+    """Revoke a token; it stops working at once here, and within seconds in other workers."""
+    revoked = await token_store.revoke_token(conn, token_id)
+    ctx.tokens.forget_all()
+    return TokenOut.of(revoked)

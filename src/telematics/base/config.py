@@ -77,7 +77,26 @@ class Settings(BaseSettings):
     )
     batch_max_delay_ms: int = Field(default=50, ge=1)
     batches_in_flight: int = Field(default=2, ge=1, le=8)
-    db_pool_size: int = Field(default=4, ge=2)
+    db_ingest_pool_size: int = Field(
+        default=4, ge=2, description="Connections of the gateway's writers and source lookups."
+    )
+    db_api_pool_size: int = Field(default=4, ge=1, description="Connections of the HTTP API.")
+    db_jobs_pool_size: int = Field(
+        default=3, ge=1, description="Connections of diagnosis, SLA timers and upkeep."
+    )
+    token_cache_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="How long the API trusts its copy of the tokens: revocations elsewhere "
+        "take effect within this.",
+    )
+    http_max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="Larger request bodies are refused (413)."
+    )
+    http_max_import_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=1024, description="The same for CSV imports."
+    )
     db_timeout_s: float = Field(default=30.0, gt=0)
     retention_days: int = Field(default=30, ge=1)
     partitions_ahead_days: int = Field(default=3, ge=1)

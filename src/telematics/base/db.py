@@ -17,6 +17,7 @@ from typing import TypeVar, cast
 import asyncpg
 
 from telematics.base.errors import CommandTimeoutError, StoreUnavailableError
+from telematics.base.sqlerrors import client_fault
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +124,9 @@ async def create_pool(
 async def acquire(pool: asyncpg.Pool, timeout_s: float = 30.0) -> AsyncIterator[asyncpg.Connection]:
     """Borrow a connection; errors of the work done on it are translated by `classify`.
 
+    Errors caused by the values of a statement (out of range, NUL in text, a foreign key
+    naming nothing, a check broken) become the errors of `sqlerrors`.
+
     Raises:
         StoreUnavailableError: No connection could be had, or the work failed transiently.
         CommandTimeoutError: The work ran past the command timeout or a server limit.
@@ -144,6 +148,11 @@ async def acquire(pool: asyncpg.Pool, timeout_s: float = 30.0) -> AsyncIterator[
                 with contextlib.suppress(asyncpg.InterfaceError):
                     conn.terminate()  # the pool reconnects, to wherever the primary is now
             raise StoreUnavailableError(f"database unavailable: {exc}") from exc
+        if isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError):
+            # Values the database cannot hold are the sender's fault, not an outage.
+            fault = client_fault(exc)
+            if fault is not None:
+                raise fault from exc
         raise
     finally:
         await _release(pool, proxy)

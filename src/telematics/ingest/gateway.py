@@ -370,7 +370,9 @@ class Gateway:
                 pairs[0][0],
                 exc_info=split.__cause__ or split,
             )
-            cause = split.__cause__ or split
+            cause: BaseException = split
+            while cause.__cause__ is not None:  # the database's own error, not our wrappers
+                cause = cause.__cause__
             return [
                 await with_retry(
                     lambda: self._dead_letter(pairs, cause), what="dead letter", stop=stop

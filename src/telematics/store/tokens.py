@@ -1,15 +1,24 @@
-"""API tokens: who a bearer token speaks for. Only a SHA-256 of each token is stored."""
+"""API tokens: who a bearer token speaks for. Only a SHA-256 of each token is stored.
+
+`TokenCache` answers "whose token is this?" from memory, so that authenticating a request
+takes no database connection in the common case, and a flood of made-up tokens costs at most
+one small query at a time, shared by every request waiting on it.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
 import asyncpg
 
+from telematics.base.db import acquire
 from telematics.base.errors import InvalidRequestError, NotFoundError
 
 
@@ -121,3 +130,95 @@ async def revoke_token(conn: asyncpg.Connection, token_id: int) -> TokenInfo:
     if row is None:
         raise NotFoundError("token", str(token_id))
     return _info(row)
+
+
+class TokenCache:
+    """The live tokens, held in memory and kept fresh from `api_tokens`.
+
+    * A known token is answered from memory.
+    * An unknown one waits for a catch-up query that starts after it arrived (new tokens are
+      read by id, `token_id > the largest seen`): a token created a moment ago by any process
+      works at once. Every request that misses while a query runs shares the next one, so a
+      flood of junk tokens costs one query at a time, never a connection per request.
+    * The whole table is re-read when the copy is older than `ttl_s`, so a revocation by any
+      process takes effect within `ttl_s`; `forget_all` makes one by this process immediate.
+
+    Every read runs on the pool handed to `principal` (the API's), with a short acquire
+    timeout; a database that cannot be reached is `StoreUnavailableError`, not a refusal.
+    """
+
+    def __init__(
+        self,
+        ttl_s: float = 5.0,
+        *,
+        acquire_timeout_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """A cache whose full copy is trusted for `ttl_s` seconds."""
+        self._ttl_s = ttl_s
+        self._acquire_timeout_s = acquire_timeout_s
+        self._clock = clock
+        self._live: dict[bytes, Principal] = {}
+        self._max_id = 0
+        self._loaded_at: float | None = None
+        self._reads_started = 0
+        self._lock = asyncio.Lock()
+
+    def forget_all(self) -> None:
+        """Re-read every token on the next lookup (after a revocation here)."""
+        self._loaded_at = None
+
+    async def principal(self, pool: asyncpg.Pool, token: str) -> Principal | None:
+        """The principal of a live token, or None.
+
+        Raises:
+            StoreUnavailableError: The tokens had to be read and the database did not answer.
+        """
+        digest = token_hash(token)
+        if self._stale():
+            await self._read_after(self._reads_started, pool)
+        found = self._live.get(digest)
+        if found is None:
+            await self._read_after(self._reads_started, pool)
+            found = self._live.get(digest)
+        return found
+
+    def _stale(self) -> bool:
+        return self._loaded_at is None or self._clock() - self._loaded_at > self._ttl_s
+
+    async def _read_after(self, seen: int, pool: asyncpg.Pool) -> None:
+        """Make sure a read that started after read number `seen` has finished."""
+        async with self._lock:
+            if self._reads_started > seen:
+                return  # one started after we asked, and (we hold the lock) it has finished
+            self._reads_started += 1
+            started = self._clock()
+            full = self._stale()
+            async with acquire(pool, timeout_s=self._acquire_timeout_s) as conn:
+                if full:
+                    await self._read_all(conn)
+                    self._loaded_at = started
+                else:
+                    await self._read_new(conn)
+
+    async def _read_all(self, conn: asyncpg.Connection) -> None:
+        # The largest id first: a token inserted between the two reads is read again later.
+        max_id = await conn.fetchval("SELECT coalesce(max(token_id), 0) FROM api_tokens")
+        rows = await conn.fetch(
+            "SELECT token_hash, role, subject_id FROM api_tokens WHERE revoked_at IS NULL"
+        )
+        self._live = {
+            bytes(r["token_hash"]): Principal(Role(r["role"]), r["subject_id"]) for r in rows
+        }
+        self._max_id = int(max_id)
+
+    async def _read_new(self, conn: asyncpg.Connection) -> None:
+        rows = await conn.fetch(
+            "SELECT token_id, token_hash, role, subject_id, revoked_at FROM api_tokens "
+            "WHERE token_id > $1",
+            self._max_id,
+        )
+        for r in rows:
+            if r["revoked_at"] is None:
+                self._live[bytes(r["token_hash"])] = Principal(Role(r["role"]), r["subject_id"])
+            self._max_id = max(self._max_id, int(r["token_id"]))
