@@ -132,6 +132,13 @@ async def revoke_token(conn: asyncpg.Connection, token_id: int) -> TokenInfo:
     return _info(row)
 
 
+# An engineer token speaks only while its engineer is registered.
+_SUBJECT_EXISTS = (
+    "(t.role <> 'engineer' OR EXISTS "
+    "(SELECT 1 FROM engineers e WHERE e.engineer_id = t.subject_id))"
+)
+
+
 class TokenCache:
     """The live tokens, held in memory and kept fresh from `api_tokens`.
 
@@ -205,7 +212,8 @@ class TokenCache:
         # The largest id first: a token inserted between the two reads is read again later.
         max_id = await conn.fetchval("SELECT coalesce(max(token_id), 0) FROM api_tokens")
         rows = await conn.fetch(
-            "SELECT token_hash, role, subject_id FROM api_tokens WHERE revoked_at IS NULL"
+            f"SELECT token_hash, role, subject_id FROM api_tokens t "
+            f"WHERE revoked_at IS NULL AND {_SUBJECT_EXISTS}"
         )
         self._live = {
             bytes(r["token_hash"]): Principal(Role(r["role"]), r["subject_id"]) for r in rows
@@ -214,11 +222,11 @@ class TokenCache:
 
     async def _read_new(self, conn: asyncpg.Connection) -> None:
         rows = await conn.fetch(
-            "SELECT token_id, token_hash, role, subject_id, revoked_at FROM api_tokens "
-            "WHERE token_id > $1",
+            f"SELECT token_id, token_hash, role, subject_id, revoked_at, {_SUBJECT_EXISTS} AS ok "
+            "FROM api_tokens t WHERE token_id > $1",
             self._max_id,
         )
         for r in rows:
-            if r["revoked_at"] is None:
+            if r["revoked_at"] is None and r["ok"]:
                 self._live[bytes(r["token_hash"])] = Principal(Role(r["role"]), r["subject_id"])
             self._max_id = max(self._max_id, int(r["token_id"]))
