@@ -187,10 +187,10 @@ async def _resources(settings: Settings) -> AsyncIterator[tuple[str, str, str]]:
         if settings.mqtt_url is not None:
             mqtt_url = settings.mqtt_url
         else:
-            broker = embedded.EmbeddedBroker()
+            broker = embedded.EmbeddedBroker(settings.data_dir, embedded.find_mosquitto())
             await broker.start()
             stack.push_async_callback(broker.stop)
-            mqtt_url, protocol = broker.url, "3.1.1"
+            mqtt_url, protocol = broker.url, broker.protocol
         yield dsn, mqtt_url, protocol
 
 

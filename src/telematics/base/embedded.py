@@ -2,22 +2,32 @@
 
 Used only when `TELEMATICS_DATABASE_URL` or `TELEMATICS_MQTT_URL` is unset, so that one command
 brings the product up on a fresh machine. Production points both settings at real services.
-The embedded broker (amqtt) speaks MQTT 3.1.1 only, so the gateway talks 3.1.1 to it.
+The embedded broker is Mosquitto when it is installed (MQTT 5, nothing dropped), else amqtt
+(MQTT 3.1.1, which loses deliveries held unacknowledged for more than 5 s; see EmbeddedBroker).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import json
 import logging
 import os
+import pwd
+import shutil
+import signal
 import socket
+import subprocess
+import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
+from telematics.base.config import MqttProtocol
 from telematics.base.errors import EmbeddedServiceError
 
 log = logging.getLogger(__name__)
@@ -108,13 +118,43 @@ async def start_postgres(data_dir: Path) -> str:
     return dsn
 
 
-class EmbeddedBroker:
-    """An in-process MQTT 3.1.1 broker on 127.0.0.1, for first runs and demos."""
+MOSQUITTO_DIRS = "/usr/sbin:/usr/local/sbin:/opt/homebrew/sbin"
+"""Where packages put Mosquitto when it is not on PATH (Debian: /usr/sbin)."""
 
-    def __init__(self, port: int | None = None) -> None:
-        """Pick the port now (a free one unless given); nothing listens until `start`."""
+MOSQUITTO_MAX_QUEUED = 1_000_000
+"""QoS 1 messages the embedded Mosquitto queues for a session behind it (stock: 1,000)."""
+
+
+def find_mosquitto() -> str | None:
+    """The Mosquitto executable, on PATH or where packages install it; None if there is none."""
+    return shutil.which("mosquitto") or shutil.which("mosquitto", path=MOSQUITTO_DIRS)
+
+
+class EmbeddedBroker:
+    """An MQTT broker on 127.0.0.1 for first runs and demos, stopped with the service.
+
+    Mosquitto when it is installed: MQTT 5 (so the gateway's Receive Maximum is its window), it
+    keeps an unacknowledged delivery until the subscriber acknowledges it, however long that
+    takes, queues for a persistent session while its client is away, and keeps sessions and
+    queues in `data_dir/mqtt` across restarts. Without Mosquitto: amqtt, in-process, MQTT 3.1.1,
+    which forgets a delivery not acknowledged within 5 s (its timeout is fixed in its code) and
+    queues nothing for an anonymous client that is away, so a database stall longer than that
+    can lose readings if the gateway reconnects. That limitation is logged at start.
+    """
+
+    def __init__(self, data_dir: Path, mosquitto: str | None, port: int | None = None) -> None:
+        """Choose the broker and its port (a free one unless given); nothing runs until `start`.
+
+        Args:
+            data_dir: The service's data folder; Mosquitto keeps its files in `data_dir/mqtt`.
+            mosquitto: Path of the Mosquitto executable (`find_mosquitto()`), or None for amqtt.
+            port: The port to listen on; a free one if None.
+        """
         self.host = "127.0.0.1"
         self.port = port or free_port()
+        self._dir = data_dir / "mqtt"
+        self._mosquitto = mosquitto
+        self._process: subprocess.Popen[bytes] | None = None
         self._broker: Any = None
 
     @property
@@ -122,13 +162,79 @@ class EmbeddedBroker:
         """mqtt:// URL of the broker."""
         return f"mqtt://{self.host}:{self.port}"
 
+    @property
+    def protocol(self) -> MqttProtocol:
+        """The MQTT version the gateway should speak to it."""
+        return "5" if self._mosquitto is not None else "3.1.1"
+
     async def start(self) -> None:
         """Start listening.
 
         Raises:
             EmbeddedServiceError: The broker could not start.
         """
-        from amqtt.broker import Broker  # noqa: PLC0415 - only needed without a broker URL
+        if self._mosquitto is not None:
+            await self._start_mosquitto(self._mosquitto)
+            log.info("embedded MQTT broker (Mosquitto, data in %s) on %s", self._dir, self.url)
+            return
+        await self._start_amqtt()
+        log.warning(
+            "Mosquitto not found: the embedded MQTT broker is amqtt (MQTT 3.1.1) on %s. It drops "
+            "a delivery the gateway has not acknowledged within 5 s and queues nothing while the "
+            "gateway is away, so a database stall can lose readings; install Mosquitto, or set "
+            "TELEMATICS_MQTT_URL, for a broker that keeps them",
+            self.url,
+        )
+
+    def _mosquitto_config(self) -> str:
+        # Persistent sessions kept on disk; queues far above stock Mosquitto's 1,000 messages
+        # (the gateway stops acknowledging while the database is away); no cap on messages in
+        # flight, so the gateway's Receive Maximum is the window.
+        return "\n".join(
+            (
+                f"listener {self.port} {self.host}",
+                "allow_anonymous true",
+                # As root Mosquitto would switch to user 'mosquitto', who cannot write our files.
+                f"user {pwd.getpwuid(os.getuid()).pw_name}",
+                "persistence true",
+                f"persistence_location {self._dir.resolve()}/",
+                "autosave_interval 30",
+                f"max_queued_messages {MOSQUITTO_MAX_QUEUED}",
+                "max_inflight_messages 0",
+                f"log_dest file {(self._dir / 'mosquitto.log').resolve()}",
+                "connection_messages false",
+                "",
+            )
+        )
+
+    async def _start_mosquitto(self, executable: str) -> None:
+        self._dir.mkdir(parents=True, exist_ok=True)
+        config = self._dir / "mosquitto.conf"
+        config.write_text(self._mosquitto_config())
+        errors = self._dir / "mosquitto.err"  # what it says before its log file is open
+        try:
+            # Started from the event loop's thread: the death signal follows the thread that
+            # forked, and the broker must go when the service does, killed or not.
+            with errors.open("wb") as stderr:
+                self._process = subprocess.Popen(  # noqa: S603, ASYNC220 - fast; this thread
+                    [executable, "-c", str(config)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=stderr,
+                    preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl before exec
+                )
+        except OSError as exc:
+            raise EmbeddedServiceError(f"embedded Mosquitto failed to start: {exc}") from exc
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not await _answers(self.host, self.port):
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                await self.stop()
+                said = errors.read_text(errors="replace")[-2000:].strip()
+                raise EmbeddedServiceError(f"embedded Mosquitto did not start: {said}")
+            await asyncio.sleep(0.05)
+
+    async def _start_amqtt(self) -> None:
+        from amqtt.broker import Broker  # noqa: PLC0415 - only needed without Mosquitto
 
         config = {
             "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
@@ -141,10 +247,40 @@ class EmbeddedBroker:
             await self._broker.start()
         except Exception as exc:
             raise EmbeddedServiceError(f"embedded MQTT broker failed to start: {exc}") from exc
-        log.info("embedded MQTT broker listening on %s", self.url)
 
     async def stop(self) -> None:
-        """Stop the broker."""
+        """Stop the broker (Mosquitto saves its sessions and queues on the way out)."""
+        process, self._process = self._process, None
+        if process is not None:
+            process.terminate()
+            try:
+                await asyncio.to_thread(process.wait, STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                log.warning("embedded Mosquitto did not stop in %.0f s; killing it", STOP_TIMEOUT_S)
+                process.kill()
+                await asyncio.to_thread(process.wait)
         if self._broker is not None:
             await self._broker.shutdown()
             self._broker = None
+
+
+START_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 10.0
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: receive SIGTERM when the parent dies (Linux; no-op elsewhere)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+async def _answers(host: str, port: int) -> bool:
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout=1)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
