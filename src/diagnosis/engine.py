@@ -89,6 +89,16 @@ class Engine:
         """The machines the engine has no state for, in the order given."""
         return [m for m in machine_ids if m not in self._state.slots]
 
+    def late_rows(self, frame: Frame) -> BoolArray:
+        """Per reading, whether it is not later than the last processed for its machine (late,
+        or a repeat): `process` skips such readings.
+        """
+        st = self._state
+        slots = st.slots
+        last = np.array([st.last_ts[slots[m]] if m in slots else NO_TS for m in frame.machine_ids])
+        late: BoolArray = frame.ts_ms <= last.astype(np.int64)[frame.machine_idx]
+        return late
+
     def set_models(self, models: Mapping[str, AnomalyScorer]) -> None:
         """Replace the anomaly scorers (after training); open model alarms stay open."""
         self._anomaly.set_scorers(models)

@@ -69,6 +69,24 @@ class Frame:
     def __len__(self) -> int:
         return len(self.ts_ms)
 
+    def take(self, keep: BoolArray) -> Frame:
+        """The readings where `keep` holds, and only the machines that still have some."""
+        has = np.zeros(len(self.machine_ids), np.bool_)
+        has[self.machine_idx[keep]] = True
+        new_idx = np.cumsum(has) - 1
+        rows = np.cumsum(keep) - 1
+        kept_codes = keep[self.dtc_row]
+        return Frame(
+            machine_ids=tuple(m for m, h in zip(self.machine_ids, has, strict=True) if h),
+            machine_idx=new_idx[self.machine_idx[keep]],
+            ts_ms=self.ts_ms[keep],
+            values=self.values[:, keep],
+            dtc_row=rows[self.dtc_row[kept_codes]],
+            dtc_spn=self.dtc_spn[kept_codes],
+            dtc_fmi=self.dtc_fmi[kept_codes],
+            dtc_oc=self.dtc_oc[kept_codes],
+        )
+
     def signal(self, name: str) -> FloatArray:
         """One signal's row, by wire name."""
         row: FloatArray = self.values[SIGNAL_INDEX[name]]

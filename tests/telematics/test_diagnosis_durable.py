@@ -104,3 +104,28 @@ async def test_a_machine_that_never_reports_again_is_declared_silent_after_a_res
         "SELECT fault FROM alarms WHERE machine_id = $1 AND state = 'open'", machine
     )
     assert [r["fault"] for r in faults] == [MACHINE_SILENT]
+
+
+async def test_late_readings_raise_the_alarm_they_show_once_at_their_reading_time(
+    pool: asyncpg.Pool,
+) -> None:
+    machine, source = unique("DR"), unique("gw")
+    async with pool.acquire() as conn:
+        await add_machine(conn, machine, "excavator", "C-durable", Site(*SITE))
+    now = _now_ms()
+    # The machine kept reporting, healthy, and was diagnosed ...
+    await _store(pool, machine, _readings(now - 120_000, 60), source)
+    diagnoser = _diagnoser(pool, source)
+    await _run_once(diagnoser)
+    assert not diagnoser.engine.unknown([machine])
+    # ... then its store-and-forward delivers an older stretch, a J1939 code in it, through a
+    # dead-letter replay: the live state is past these readings.
+    late_start = now - 600_000
+    for _ in range(2):  # the same readings replayed a second time add nothing
+        await _store(pool, machine, _readings(late_start, 30, dtc=True), "replay")
+        await _run_once(diagnoser)
+    left = await pool.fetchval("SELECT count(*) FROM diagnosis_pending WHERE source = 'replay'")
+    assert left == 0
+    rows = await pool.fetch("SELECT fault, raised_at FROM alarms WHERE machine_id = $1", machine)
+    assert [r["fault"] for r in rows] == ["dtc_100_1"]
+    assert round(rows[0]["raised_at"].timestamp() * 1000) == late_start

@@ -31,17 +31,17 @@ import asyncpg
 
 from diagnosis.engine import Engine
 from diagnosis.events import AlarmEvent, Severity, Transition
-from diagnosis.frame import Frame, MachineInfo
+from diagnosis.frame import Frame
 from diagnosis.knowledge import KnowledgeBase
 from diagnosis.model import ModelError, RegimeModel
 from telematics.base.db import acquire, with_retry
 from telematics.base.errors import StoreUnavailableError
 from telematics.base.metrics import Metrics
+from telematics.services import late
 from telematics.store import alarms as alarm_store
 from telematics.store import models as model_store
 from telematics.store import pending as pending_store
 from telematics.store import readings as readings_store
-from telematics.store.registry import machines_by_id
 from telematics.wire.decode import ReadingColumns
 
 log = logging.getLogger(__name__)
@@ -161,6 +161,7 @@ class Diagnoser:
             await self.refresh_models()
         await self._catch_up(stop)
         await self._restore_recent()
+        await self._catch_up(stop, replays_only=True)
         try:
             while True:
                 if not self._backlog:
@@ -303,37 +304,36 @@ class Diagnoser:
                 unknown = self.engine.unknown(frame.machine_ids)
                 if unknown:
                     await self._restore(conn, unknown, int(frame.ts_ms.min()))
+                is_late = self.engine.late_rows(frame)
+                missed: list[AlarmEvent] = []
+                if bool(is_late.any()):
+                    missed = await late.late_events(
+                        conn,
+                        frame.take(is_late),
+                        self.engine.rules,
+                        self._models,
+                        self._config.history_s,
+                    )
                 events = self.engine.process(frame)
-                if not events:
+                if not events and not missed:
                     return []
                 async with conn.transaction():
-                    return await alarm_store.apply_events(conn, events, self.describe)
+                    changes = await alarm_store.apply_events(conn, missed + events, self.describe)
             except BaseException:
                 # Memory must not run ahead of the store: what this batch taught the engine is
                 # forgotten, and rebuilt from the store next time.
                 self.engine.forget(frame.machine_ids)
                 raise
+        if missed:
+            # Episodes the live state does not know of: rebuilt from the store next time, so
+            # the next live reading decides whether they are still active.
+            self.engine.forget({e.machine_id for e in missed})
+        return changes
 
     async def _restore(
         self, conn: asyncpg.Connection, machine_ids: list[str], before_ms: int
     ) -> None:
-        machines = await machines_by_id(conn, machine_ids)
-        infos = [
-            MachineInfo(
-                m.machine_id,
-                m.model,
-                m.site.lat if m.site else None,
-                m.site.lon if m.site else None,
-                m.site.radius_m if m.site else None,
-            )
-            for m in machines
-        ]
-        end = datetime.fromtimestamp((before_ms - 1) / 1000, UTC)
-        start = datetime.fromtimestamp((before_ms - self._config.history_s * 1000) / 1000, UTC)
-        past = await readings_store.history(conn, [i.machine_id for i in infos], start, end)
-        history = Frame.build(past.machine_ids, past.ts_ms, past.values, past.dtcs)
-        open_faults = await alarm_store.open_faults(conn, machine_ids)
-        self.engine.restore(infos, history, open_faults)
+        await late.restore(conn, self.engine, machine_ids, before_ms, self._config.history_s)
 
     async def refresh_models(self) -> list[str]:
         """Load anomaly models newer than those in use; returns the machine models refreshed."""

@@ -9,6 +9,7 @@ this module's names so callers import the alarm store from there alone.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -153,3 +154,18 @@ async def get_alarm(conn: asyncpg.Connection, alarm_id: int) -> Alarm:
     if row is None:
         raise NotFoundError("alarm", str(alarm_id))
     return _alarm(row)
+
+
+_EPISODES_OVER = """
+SELECT DISTINCT machine_id, fault FROM alarms
+WHERE machine_id = ANY($1::text[])
+  AND (state = 'open' OR (raised_at <= $3 AND cleared_at >= $2))
+"""
+
+
+async def episodes_over(
+    conn: asyncpg.Connection, machine_ids: Sequence[str], start: datetime, end: datetime
+) -> set[tuple[str, str]]:
+    """(machine, fault) of every episode open now or covering part of `start`..`end`."""
+    rows = await conn.fetch(_EPISODES_OVER, list(machine_ids), start, end)
+    return {(row["machine_id"], row["fault"]) for row in rows}
