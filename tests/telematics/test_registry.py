@@ -14,8 +14,10 @@ import httpx
 import pytest
 
 from diagnosis.events import LOW_OIL_PRESSURE, AlarmEvent, Severity, Transition
+from simulators import make_fleet
 from telematics.api.app import create_app
 from telematics.api.context import ApiContext
+from telematics.api.schemas import MachineIn
 from telematics.base.metrics import Metrics
 from telematics.store import alarms as alarm_store
 from telematics.store.registry import SourceDirectory
@@ -313,3 +315,9 @@ async def test_machine_list_filters_by_class_and_model(client: httpx.AsyncClient
     assert [m["machine_id"] for m in sy.json()["machines"]] == [f"{customer}-0", f"{customer}-2"]
     unknown = await client.get("/v1/machines", params={"machine_class": "tank"}, headers=AUTH)
     assert unknown.status_code == 422
+
+
+def test_the_simulators_registration_is_what_the_api_takes() -> None:
+    for machine in make_fleet(3, id_prefix="SIMREG"):
+        body = MachineIn.model_validate(machine.registration_body())
+        assert (body.model, body.machine_class) == (machine.designation, machine.machine_class)

@@ -40,6 +40,7 @@ from telematics.base.metrics import Metrics
 from telematics.store import alarms as alarm_store
 from telematics.store import models as model_store
 from telematics.store import readings as readings_store
+from telematics.store.models import ModelKey
 from telematics.store.registry import machines_by_id
 from telematics.wire.decode import ReadingColumns
 
@@ -99,8 +100,8 @@ class Diagnoser:
         self._room.set()
         self.idle = asyncio.Event()
         self.idle.set()
-        self.model_versions: dict[str, int] = {}
-        self._models: dict[str, RegimeModel] = {}
+        self.model_versions: dict[ModelKey, int] = {}
+        self._models: dict[ModelKey, RegimeModel] = {}
         self.heard_since: Callable[[], float | None] | None = None
         """Since when (monotonic) the gateway hears every machine, None while it does not
         (`Gateway.heard_since`); unset, silence counts from each machine's last reading."""
@@ -219,6 +220,7 @@ class Diagnoser:
                 m.site.lat if m.site else None,
                 m.site.lon if m.site else None,
                 m.site.radius_m if m.site else None,
+                machine_class=m.machine_class,
             )
             for m in machines
         ]
@@ -229,25 +231,31 @@ class Diagnoser:
         open_faults = await alarm_store.open_faults(conn, machine_ids)
         self.engine.restore(infos, history, open_faults)
 
-    async def refresh_models(self) -> list[str]:
-        """Load anomaly models newer than those in use; returns the machine models refreshed."""
+    async def refresh_models(self) -> list[ModelKey]:
+        """Load anomaly models newer than those in use; returns the (scope, name) refreshed.
+
+        A machine is scored by its designation's model, else by its class's.
+        """
         async with acquire(self._pool) as conn:
             versions = await model_store.latest_versions(conn)
             stale = [m for m, v in versions.items() if self.model_versions.get(m) != v]
             if not stale:
                 return []
             blobs = await model_store.latest_blobs(conn)
-        loaded: dict[str, RegimeModel] = {}
-        for name in stale:
-            version, blob = blobs[name]
+        loaded: dict[ModelKey, RegimeModel] = {}
+        for key in stale:
+            version, blob = blobs[key]
             try:
-                loaded[name] = RegimeModel.from_bytes(blob)
+                loaded[key] = RegimeModel.from_bytes(blob)
             except ModelError:
-                log.exception("anomaly model %s v%d cannot be loaded; retrain it", name, version)
-            self.model_versions[name] = version
+                log.exception("anomaly model %s %s v%d cannot be loaded; retrain it", *key, version)
+            self.model_versions[key] = version
         if loaded:
             self._models.update(loaded)
-            self.engine.set_models(dict(self._models))
+            by_scope: dict[str, dict[str, RegimeModel]] = {"model": {}, "class": {}}
+            for (scope, name), model in self._models.items():
+                by_scope[scope][name] = model
+            self.engine.set_models(by_scope["model"], by_scope["class"])
             log.info("anomaly models in use: %s", sorted(self.model_versions.items()))
         return sorted(loaded)
 
