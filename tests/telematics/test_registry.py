@@ -22,6 +22,7 @@ from telematics.api.context import ApiContext
 from telematics.api.schemas import MachineIn
 from telematics.base.metrics import Metrics
 from telematics.store import alarms as alarm_store
+from telematics.store.machine_fields import MACHINE_CLASSES
 from telematics.store.registry import SourceDirectory
 from telematics.wire.decode import Limits
 from tests.conftest import unique
@@ -363,3 +364,16 @@ def test_the_simulators_registration_is_what_the_api_takes() -> None:
     for machine in make_fleet(3, id_prefix="SIMREG"):
         body = MachineIn.model_validate(machine.registration_body())
         assert (body.model, body.machine_class) == (machine.designation, machine.machine_class)
+
+
+async def test_every_class_the_api_takes_the_database_holds(client: httpx.AsyncClient) -> None:
+    for machine_class in MACHINE_CLASSES:
+        body = {
+            "machine_id": unique("CLS"),
+            "model": "X1",
+            "machine_class": machine_class,
+            "customer_id": "C",
+        }
+        answer = await client.post("/v1/machines", json=body, headers=AUTH)
+        assert answer.status_code == 201, (machine_class, answer.text)
+        assert answer.json()["machine_class"] == machine_class
