@@ -219,7 +219,14 @@ def build_stream(args: argparse.Namespace, share: float) -> Stream:
         for a in range(0, per * args.frames, per)
     ]
     infos = [
-        MachineInfo(m.machine_id, m.model, m.site.lat, m.site.lon, m.site.radius_m)
+        MachineInfo(
+            m.machine_id,
+            m.model,
+            m.site.lat,
+            m.site.lon,
+            m.site.radius_m,
+            machine_class=m.machine_class,
+        )
         for m in machines
     ]
     return Stream(infos, frames, len(faults))
@@ -437,7 +444,9 @@ class NaiveDiagnosis:
     """
 
     def __init__(self, rules: RuleBook, infos: Sequence[MachineInfo]) -> None:
-        self.machines = {i.machine_id: _Machine(i, rules.for_model(i.model)) for i in infos}
+        self.machines = {
+            i.machine_id: _Machine(i, rules.for_machine(i.model, i.machine_class)) for i in infos
+        }
 
     def process(
         self,

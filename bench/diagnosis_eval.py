@@ -169,7 +169,7 @@ class History:
         # Chunk after chunk, with windows and engine starts carried over, per machine model.
         self.windows: dict[str, HistoryWindows] = {}
         for name in MODELS:
-            a = rules.for_model(name).anomaly
+            a = rules.for_machine(name, name).anomaly
             self.windows[name] = HistoryWindows(
                 a.window_s, a.min_readings, a.max_rpm_range, a.settle_s
             )
@@ -212,7 +212,8 @@ class Judged:
     def __init__(self, machine_ids: Sequence[str], rules: RuleBook,
                  model_of: dict[str, str]) -> None:  # fmt: skip
         self.settle_ms = {
-            m: rules.for_model(model_of[m]).anomaly.settle_s * 1000 for m in machine_ids
+            m: rules.for_machine(model_of[m], model_of[m]).anomaly.settle_s * 1000
+            for m in machine_ids
         }
         self.running = dict.fromkeys(machine_ids, False)
         self.since = dict.fromkeys(machine_ids, NO_TS)
@@ -349,7 +350,14 @@ def run(args: argparse.Namespace, machines: Sequence[MachineSpec], planned: list
             break
     engine = Engine(rules, models=history.fit(args.seed))
     infos = [
-        MachineInfo(m.machine_id, m.model, m.site.lat, m.site.lon, m.site.radius_m)
+        MachineInfo(
+            m.machine_id,
+            m.model,
+            m.site.lat,
+            m.site.lon,
+            m.site.radius_m,
+            machine_class=m.machine_class,
+        )
         for m in machines
     ]
     engine.restore(infos, empty_frame(), {})

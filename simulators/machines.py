@@ -4,8 +4,9 @@ This module owns the per-model constants (engine speeds, tank sizes, fuel burn, 
 transitions) and the roster generator that names machines, assigns customers and places sites. It
 is pure: no clock, no I/O.
 
-The figures are those of common machines of each class: a 20-t crawler excavator, a 50-60 m boom
-concrete pump truck and a 50-t truck crane, all on a 24 V electrical system.
+The figures are those of common machines of each class: a 20-t crawler excavator (registered as
+a SANY SY215C), a 50-60 m boom concrete pump truck (SY5419THB 56E) and a 50-t truck crane
+(STC500), all on a 24 V electrical system.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ class ModelSpec:
 
     Attributes:
         code: Two-letter code used in machine ids.
+        designation: The model designation the machines register with (a real machine of the
+            kind; the simulator's kind is registered as the machine class).
         idle_rpm: Mean low idle speed.
         rated_rpm: Rated engine speed, where oil pressure reaches its rated value.
         work_rpm: Range of throttle settings while working.
@@ -50,6 +53,7 @@ class ModelSpec:
     """
 
     code: str
+    designation: str
     idle_rpm: float
     rated_rpm: float
     work_rpm: tuple[float, float]
@@ -78,6 +82,7 @@ MODEL_SPECS: Final[Mapping[ModelName, ModelSpec]] = MappingProxyType(
     {
         "excavator": ModelSpec(
             code="EX",
+            designation="SY215C",
             idle_rpm=800.0,
             rated_rpm=2000.0,
             work_rpm=(1750.0, 2050.0),
@@ -103,6 +108,7 @@ MODEL_SPECS: Final[Mapping[ModelName, ModelSpec]] = MappingProxyType(
         ),
         "pump_truck": ModelSpec(
             code="PT",
+            designation="SY5419THB 56E",
             idle_rpm=750.0,
             rated_rpm=1900.0,
             work_rpm=(1600.0, 1900.0),
@@ -128,6 +134,7 @@ MODEL_SPECS: Final[Mapping[ModelName, ModelSpec]] = MappingProxyType(
         ),
         "crane": ModelSpec(
             code="CR",
+            designation="STC500",
             idle_rpm=750.0,
             rated_rpm=2100.0,
             work_rpm=(1600.0, 1900.0),
@@ -177,7 +184,8 @@ class MachineSpec:
 
     Attributes:
         machine_id: Identity on the wire (`machines/{machine_id}/telemetry`).
-        model: Machine model.
+        model: The simulator's kind of machine; registered as the machine class, with the
+            kind's designation (`ModelSpec.designation`) as the model.
         customer_id: Owning customer.
         site: Site the machine stays in.
     """
@@ -192,13 +200,26 @@ class MachineSpec:
         """The MQTT topic this machine publishes its telemetry to."""
         return f"machines/{self.machine_id}/telemetry"
 
+    @property
+    def machine_class(self) -> str:
+        """The machine class it registers with: its kind."""
+        return self.model
+
+    @property
+    def designation(self) -> str:
+        """The model designation it registers with."""
+        return MODEL_SPECS[self.model].designation
+
     def registration_body(self) -> dict[str, object]:
         """The JSON body of `POST /v1/machines` for this machine."""
         site = {"lat": self.site.lat, "lon": self.site.lon, "radius_m": self.site.radius_m}
         return {
             "machine_id": self.machine_id,
-            "model": self.model,
+            "model": self.designation,
+            "machine_class": self.machine_class,
             "customer_id": self.customer_id,
+            "oem": "SANY",
+            "fuel_tank_l": MODEL_SPECS[self.model].tank_l,
             "site": site,
         }
 

@@ -1,7 +1,8 @@
 """The anomaly model's side of the engine: windows in, `unexplained_anomaly` conditions out.
 
 This module owns `AnomalyScorer` (what the engine needs of a trained model), the scorers by
-machine model, each machine's open windows (`windows.WindowAccumulator`) and its healthy
+model designation and by machine class (a machine is scored by its designation's, else by its
+class's: `_scorer_key`), each machine's open windows (`windows.WindowAccumulator`) and its healthy
 oil-pressure line, the reference `low_oil_pressure` holds readings against. Per batch,
 `AnomalyStage.judge` scores the windows the batch completes against their model's threshold and
 unmarks those a rule alarm of the machine already explains (`_EXPLAINED_BY`), as conditions over
@@ -95,8 +96,8 @@ class WindowVerdicts:
         cond: Per window, above the threshold (and not explained) or at or below it.
         persist: Raise and clear persistence: consecutive windows, no minimum time.
         windows: The windows themselves (means, slots, end times).
-        models: Per window, its machine's model name.
-        scorer_of: The scorers that judged them, by model name.
+        models: Per window, the key of its machine's scorer (`_scorer_key`).
+        scorer_of: The scorers that judged them, by key.
     """
 
     batch: Batch
@@ -107,6 +108,19 @@ class WindowVerdicts:
     scorer_of: Mapping[str, AnomalyScorer]
 
 
+_MODEL, _CLASS = "model:", "class:"
+
+
+def _keyed(
+    scorers: Mapping[str, AnomalyScorer] | None, class_scorers: Mapping[str, AnomalyScorer] | None
+) -> dict[str, AnomalyScorer]:
+    # One namespace for both: a designation may be spelt like a class (machines registered
+    # before classes existed kept ids such as `excavator` as their designation).
+    out = {_MODEL + name: s for name, s in (scorers or {}).items()}
+    out.update({_CLASS + name: s for name, s in (class_scorers or {}).items()})
+    return out
+
+
 class AnomalyStage:
     """The anomaly model over the engine's batches.
 
@@ -114,7 +128,8 @@ class AnomalyStage:
         state: The engine's per-machine state (read only: model index, open rule alarms).
         tables: The engine's thresholds per threshold set.
         info: The engine's registry, slot to machine (read only; the engine keeps it current).
-        scorers: Anomaly scorers by machine model name; machines of other models are not scored.
+        scorers: Anomaly scorers by model designation.
+        class_scorers: Anomaly scorers by machine class, for designations without their own.
     """
 
     def __init__(
@@ -123,11 +138,12 @@ class AnomalyStage:
         tables: Tables,
         info: Mapping[int, MachineInfo],
         scorers: Mapping[str, AnomalyScorer] | None = None,
+        class_scorers: Mapping[str, AnomalyScorer] | None = None,
     ) -> None:
         self._state = state
         self._tables = tables
         self._info = info
-        self._scorers: dict[str, AnomalyScorer] = dict(scorers or {})
+        self._scorers: dict[str, AnomalyScorer] = _keyed(scorers, class_scorers)
         self._windows = WindowAccumulator(state.capacity)
         self._oil_line: FloatArray = np.full((0, len(REGIMES), 2), np.nan)  # by slot
 
@@ -136,10 +152,22 @@ class AnomalyStage:
         self._windows.grow(self._state.capacity)
         self._windows.configure(slot, timing.window_s, timing.min_readings, timing.max_rpm_range)
 
-    def set_scorers(self, scorers: Mapping[str, AnomalyScorer]) -> None:
+    def set_scorers(
+        self,
+        scorers: Mapping[str, AnomalyScorer],
+        class_scorers: Mapping[str, AnomalyScorer] | None = None,
+    ) -> None:
         """Replace the scorers and take every registered machine's oil line from them."""
-        self._scorers = dict(scorers)
+        self._scorers = _keyed(scorers, class_scorers)
         self.refresh_oil(list(self._info))
+
+    def _scorer_key(self, info: MachineInfo) -> str:
+        """Which scorer judges the machine: its designation's, else its class's ("" for none)."""
+        if _MODEL + info.model in self._scorers:
+            return _MODEL + info.model
+        if _CLASS + info.machine_class in self._scorers:
+            return _CLASS + info.machine_class
+        return ""
 
     def refresh_oil(self, slots: Iterable[int]) -> None:
         """Take the machines' oil-pressure lines from their models' scorers (one call per
@@ -152,7 +180,7 @@ class AnomalyStage:
             self._oil_line = grown
         by_model: dict[str, list[int]] = {}
         for slot in slots:  # machines, not readings
-            by_model.setdefault(self._info[slot].model, []).append(slot)
+            by_model.setdefault(self._scorer_key(self._info[slot]), []).append(slot)
         for name, mine in by_model.items():
             scorer = self._scorers.get(name)
             ids = [self._info[s].machine_id for s in mine]
@@ -193,7 +221,7 @@ class AnomalyStage:
         scores = np.full(len(windows), np.nan)
         limits = np.full(len(windows), np.nan)
         infos = [self._info[s] for s in windows.slot.tolist()]  # windows, not readings
-        models = np.array([i.model for i in infos], dtype=object)
+        models = np.array([self._scorer_key(i) for i in infos], dtype=object)
         machine_ids = [i.machine_id for i in infos]
         scorer_of: dict[str, AnomalyScorer] = {}
         for name in np.unique(models).tolist():  # machine models, not windows

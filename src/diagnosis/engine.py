@@ -67,18 +67,24 @@ class Engine:
     """Rules, fault codes and the anomaly model over batches of readings, with per-machine state.
 
     Args:
-        rules: Thresholds per machine model.
-        models: Anomaly scorers by machine model name; machines of other models are not scored.
+        rules: Thresholds per machine class and model designation.
+        models: Anomaly scorers by model designation.
+        classes: Anomaly scorers by machine class, for machines whose designation has none;
+            a machine with neither is not scored.
     """
 
-    def __init__(self, rules: RuleBook, models: Mapping[str, AnomalyScorer] | None = None) -> None:
+    def __init__(
+        self,
+        rules: RuleBook,
+        models: Mapping[str, AnomalyScorer] | None = None,
+        classes: Mapping[str, AnomalyScorer] | None = None,
+    ) -> None:
         self._rules = rules
-        self._set_names = ["", *rules.models]
-        self._tables = Tables((rules.default, *rules.models.values()))
+        self._tables = Tables(rules.threshold_sets)
         self._state = MachineState()
         self._dtc = DtcTracker()
         self._info: dict[int, MachineInfo] = {}
-        self._anomaly = AnomalyStage(self._state, self._tables, self._info, models)
+        self._anomaly = AnomalyStage(self._state, self._tables, self._info, models, classes)
 
     @property
     def rules(self) -> RuleBook:
@@ -99,9 +105,15 @@ class Engine:
         late: BoolArray = frame.ts_ms <= last.astype(np.int64)[frame.machine_idx]
         return late
 
-    def set_models(self, models: Mapping[str, AnomalyScorer]) -> None:
-        """Replace the anomaly scorers (after training); open model alarms stay open."""
-        self._anomaly.set_scorers(models)
+    def set_models(
+        self,
+        models: Mapping[str, AnomalyScorer],
+        classes: Mapping[str, AnomalyScorer] | None = None,
+    ) -> None:
+        """Replace the anomaly scorers, by designation and by class (after training); open
+        model alarms stay open.
+        """
+        self._anomaly.set_scorers(models, classes)
 
     def forget(self, machine_ids: Iterable[str]) -> None:
         """Drop the state of machines (e.g. after a failed transaction); they become unknown."""
@@ -120,7 +132,7 @@ class Engine:
         """Register machines and rebuild their state from recent history.
 
         Args:
-            infos: The machines (model and site); known ones are registered afresh.
+            infos: The machines (model, class and site); known ones are registered afresh.
             history: Their latest readings (any other machine's are ignored).
             open_faults: Per machine, the fault codes of its open episodes in the store.
         """
@@ -210,11 +222,12 @@ class Engine:
             self._dtc.forget(old)
             self._info.pop(old, None)
         slot = st.allocate(info.machine_id)
-        name = info.model if info.model in self._rules.models else ""
-        st.model_idx[slot] = self._set_names.index(name)
+        st.model_idx[slot] = self._rules.set_index(info.model, info.machine_class)
         if info.site_lat is not None and info.site_lon is not None and info.site_radius_m:
             st.site[:, slot] = (info.site_lat, info.site_lon, info.site_radius_m)
-        self._anomaly.configure(slot, self._rules.for_model(info.model).anomaly)
+        self._anomaly.configure(
+            slot, self._rules.for_machine(info.model, info.machine_class).anomaly
+        )
         self._info[slot] = info
 
     # --- one batch --------------------------------------------------------------------------

@@ -28,11 +28,12 @@ class MachineInfo:
 
     Attributes:
         machine_id: The machine.
-        model: Machine model (`excavator`, `pump_truck`, `crane`, ...); selects thresholds and
-            the anomaly model.
+        model: Model designation (`SY215C`, `PC200-8`); with the class, selects thresholds
+            (`RuleBook.for_machine`) and the anomaly model (its own, else its class's).
         site_lat: Latitude of the site the machine belongs on, if one is registered.
         site_lon: Longitude of that site.
         site_radius_m: Radius of the site, if registered.
+        machine_class: Machine class (`excavator`, `pump_truck`, `crane`, ...); empty if unknown.
     """
 
     machine_id: str
@@ -40,6 +41,7 @@ class MachineInfo:
     site_lat: float | None = None
     site_lon: float | None = None
     site_radius_m: float | None = None
+    machine_class: str = ""
 
 
 @dataclass(frozen=True, slots=True)

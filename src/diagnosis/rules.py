@@ -1,9 +1,11 @@
-"""The rule book: every rule threshold per machine model, as frozen values loaded from TOML.
+"""The rule book: every rule threshold per machine class and model, as frozen values from TOML.
 
 This module owns the shape of `data/rules.toml` and its validation. A `[default]` table holds a
-complete set of thresholds; `[model.<name>]` tables override any part of it for one machine model
-(a partial override merges over the default, key by key). Thresholds are data, not code and not
-settings: an expert edits the TOML, and nothing here knows a figure.
+complete set of thresholds; `[class.<name>]` tables override any part of it for one machine class
+(a partial override merges over the default, key by key), and `[model."<designation>"]` tables
+override a class for one model designation (`class = "<name>"` says which class's table it lays
+over; without it, it lays over the default). Thresholds are data, not code and not settings: an
+expert edits the TOML, and nothing here knows a figure.
 
 It must never evaluate a rule (that is `engine.py`), hold machine state, or read any file but the
 one it is asked to load (by default the packaged `diagnosis/data/rules.toml`).
@@ -43,7 +45,7 @@ class RuleBookError(DiagnosisError, ValueError):
     """The rule book is malformed.
 
     Attributes:
-        key: Dotted path of the offending key (`model.crane.engine_overheat.raise_c`).
+        key: Dotted path of the offending key (`class.crane.engine_overheat.raise_c`).
         reason: What is wrong with it.
     """
 
@@ -299,7 +301,7 @@ class AnomalyTiming:
 
 @dataclass(frozen=True, slots=True)
 class Thresholds:
-    """Every threshold of one machine model (field names are the TOML table names)."""
+    """Every threshold of one machine class or model (field names are the TOML table names)."""
 
     low_oil_pressure: LowOilPressure
     engine_overheat: TemperatureLimit
@@ -316,19 +318,42 @@ class Thresholds:
 
 @dataclass(frozen=True, slots=True)
 class RuleBook:
-    """Thresholds of the default and of each machine model that overrides it.
+    """Thresholds of the default, of each machine class and of each model designation that
+    overrides them.
 
     Attributes:
-        default: Thresholds of any model without its own table.
-        models: Complete thresholds (default merged with the override) per model name.
+        default: Thresholds of a machine whose class and designation have no table.
+        classes: Complete thresholds (default merged with the override) per machine class.
+        models: Complete thresholds per model designation: its override merged over the table
+            of the class it names, or over the default when it names none.
     """
 
     default: Thresholds
+    classes: Mapping[str, Thresholds]
     models: Mapping[str, Thresholds]
 
-    def for_model(self, name: str) -> Thresholds:
-        """The thresholds of a machine model; an unknown model gets the default."""
-        return self.models.get(name, self.default)
+    def for_machine(self, model: str, machine_class: str) -> Thresholds:
+        """The thresholds of a machine: its designation's table, else its class's, else the
+        default. The designation is the more specific fact, so its table wins even for a
+        machine filed under another class than the table names.
+        """
+        found = self.models.get(model)
+        if found is None:
+            found = self.classes.get(machine_class, self.default)
+        return found
+
+    @property
+    def threshold_sets(self) -> tuple[Thresholds, ...]:
+        """Every distinct table: the default, then the classes, then the designations."""
+        return (self.default, *self.classes.values(), *self.models.values())
+
+    def set_index(self, model: str, machine_class: str) -> int:
+        """The position in `threshold_sets` of what `for_machine` answers."""
+        if model in self.models:
+            return 1 + len(self.classes) + list(self.models).index(model)
+        if machine_class in self.classes:
+            return 1 + list(self.classes).index(machine_class)
+        return 0
 
     @staticmethod
     def load(path: Path | None = None) -> RuleBook:
@@ -361,17 +386,31 @@ class RuleBook:
     @staticmethod
     def from_mapping(data: Mapping[str, Any]) -> RuleBook:
         """Validate a rule book from parsed TOML (see `load`)."""
-        unknown = set(data) - {"default", "model"}
+        unknown = set(data) - {"default", "class", "model"}
         if unknown:
             raise RuleBookError(sorted(unknown)[0], "unknown top-level table")
         default_raw = _table(data.get("default"), "default")
         default = _build(Thresholds, default_raw, "default")
+        classes_raw: dict[str, dict[str, Any]] = {}
+        classes: dict[str, Thresholds] = {}
+        for name, override in _table(data.get("class", {}), "class").items():
+            key = f"class.{name}"
+            classes_raw[name] = _merge(default_raw, _table(override, key), key)
+            classes[name] = _build(Thresholds, classes_raw[name], key)
         models: dict[str, Thresholds] = {}
         for name, override in _table(data.get("model", {}), "model").items():
             key = f"model.{name}"
-            merged = _merge(default_raw, _table(override, key), key)
-            models[name] = _build(Thresholds, merged, key)
-        return RuleBook(default=default, models=MappingProxyType(models))
+            table = dict(_table(override, key))
+            base = default_raw
+            if "class" in table:
+                of_class = table.pop("class")
+                if of_class not in classes_raw:
+                    raise RuleBookError(f"{key}.class", f"no [class.{of_class}] table")
+                base = classes_raw[of_class]
+            models[name] = _build(Thresholds, _merge(base, table, key), key)
+        return RuleBook(
+            default=default, classes=MappingProxyType(classes), models=MappingProxyType(models)
+        )
 
 
 _T = TypeVar("_T")

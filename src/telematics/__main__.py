@@ -22,6 +22,7 @@ from telematics.base.migrate import migrate
 from telematics.demo import run_demo
 from telematics.service import Endpoints, run_service
 from telematics.services.training import train
+from telematics.store.models import Scope
 
 log = logging.getLogger("telematics")
 
@@ -68,7 +69,7 @@ async def _migrate(settings: Settings) -> None:
     print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none needed'}")
 
 
-async def _train(settings: Settings, model: str, days: float) -> None:
+async def _train(settings: Settings, model: str, days: float, scope: Scope) -> None:
     if settings.database_url is None:
         raise TelematicsError("telematics train needs TELEMATICS_DATABASE_URL")
     pool = await create_pool(settings.database_url.get_secret_value(), max_size=1)
@@ -76,14 +77,19 @@ async def _train(settings: Settings, model: str, days: float) -> None:
     try:
         async with acquire(pool) as conn:
             stored = await train(
-                conn, model, end - timedelta(days=days), end, RuleBook.load(settings.rules_path)
+                conn,
+                model,
+                end - timedelta(days=days),
+                end,
+                RuleBook.load(settings.rules_path),
+                scope,
             )
     except NotEnoughDataError as exc:
         raise TelematicsError(f"cannot train {model}: {exc}") from exc
     finally:
         await pool.close()
     print(
-        f"trained {stored.model} v{stored.version} on {stored.windows} windows "
+        f"trained {stored.scope} {stored.model} v{stored.version} on {stored.windows} windows "
         f"of {stored.machines} machines"
     )
 
@@ -99,9 +105,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     demo.add_argument("--machines", type=int, default=20, help="fleet size (default 20)")
     train_cmd = sub.add_parser(
-        "train", help="train a machine model's anomaly model on its healthy history"
+        "train", help="train the anomaly model of a model designation or a machine class"
     )
-    train_cmd.add_argument("model", help="machine model, e.g. excavator")
+    train_cmd.add_argument("model", help="model designation, e.g. SY215C (or a class: --class)")
+    train_cmd.add_argument(
+        "--class",
+        dest="of_class",
+        action="store_true",
+        help="MODEL names a machine class (e.g. excavator): learn from all its machines",
+    )
     train_cmd.add_argument(
         "--days", type=float, default=14.0, help="history to learn from (default 14 days)"
     )
@@ -134,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "demo":
             asyncio.run(_demo(settings, args.machines))
         elif args.command == "train":
-            asyncio.run(_train(settings, args.model, args.days))
+            asyncio.run(
+                _train(settings, args.model, args.days, "class" if args.of_class else "model")
+            )
         else:
             asyncio.run(_migrate(settings))
     except (TelematicsError, DiagnosisError) as exc:

@@ -95,8 +95,8 @@ def confirm_index(first: int, readings: int, seconds: float, period_s: float = 1
     return first + max(readings - 1, math.ceil(seconds / period_s - 1e-9))
 
 
-def thresholds(model: str = "excavator") -> Thresholds:
-    return RULES.for_model(model)
+def thresholds(machine_class: str = "excavator") -> Thresholds:
+    return RULES.for_machine("", machine_class)
 
 
 # --- persistence and hysteresis -------------------------------------------------------------
@@ -379,7 +379,7 @@ def test_battery_noise_just_above_the_charging_limit_does_not_reset_the_raise() 
     assert by_machine["broken"] > noisy.ts(at)  # the run began again after the break
 
 
-def test_engine_power_loss_uses_the_model_rated_speed() -> None:
+def test_engine_power_loss_uses_the_class_rated_speed() -> None:
     crane = thresholds("crane").engine_power_loss
     excavator = thresholds("excavator").engine_power_loss
     assert crane.rated_rpm != excavator.rated_rpm
@@ -388,7 +388,10 @@ def test_engine_power_loss_uses_the_model_rated_speed() -> None:
     assert (rpm < crane.rated_rpm * crane.raise_speed_frac) != (
         rpm < excavator.rated_rpm * excavator.raise_speed_frac
     )
-    engine = engine_for(MachineInfo("c", "crane"), MachineInfo("x", "excavator"))
+    engine = engine_for(
+        MachineInfo("c", "STC500", machine_class="crane"),
+        MachineInfo("x", "SY215C", machine_class="excavator"),
+    )
     streams = [Stream(m).add(60, engine_speed_rpm=rpm, load_pct=95.0) for m in ("c", "x")]
     raised = of(engine.process(frame_of(*streams)), ev.ENGINE_POWER_LOSS, Transition.RAISED)
     slower = "c" if rpm < crane.rated_rpm * crane.raise_speed_frac else "x"

@@ -1,4 +1,4 @@
-"""The rule book: packaged defaults, per-model overrides, and errors that name the key."""
+"""The rule book: packaged defaults, per-class overrides, and errors that name the key."""
 
 from __future__ import annotations
 
@@ -32,30 +32,30 @@ def test_packaged_rule_book_has_every_rule_fault() -> None:
         assert hasattr(book.default, fault)
 
 
-def test_packaged_rule_book_has_the_three_machine_models() -> None:
+def test_packaged_rule_book_has_the_three_machine_classes() -> None:
     book = RuleBook.load()
-    assert {"excavator", "pump_truck", "crane"} <= set(book.models)
+    assert {"excavator", "pump_truck", "crane"} <= set(book.classes)
 
 
-def test_model_rated_speed_overrides_the_default() -> None:
-    raw = _packaged()["model"]
+def test_class_rated_speed_overrides_the_default() -> None:
+    raw = _packaged()["class"]
     assert isinstance(raw, dict)
     book = RuleBook.load()
     for name, table in raw.items():
         rated = table["engine_power_loss"]["rated_rpm"]
-        assert book.for_model(name).engine_power_loss.rated_rpm == rated
+        assert book.for_machine("any", name).engine_power_loss.rated_rpm == rated
 
 
 def test_partial_override_keeps_the_rest_of_the_default() -> None:
     book = RuleBook.load()
-    crane = book.for_model("crane")
+    crane = book.for_machine("STC500", "crane")
     assert crane.engine_power_loss.load_pct == book.default.engine_power_loss.load_pct
     assert crane.engine_overheat == book.default.engine_overheat
 
 
-def test_unknown_model_gets_the_default() -> None:
+def test_unknown_class_gets_the_default() -> None:
     book = RuleBook.load()
-    assert book.for_model("tower_crane_9000") is book.default
+    assert book.for_machine("TC9000", "tower_crane_9000") is book.default
 
 
 def _plus(extra: str) -> str:
@@ -66,28 +66,30 @@ def _plus(extra: str) -> str:
 
 def test_load_from_a_path(tmp_path: Path) -> None:
     path = tmp_path / "rules.toml"
-    path.write_text(_plus("[model.dozer.engine_overheat]\nraise_c = 111.0"), encoding="utf-8")
+    path.write_text(_plus("[class.dozer.engine_overheat]\nraise_c = 111.0"), encoding="utf-8")
     book = RuleBook.load(path)
-    assert book.for_model("dozer").engine_overheat.raise_c == 111.0
+    assert book.for_machine("D155", "dozer").engine_overheat.raise_c == 111.0
     assert book.default.engine_overheat.raise_c != 111.0
 
 
 def test_integers_are_accepted_where_numbers_are_expected() -> None:
-    text = _toml_with("model.crane.engine_power_loss", "load_pct = 90")
-    assert RuleBook.from_toml(text).for_model("crane").engine_power_loss.load_pct == 90.0
+    text = _toml_with("class.crane.engine_power_loss", "load_pct = 90")
+    assert (
+        RuleBook.from_toml(text).for_machine("STC500", "crane").engine_power_loss.load_pct == 90.0
+    )
 
 
 @pytest.mark.parametrize(
     ("section", "extra"),
     [
-        ("model.crane.engine_power_loss", 'load_pct = "high"'),
-        ("model.crane.engine_power_loss", "load_pct = true"),
-        ("model.crane.engine_power_loss", "rated_rmp = 2000"),
-        ("model.excavator.low_oil_pressure", "raise_readings = 0"),
-        ("model.excavator.low_oil_pressure", "raise_readings = 2.5"),
-        ("model.pump_truck.low_oil_pressure", "clear_margin_kpa = -1"),
-        ("model.pump_truck.low_oil_pressure", "baseline_raise_fraction = 1.2"),
-        ("model.pump_truck.low_oil_pressure", "baseline_clear_fraction = 0.5"),
+        ("class.crane.engine_power_loss", 'load_pct = "high"'),
+        ("class.crane.engine_power_loss", "load_pct = true"),
+        ("class.crane.engine_power_loss", "rated_rmp = 2000"),
+        ("class.excavator.low_oil_pressure", "raise_readings = 0"),
+        ("class.excavator.low_oil_pressure", "raise_readings = 2.5"),
+        ("class.pump_truck.low_oil_pressure", "clear_margin_kpa = -1"),
+        ("class.pump_truck.low_oil_pressure", "baseline_raise_fraction = 1.2"),
+        ("class.pump_truck.low_oil_pressure", "baseline_clear_fraction = 0.5"),
     ],
 )
 def test_bad_value_is_reported_with_its_key_path(section: str, extra: str) -> None:
@@ -100,17 +102,17 @@ def test_bad_value_is_reported_with_its_key_path(section: str, extra: str) -> No
 
 
 def test_hysteresis_the_wrong_way_round_is_refused() -> None:
-    text = _plus("[model.dozer.engine_overheat]\nclear_c = 120.0")
+    text = _plus("[class.dozer.engine_overheat]\nclear_c = 120.0")
     with pytest.raises(RuleBookError) as err:
         RuleBook.from_toml(text)
-    assert err.value.key == "model.dozer.engine_overheat.clear_c"
+    assert err.value.key == "class.dozer.engine_overheat.clear_c"
 
 
 def test_curve_with_mismatched_points_is_refused() -> None:
-    text = _plus("[model.dozer.low_oil_pressure]\ncurve_kpa = [60.0]")
+    text = _plus("[class.dozer.low_oil_pressure]\ncurve_kpa = [60.0]")
     with pytest.raises(RuleBookError) as err:
         RuleBook.from_toml(text)
-    assert err.value.key == "model.dozer.low_oil_pressure.curve_kpa"
+    assert err.value.key == "class.dozer.low_oil_pressure.curve_kpa"
 
 
 def test_missing_key_in_default_is_reported() -> None:

@@ -80,8 +80,11 @@ def test_each_request_carries_the_token_and_the_machine(api: Api) -> None:
     body = requests[0][2]
     assert body == {
         "machine_id": "REG-EX-0001",
-        "model": "excavator",
+        "model": "SY215C",
+        "machine_class": "excavator",
         "customer_id": "CUST-001",
+        "oem": "SANY",
+        "fuel_tank_l": 400.0,
         "site": {
             "lat": machines[0].site.lat,
             "lon": machines[0].site.lon,

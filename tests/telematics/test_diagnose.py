@@ -134,7 +134,7 @@ async def test_silence_counts_only_while_the_gateway_hears_every_machine(
         frame = await store(conn, s, 0, len(s.rows))
     d = diagnoser(pool)
     await d.diagnose(frame)
-    timeout_s = d.engine.rules.for_model("excavator").machine_silent.timeout_s
+    timeout_s = d.engine.rules.for_machine("excavator", "excavator").machine_silent.timeout_s
 
     async def silent() -> list[str]:
         await d.check_silence()

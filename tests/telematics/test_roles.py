@@ -41,6 +41,8 @@ RULES: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/machines"): {A, E, C, D},
     ("GET", "/v1/machines/{machine_id}"): {A, E, G, C},
     ("GET", "/v1/machines/{machine_id}/readings"): {A, E, G, C},
+    ("GET", "/v1/machines/{machine_id}/latest"): {A, E, G, C},
+    ("POST", "/v1/import/machines"): {A},
     ("POST", "/v1/engineers"): {A},
     ("GET", "/v1/engineers"): {A, E},
     ("GET", "/v1/engineers/{engineer_id}"): {A, E, G},

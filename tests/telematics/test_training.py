@@ -128,7 +128,7 @@ async def test_a_trained_model_is_stored_loaded_and_raises_unexplained_anomalies
 
     # The windows training saw are the engine's windows: 60 s of settled running readings, 5 or
     # more, each tagged with its machine.
-    a = rules.for_model(model).anomaly
+    a = rules.for_machine(model, "").anomaly
     async with pool.acquire() as conn:
         data = await healthy_windows(
             conn,
@@ -145,7 +145,7 @@ async def test_a_trained_model_is_stored_loaded_and_raises_unexplained_anomalies
         assert len(data.machine_ids) == len(data.rows)
         assert set(data.machine_ids) == {m.machine_id for m in fleet}
         blobs = await model_store.latest_blobs(conn)
-    version, blob = blobs[model]
+    version, blob = blobs[("model", model)]
     assert version == 1
     stored = RegimeModel.from_bytes(blob)
     assert stored.info.machine_model == model
@@ -153,7 +153,7 @@ async def test_a_trained_model_is_stored_loaded_and_raises_unexplained_anomalies
     assert set(stored.machines("full_load")) == {m.machine_id for m in fleet}
 
     diagnoser = Diagnoser(pool, Engine(rules), KnowledgeBase.load(), Metrics())
-    assert await diagnoser.refresh_models() == [model]
+    assert ("model", model) in await diagnoser.refresh_models()  # other tests train models too
     assert await diagnoser.refresh_models() == []  # nothing newer
 
     changes = []
@@ -203,7 +203,7 @@ async def test_training_windows_in_sql_are_the_engines_windows(pool: asyncpg.Poo
         | {k: v for k, v in zip(s.rows[0], col.tolist(), strict=True) if not math.isnan(v)}
         for t, col in zip(frame.ts_ms.tolist(), frame.values.T, strict=True)
     ]
-    a = RuleBook.load().for_model(model).anomaly
+    a = RuleBook.load().for_machine(model, "").anomaly
     async with pool.acquire() as conn:
         await add_machine(conn, machine_id, model, "C-tw", None)
         _, written = await ingest(

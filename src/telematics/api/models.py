@@ -1,4 +1,10 @@
-"""Anomaly models: list the trained versions, train a new one (admin)."""
+"""Anomaly models: list the trained versions, train a new one (admin).
+
+A model is trained for a model designation (`scope` `model`, the default: `POST
+/v1/models/SY215C/train`) or for a machine class (`scope` `class`: `POST
+/v1/models/excavator/train` with `{"scope": "class"}`); a machine is scored by its designation's
+model, else by its class's.
+"""
 
 from __future__ import annotations
 
@@ -14,20 +20,25 @@ from telematics.api.schemas import BodyIn
 from telematics.base.errors import InvalidRequestError
 from telematics.services.training import train
 from telematics.store import models as model_store
-from telematics.store.models import StoredModel
+from telematics.store.machine_fields import MACHINE_CLASSES
+from telematics.store.models import Scope, StoredModel
 
 router = APIRouter(prefix="/v1/models", dependencies=[Admin], tags=["models"])
 
 
 class TrainIn(BodyIn):
-    """What to learn from: the healthy history of the last `days`."""
+    """What to learn from: the healthy history of the last `days`, of the machines of a
+    designation (`scope` `model`) or of a class (`class`).
+    """
 
     days: float = Field(default=14.0, gt=0, le=365)
+    scope: Scope = "model"
 
 
 class ModelOut(BaseModel):
-    """One trained model version."""
+    """One trained model version: of a designation (`scope` `model`) or a class (`class`)."""
 
+    scope: Scope
     model: str
     version: int
     trained_at: datetime
@@ -41,6 +52,7 @@ class ModelOut(BaseModel):
     def of(cls, m: StoredModel) -> ModelOut:
         """From the store's value."""
         return cls(
+            scope=m.scope,
             model=m.model,
             version=m.version,
             trained_at=m.trained_at,
@@ -57,20 +69,25 @@ _DEFAULT = TrainIn()
 
 @router.get("")
 async def list_models(conn: Conn) -> list[ModelOut]:
-    """Every trained version, newest first within each machine model."""
+    """Every trained version, newest first within each designation or class."""
     return [ModelOut.of(m) for m in await model_store.list_models(conn)]
 
 
 @router.post("/{model}/train", status_code=status.HTTP_201_CREATED)
 async def train_model(model: str, conn: Conn, ctx: Context, body: TrainIn = _DEFAULT) -> ModelOut:
-    """Train `model`'s anomaly model on its healthy history; the new version is used at once
-    by this service and within a minute by every other worker.
+    """Train the anomaly model of `model` (a designation, or a class with `scope` `class`) on
+    its machines' healthy history; the new version is used at once by this service and within a
+    minute by every other worker.
     """
     if ctx.rules is None:
         raise InvalidRequestError("diagnosis is not enabled in this service")
+    if body.scope == "class" and model not in MACHINE_CLASSES:
+        raise InvalidRequestError(f"{model!r} is not one of {', '.join(MACHINE_CLASSES)}")
     end = datetime.now(UTC)
     try:
-        stored = await train(conn, model, end - timedelta(days=body.days), end, ctx.rules)
+        stored = await train(
+            conn, model, end - timedelta(days=body.days), end, ctx.rules, body.scope
+        )
     except NotEnoughDataError as exc:
         raise InvalidRequestError(f"cannot train {model}: {exc}") from exc
     if ctx.models_changed is not None:

@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import base64
 import re
-from datetime import UTC, datetime, time
-from typing import Annotated, Any
+from collections.abc import Callable
+from datetime import UTC, date, datetime, time
+from typing import Annotated, Any, cast
 
 from fastapi import Path, Query
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     WithJsonSchema,
     field_validator,
 )
 
+from telematics.store import machine_fields as fields
+from telematics.store.machine_fields import MachineClass
+from telematics.store.machine_status import MachineStatus
 from telematics.store.readings import StoredReading
-from telematics.store.registry import Engineer, Machine
+from telematics.store.registry import Engineer, Machine, MachineRecord, Site
 from telematics.store.rejects import DeadLetter
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
@@ -129,35 +134,147 @@ class SiteIn(BodyIn):
     radius_m: float = Field(default=500.0, gt=0, le=100_000)
 
 
+def _checked(problem: Callable[[str], str | None]) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        found = problem(value)
+        if found:
+            raise ValueError(found)
+        return value
+
+    return check
+
+
+def _calendar_day(value: object) -> object:
+    # A delivery is a day, written as one: not a timestamp, not a number of seconds.
+    if isinstance(value, date) or (isinstance(value, str) and _DAY.fullmatch(value)):
+        return value
+    raise ValueError("must be a date like 2024-03-18")
+
+
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+Designation = Annotated[
+    str,
+    Field(min_length=1, max_length=fields.DESIGNATION_MAX, pattern=fields.DESIGNATION_PATTERN),
+]
+Oem = Annotated[
+    str,
+    Field(max_length=fields.OEM_MAX),
+    AfterValidator(_checked(lambda v: fields.text_problem(v, fields.OEM_MAX))),
+]
+DisplayName = Annotated[
+    str,
+    Field(max_length=fields.NAME_MAX),
+    AfterValidator(_checked(lambda v: fields.text_problem(v, fields.NAME_MAX))),
+]
+
+
 class MachineIn(BodyIn):
-    """A machine to register."""
+    """A machine to register, as the fleet describes it."""
 
     machine_id: str = Field(pattern=ID_PATTERN, examples=["EX-0001"])
-    model: str = Field(pattern=r"^[a-z0-9_]{1,32}$", examples=["excavator"])
+    model: Designation = Field(
+        description="Model designation as the manufacturer writes it.",
+        examples=["SY215C", "PC200-8", "320 GC"],
+    )
+    machine_class: MachineClass | None = Field(
+        default=None,
+        description="Selects the rule book and the fallback anomaly model. Left out, it follows "
+        "from the model (`crane` is a crane; a designation such as SY215C gives `other`).",
+    )
     customer_id: str = Field(pattern=ID_PATTERN, examples=["CUST-001"])
     site: SiteIn | None = None
+    oem: Oem | None = Field(default=None, examples=["SANY"])
+    serial_number: Designation | None = Field(default=None, description="Serial number or PIN.")
+    fuel_tank_l: float | None = Field(default=None, gt=0, le=fields.FUEL_TANK_L_MAX)
+    delivered_at: Annotated[date, BeforeValidator(_calendar_day)] | None = Field(
+        default=None,
+        strict=False,
+        ge=fields.DELIVERED_FIRST,
+        le=fields.DELIVERED_LAST,
+        description="Delivery date (YYYY-MM-DD): the warranty starts on it.",
+    )
+    name: DisplayName | None = Field(default=None, examples=["Excavator 7, north pit"])
+
+    def record(self) -> MachineRecord:
+        """The store's value."""
+        site = self.site
+        return MachineRecord(
+            machine_id=self.machine_id,
+            model=self.model,
+            customer_id=self.customer_id,
+            site=Site(site.lat, site.lon, site.radius_m) if site else None,
+            machine_class=self.machine_class,
+            oem=self.oem,
+            serial_number=self.serial_number,
+            fuel_tank_l=self.fuel_tank_l,
+            delivered_at=self.delivered_at,
+            name=self.name,
+        )
+
+
+class Position(BaseModel):
+    """A position, degrees."""
+
+    lat: float
+    lon: float
 
 
 class MachineOut(BaseModel):
-    """A registered machine."""
+    """A registered machine and how it is doing."""
 
     machine_id: str
     model: str
+    machine_class: MachineClass
     customer_id: str
     site: SiteIn | None
+    oem: str | None
+    serial_number: str | None
+    fuel_tank_l: float | None
+    delivered_at: date | None
+    name: str | None
     created_at: datetime
+    last_reading_at: datetime | None = Field(
+        default=None, description="Time of the newest reading; null if it never reported."
+    )
+    online: bool = Field(
+        default=False,
+        description="The newest reading is within `online_within_s` (default 300 s) of now.",
+    )
+    position: Position | None = Field(default=None, description="Of the newest reading.")
+    engine_hours: float | None = Field(default=None, description="Of the newest reading.")
+    open_alarms: int = 0
 
     @classmethod
-    def of(cls, machine: Machine) -> MachineOut:
-        """From the store's value."""
+    def of(cls, machine: Machine, status: MachineStatus | None = None) -> MachineOut:
+        """From the store's values."""
         site = machine.site
-        return cls(
+        out = cls(
             machine_id=machine.machine_id,
             model=machine.model,
+            machine_class=cast(MachineClass, machine.machine_class),
             customer_id=machine.customer_id,
             site=SiteIn(lat=site.lat, lon=site.lon, radius_m=site.radius_m) if site else None,
+            oem=machine.oem,
+            serial_number=machine.serial_number,
+            fuel_tank_l=machine.fuel_tank_l,
+            delivered_at=machine.delivered_at,
+            name=machine.name,
             created_at=machine.created_at,
         )
+        if status is not None:
+            out.last_reading_at = status.last_reading_at
+            out.online = status.online
+            if status.lat is not None and status.lon is not None:
+                out.position = Position(lat=status.lat, lon=status.lon)
+            out.engine_hours = status.engine_hours
+            out.open_alarms = status.open_alarms
+        return out
+
+    @classmethod
+    def of_status(cls, status: MachineStatus) -> MachineOut:
+        """From a machine with its status."""
+        return cls.of(status.machine, status)
 
 
 class MachinePage(BaseModel):
@@ -165,6 +282,15 @@ class MachinePage(BaseModel):
 
     machines: list[MachineOut]
     next_after: str | None
+
+
+class MachineImportOut(BaseModel):
+    """What a machine import wrote."""
+
+    kind: str = "machines"
+    rows: int
+    created: int
+    updated: int
 
 
 class EngineerIn(BodyIn):

@@ -42,6 +42,7 @@ from telematics.store import alarms as alarm_store
 from telematics.store import models as model_store
 from telematics.store import pending as pending_store
 from telematics.store import readings as readings_store
+from telematics.store.models import ModelKey
 from telematics.wire.decode import ReadingColumns
 
 log = logging.getLogger(__name__)
@@ -113,8 +114,9 @@ class Diagnoser:
         """Set once the batches left undiagnosed by an earlier run are diagnosed (or cannot be,
         the database being away): the gateway waits for it before it takes new messages, so
         that the live stream never overtakes them."""
-        self.model_versions: dict[str, int] = {}
-        self._models: dict[str, RegimeModel] = {}
+        self.model_versions: dict[ModelKey, int] = {}
+        self._models: dict[ModelKey, RegimeModel] = {}
+        self._scorers: tuple[dict[str, RegimeModel], dict[str, RegimeModel]] = ({}, {})
         self.heard_since: Callable[[], float | None] | None = None
         """Since when (monotonic) the gateway hears every machine, None while it does not
         (`Gateway.heard_since`); unset, silence counts from each machine's last reading."""
@@ -311,7 +313,7 @@ class Diagnoser:
                         conn,
                         frame.take(is_late),
                         self.engine.rules,
-                        self._models,
+                        self._scorers,
                         self._config.history_s,
                     )
                 events = self.engine.process(frame)
@@ -335,25 +337,32 @@ class Diagnoser:
     ) -> None:
         await late.restore(conn, self.engine, machine_ids, before_ms, self._config.history_s)
 
-    async def refresh_models(self) -> list[str]:
-        """Load anomaly models newer than those in use; returns the machine models refreshed."""
+    async def refresh_models(self) -> list[ModelKey]:
+        """Load anomaly models newer than those in use; returns the (scope, name) refreshed.
+
+        A machine is scored by its designation's model, else by its class's.
+        """
         async with acquire(self._pool) as conn:
             versions = await model_store.latest_versions(conn)
             stale = [m for m, v in versions.items() if self.model_versions.get(m) != v]
             if not stale:
                 return []
             blobs = await model_store.latest_blobs(conn)
-        loaded: dict[str, RegimeModel] = {}
-        for name in stale:
-            version, blob = blobs[name]
+        loaded: dict[ModelKey, RegimeModel] = {}
+        for key in stale:
+            version, blob = blobs[key]
             try:
-                loaded[name] = RegimeModel.from_bytes(blob)
+                loaded[key] = RegimeModel.from_bytes(blob)
             except ModelError:
-                log.exception("anomaly model %s v%d cannot be loaded; retrain it", name, version)
-            self.model_versions[name] = version
+                log.exception("anomaly model %s %s v%d cannot be loaded; retrain it", *key, version)
+            self.model_versions[key] = version
         if loaded:
             self._models.update(loaded)
-            self.engine.set_models(dict(self._models))
+            by_scope: dict[str, dict[str, RegimeModel]] = {"model": {}, "class": {}}
+            for (scope, name), model in self._models.items():
+                by_scope[scope][name] = model
+            self._scorers = (by_scope["model"], by_scope["class"])
+            self.engine.set_models(*self._scorers)
             log.info("anomaly models in use: %s", sorted(self.model_versions.items()))
         return sorted(loaded)
 

@@ -52,6 +52,7 @@ async def restore(
             m.site.lat if m.site else None,
             m.site.lon if m.site else None,
             m.site.radius_m if m.site else None,
+            machine_class=m.machine_class,
         )
         for m in machines
     ]
@@ -67,12 +68,20 @@ async def late_events(
     conn: asyncpg.Connection,
     late: Frame,
     rules: RuleBook,
-    models: Mapping[str, AnomalyScorer],
+    scorers: tuple[Mapping[str, AnomalyScorer], Mapping[str, AnomalyScorer]],
     history_s: float,
 ) -> list[AlarmEvent]:
-    """The alarm events late readings show that the store has no episode for."""
+    """The alarm events late readings show that the store has no episode for.
+
+    Args:
+        conn: A connection.
+        late: The late readings.
+        rules: The live engine's rule book.
+        scorers: The live engine's anomaly scorers, by designation and by class.
+        history_s: How far back the scratch engine is restored.
+    """
     scratch = Engine(rules)
-    scratch.set_models(models)
+    scratch.set_models(*scorers)
     first_ms, last_ms = int(late.ts_ms.min()), int(late.ts_ms.max())
     await restore(conn, scratch, late.machine_ids, first_ms, history_s, with_open_episodes=False)
     known = [m for m in late.machine_ids if not scratch.unknown([m])]

@@ -1,4 +1,4 @@
-"""Reading queries for the API: one machine, a time range, keyset-paged by `ts`."""
+"""Reading queries for the API: one machine, a time range keyset-paged by `ts`, or its newest."""
 
 from __future__ import annotations
 
@@ -32,21 +32,37 @@ LIMIT $4
 """
 
 
+_LATEST = f"""
+SELECT machine_id, ts, {", ".join(SIGNAL_NAMES)}, dtc::text AS dtc, extra::text AS extra
+FROM readings
+WHERE machine_id = $1
+ORDER BY ts DESC
+LIMIT 1
+"""
+
+
+def _stored(row: asyncpg.Record) -> StoredReading:
+    return StoredReading(
+        machine_id=row["machine_id"],
+        ts=row["ts"],
+        signals={name: row[name] for name in SIGNAL_NAMES},
+        dtc=orjson.loads(row["dtc"]) if row["dtc"] else [],
+        extra=orjson.loads(row["extra"]) if row["extra"] else {},
+    )
+
+
 async def readings_between(
     conn: asyncpg.Connection, machine_id: str, start: datetime, end: datetime, limit: int
 ) -> list[StoredReading]:
     """Readings of one machine with `start <= ts < end`, oldest first, at most `limit`."""
     rows = await conn.fetch(_SELECT, machine_id, start, end, limit)
-    return [
-        StoredReading(
-            machine_id=row["machine_id"],
-            ts=row["ts"],
-            signals={name: row[name] for name in SIGNAL_NAMES},
-            dtc=orjson.loads(row["dtc"]) if row["dtc"] else [],
-            extra=orjson.loads(row["extra"]) if row["extra"] else {},
-        )
-        for row in rows
-    ]
+    return [_stored(row) for row in rows]
+
+
+async def latest_reading(conn: asyncpg.Connection, machine_id: str) -> StoredReading | None:
+    """The newest reading of one machine (by its time), None if it has none."""
+    row = await conn.fetchrow(_LATEST, machine_id)
+    return None if row is None else _stored(row)
 
 
 async def count_readings(conn: asyncpg.Connection, machine_ids: list[str]) -> int:

@@ -7,7 +7,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from typing import Any
 
 import asyncpg
 
@@ -24,13 +25,49 @@ class Site:
 
 
 @dataclass(frozen=True, slots=True)
+class MachineRecord:
+    """A machine as it is registered or imported (the fields a client writes).
+
+    Attributes:
+        machine_id: Identity on the wire.
+        model: Model designation as the manufacturer writes it (`SY215C`).
+        customer_id: Owning customer.
+        site: Where it works, if known.
+        machine_class: One of `machine_fields.MACHINE_CLASSES`; None lets the database derive it
+            from `model` (`machine_class_of`, migration 008).
+        oem: Manufacturer.
+        serial_number: Serial number or PIN.
+        fuel_tank_l: Fuel tank size.
+        delivered_at: Delivery date, the start of the warranty.
+        name: A name people know the machine by.
+    """
+
+    machine_id: str
+    model: str
+    customer_id: str
+    site: Site | None = None
+    machine_class: str | None = None
+    oem: str | None = None
+    serial_number: str | None = None
+    fuel_tank_l: float | None = None
+    delivered_at: date | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Machine:
     """A registered machine."""
 
     machine_id: str
     model: str
+    machine_class: str
     customer_id: str
     site: Site | None
+    oem: str | None
+    serial_number: str | None
+    fuel_tank_l: float | None
+    delivered_at: date | None
+    name: str | None
     created_at: datetime
 
 
@@ -43,37 +80,96 @@ class Engineer:
     created_at: datetime
 
 
-def _machine(row: asyncpg.Record) -> Machine:
+def machine_of(row: asyncpg.Record) -> Machine:
+    """A `Machine` from a row with the columns of `machines`."""
     site = None
     if row["site_lat"] is not None:
         site = Site(row["site_lat"], row["site_lon"], row["site_radius_m"] or 0.0)
-    return Machine(row["machine_id"], row["model"], row["customer_id"], site, row["created_at"])
+    return Machine(
+        machine_id=row["machine_id"],
+        model=row["model"],
+        machine_class=row["machine_class"],
+        customer_id=row["customer_id"],
+        site=site,
+        oem=row["oem"],
+        serial_number=row["serial_number"],
+        fuel_tank_l=row["fuel_tank_l"],
+        delivered_at=row["delivered_at"],
+        name=row["name"],
+        created_at=row["created_at"],
+    )
+
+
+def record_values(r: MachineRecord) -> tuple[object, ...]:
+    """The record in `RECORD_COLUMNS` order."""
+    site = r.site
+    return (
+        r.machine_id,
+        r.model,
+        r.machine_class,
+        r.customer_id,
+        r.oem,
+        r.serial_number,
+        r.fuel_tank_l,
+        r.delivered_at,
+        r.name,
+        site.lat if site else None,
+        site.lon if site else None,
+        site.radius_m if site else None,
+    )
+
+
+RECORD_COLUMNS = (
+    "machine_id",
+    "model",
+    "machine_class",
+    "customer_id",
+    "oem",
+    "serial_number",
+    "fuel_tank_l",
+    "delivered_at",
+    "name",
+    "site_lat",
+    "site_lon",
+    "site_radius_m",
+)
+"""The columns a `MachineRecord` writes, in `record_values` order."""
 
 
 async def add_machine(
-    conn: asyncpg.Connection, machine_id: str, model: str, customer_id: str, site: Site | None
+    conn: asyncpg.Connection,
+    machine_id: str,
+    model: str,
+    customer_id: str,
+    site: Site | None,
+    **details: Any,
 ) -> Machine:
+    """Register a machine; `details` are the other fields of `MachineRecord`.
+
+    Raises:
+        ConflictError: The machine id is taken.
+    """
+    return await register_machine(
+        conn, MachineRecord(machine_id, model, customer_id, site, **details)
+    )
+
+
+async def register_machine(conn: asyncpg.Connection, record: MachineRecord) -> Machine:
     """Register a machine.
 
     Raises:
         ConflictError: The machine id is taken.
     """
+    marks = ", ".join(f"${i + 1}" for i in range(len(RECORD_COLUMNS)))
     try:
         row = await conn.fetchrow(
-            """INSERT INTO machines (machine_id, model, customer_id, site_lat, site_lon,
-                                     site_radius_m)
-               VALUES ($1, $2, $3, $4, $5, $6) RETURNING *""",
-            machine_id,
-            model,
-            customer_id,
-            site.lat if site else None,
-            site.lon if site else None,
-            site.radius_m if site else None,
+            f"INSERT INTO machines ({', '.join(RECORD_COLUMNS)}) VALUES ({marks}) RETURNING *",
+            *record_values(record),
         )
     except asyncpg.UniqueViolationError as exc:
-        raise ConflictError("machine", machine_id) from exc
+        raise ConflictError("machine", record.machine_id) from exc
     assert row is not None
-    return _machine(row)
+    return machine_of(row)
 
 
 async def get_machine(conn: asyncpg.Connection, machine_id: str) -> Machine:
@@ -85,7 +181,7 @@ async def get_machine(conn: asyncpg.Connection, machine_id: str) -> Machine:
     row = await conn.fetchrow("SELECT * FROM machines WHERE machine_id = $1", machine_id)
     if row is None:
         raise NotFoundError("machine", machine_id)
-    return _machine(row)
+    return machine_of(row)
 
 
 async def machines_by_id(conn: asyncpg.Connection, machine_ids: Iterable[str]) -> list[Machine]:
@@ -94,30 +190,7 @@ async def machines_by_id(conn: asyncpg.Connection, machine_ids: Iterable[str]) -
         "SELECT * FROM machines WHERE machine_id = ANY($1::text[]) ORDER BY machine_id",
         list(machine_ids),
     )
-    return [_machine(row) for row in rows]
-
-
-async def list_machines(
-    conn: asyncpg.Connection,
-    *,
-    customer_id: str | None = None,
-    model: str | None = None,
-    after: str | None = None,
-    limit: int = 100,
-) -> list[Machine]:
-    """Machines ordered by id, filtered, paged by keyset (`after`: last id of the page before)."""
-    rows = await conn.fetch(
-        """SELECT * FROM machines
-           WHERE ($1::text IS NULL OR customer_id = $1)
-             AND ($2::text IS NULL OR model = $2)
-             AND ($3::text IS NULL OR machine_id > $3)
-           ORDER BY machine_id LIMIT $4""",
-        customer_id,
-        model,
-        after,
-        limit,
-    )
-    return [_machine(row) for row in rows]
+    return [machine_of(row) for row in rows]
 
 
 async def add_engineer(conn: asyncpg.Connection, engineer_id: str, name: str) -> Engineer:
