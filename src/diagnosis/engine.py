@@ -498,17 +498,4 @@ def _select_machines(frame: Frame, wanted: BoolArray) -> Frame:
     """The frame's readings of the wanted machines (indices renumbered)."""
     if bool(wanted.all()):
         return frame
-    keep = wanted[frame.machine_idx]
-    new_idx = np.cumsum(wanted) - 1
-    rows = np.cumsum(keep) - 1
-    has = keep[frame.dtc_row]
-    return Frame(
-        machine_ids=tuple(m for m, w in zip(frame.machine_ids, wanted, strict=True) if w),
-        machine_idx=new_idx[frame.machine_idx[keep]],
-        ts_ms=frame.ts_ms[keep],
-        values=frame.values[:, keep],
-        dtc_row=rows[frame.dtc_row[has]],
-        dtc_spn=frame.dtc_spn[has],
-        dtc_fmi=frame.dtc_fmi[has],
-        dtc_oc=frame.dtc_oc[has],
-    )
+    return frame.take(wanted[frame.machine_idx])
