@@ -35,10 +35,9 @@ def _parts(parts: tuple[PartNeed, ...]) -> list[PartOut]:
     return [PartOut(part_no=p.part_no, quantity=p.quantity) for p in parts]
 
 
-class OrderOut(BaseModel):
-    """A service order as staff see it: route plan, ETA and why this engineer."""
+class _OrderJob(BaseModel):
+    """What staff and the assigned engineer both see of an order: the job, the site, the parts."""
 
-    view: Literal["staff"]
     order_id: int
     alarm_id: int | None
     machine_id: str
@@ -52,39 +51,47 @@ class OrderOut(BaseModel):
     site_lat: float
     site_lon: float
     eta: datetime | None
-    plan: dict[str, Any] | None = Field(description="Route, distances, ETA and why this engineer")
-    reserved: list[PartOut]
+    reserved: list[PartOut] = Field(description="Parts held for the job at the route's source")
     consumed: list[PartOut]
     created_at: datetime
     updated_at: datetime
     version: int
 
+
+def _job(s: StoredOrder) -> dict[str, Any]:
+    o = s.order
+    return {
+        "order_id": s.order_id,
+        "alarm_id": s.alarm_id,
+        "machine_id": s.machine_id,
+        "customer_id": s.customer_id,
+        "state": o.state.value,
+        "severity": o.severity.value,
+        "fault": s.fault,
+        "skills": list(s.skills),
+        "parts": _parts(o.parts),
+        "engineer_id": o.engineer_id,
+        "site_lat": s.site_lat,
+        "site_lon": s.site_lon,
+        "eta": s.eta,
+        "reserved": _parts(o.reserved),
+        "consumed": _parts(o.consumed),
+        "created_at": o.created_at,
+        "updated_at": o.updated_at,
+        "version": o.version,
+    }
+
+
+class OrderOut(_OrderJob):
+    """A service order as staff see it: route plan, ETA and why this engineer."""
+
+    view: Literal["staff"]
+    plan: dict[str, Any] | None = Field(description="Route, distances, ETA and why this engineer")
+
     @classmethod
     def of(cls, s: StoredOrder) -> OrderOut:
         """From the store's value."""
-        o = s.order
-        return cls(
-            view="staff",
-            order_id=s.order_id,
-            alarm_id=s.alarm_id,
-            machine_id=s.machine_id,
-            customer_id=s.customer_id,
-            state=o.state.value,
-            severity=o.severity.value,
-            fault=s.fault,
-            skills=list(s.skills),
-            parts=_parts(o.parts),
-            engineer_id=o.engineer_id,
-            site_lat=s.site_lat,
-            site_lon=s.site_lon,
-            eta=s.eta,
-            plan=s.plan,
-            reserved=_parts(o.reserved),
-            consumed=_parts(o.consumed),
-            created_at=o.created_at,
-            updated_at=o.updated_at,
-            version=o.version,
-        )
+        return cls(view="staff", plan=s.plan, **_job(s))
 
 
 class RouteStopOut(BaseModel):
@@ -128,56 +135,16 @@ class RouteOut(BaseModel):
         )  # fmt: skip
 
 
-class OrderEngineerOut(BaseModel):
+class OrderEngineerOut(_OrderJob):
     """A service order as its engineer sees it: the job, the site and their own route."""
 
     view: Literal["engineer"]
-    order_id: int
-    alarm_id: int | None
-    machine_id: str
-    customer_id: str
-    state: str
-    severity: str
-    fault: str | None
-    skills: list[str]
-    parts: list[PartOut]
-    engineer_id: str | None
-    site_lat: float
-    site_lon: float
-    eta: datetime | None
     route: RouteOut | None
-    reserved: list[PartOut] = Field(description="Parts held for the job at the route's source")
-    consumed: list[PartOut]
-    created_at: datetime
-    updated_at: datetime
-    version: int
 
     @classmethod
     def of(cls, s: StoredOrder) -> OrderEngineerOut:
         """From the store's value."""
-        o = s.order
-        return cls(
-            view="engineer",
-            order_id=s.order_id,
-            alarm_id=s.alarm_id,
-            machine_id=s.machine_id,
-            customer_id=s.customer_id,
-            state=o.state.value,
-            severity=o.severity.value,
-            fault=s.fault,
-            skills=list(s.skills),
-            parts=_parts(o.parts),
-            engineer_id=o.engineer_id,
-            site_lat=s.site_lat,
-            site_lon=s.site_lon,
-            eta=s.eta,
-            route=RouteOut.of_plan(s.plan),
-            reserved=_parts(o.reserved),
-            consumed=_parts(o.consumed),
-            created_at=o.created_at,
-            updated_at=o.updated_at,
-            version=o.version,
-        )
+        return cls(view="engineer", route=RouteOut.of_plan(s.plan), **_job(s))
 
 
 class OrderCustomerOut(BaseModel):
