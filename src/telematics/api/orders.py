@@ -39,6 +39,7 @@ from telematics.services.dispatching import (
     require_found,
 )
 from telematics.store import orders as order_store
+from telematics.store import timers as timer_store
 from telematics.store.orders import StoredOrder
 from telematics.store.tokens import Principal, Role
 
@@ -208,7 +209,7 @@ async def order_events(order_id: PathId, conn: Conn, caller: Caller) -> list[Ord
 async def order_timers(order_id: PathId, conn: Conn, caller: Staff) -> list[dict[str, Any]]:
     """The order's SLA timers, pending and fired."""
     await _visible(conn, caller, order_id)
-    return await order_store.timers_of(conn, order_id)
+    return await timer_store.timers_of(conn, order_id)
 
 
 EngineerAction = Literal["accept", "start-travel", "arrive", "complete", "contact"]
@@ -309,7 +310,7 @@ async def sla_breaches(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[BreachOut]:
     """Service levels missed, newest first."""
-    found = await order_store.breaches(conn, since=since, kind=kind, limit=limit)
+    found = await timer_store.breaches(conn, since=since, kind=kind, limit=limit)
     return [
         BreachOut(timer_id=b.timer_id, order_id=b.order_id, kind=b.kind.value, due_at=b.due_at,
                   fired_at=b.fired_at, detail=b.detail)

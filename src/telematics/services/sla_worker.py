@@ -20,8 +20,8 @@ from dispatch.sla import Verdict, judge
 from telematics.base.db import acquire, with_retry
 from telematics.base.errors import StoreUnavailableError
 from telematics.base.metrics import Metrics
-from telematics.store import orders as order_store
-from telematics.store.orders import FiredTimer
+from telematics.store import timers as timer_store
+from telematics.store.timers import FiredTimer
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +33,10 @@ async def fire_due(
     at = now or datetime.now(UTC)
     fired: list[FiredTimer] = []
     async with acquire(pool) as conn, conn.transaction():
-        for timer_id, spec, stored in await order_store.claim_due(conn, at, limit):
+        for timer_id, spec, stored in await timer_store.claim_due(conn, at, limit):
             verdict = judge(spec, stored.order, at)
             detail = f"{spec.kind} of order {stored.order_id} ({stored.order.state}): {verdict}"
-            await order_store.record_verdict(conn, timer_id, verdict, at, worker_id, detail)
+            await timer_store.record_verdict(conn, timer_id, verdict, at, worker_id, detail)
             fired.append(
                 FiredTimer(timer_id, stored.order_id, spec.kind, spec.fires_at, at, verdict, detail)
             )
