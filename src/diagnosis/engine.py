@@ -96,13 +96,10 @@ class Engine:
         return [m for m in machine_ids if m not in self._state.slots]
 
     def late_rows(self, frame: Frame) -> BoolArray:
-        """Per reading, whether it is not later than the last processed for its machine (late,
-        or a repeat): `process` skips such readings.
-        """
+        """Per reading: not later than the last processed for its machine (`process` skips it)."""
         st = self._state
-        slots = st.slots
-        last = np.array([st.last_ts[slots[m]] if m in slots else NO_TS for m in frame.machine_ids])
-        late: BoolArray = frame.ts_ms <= last.astype(np.int64)[frame.machine_idx]
+        last = [st.last_ts[st.slots[m]] if m in st.slots else NO_TS for m in frame.machine_ids]
+        late: BoolArray = frame.ts_ms <= np.array(last, np.int64)[frame.machine_idx]
         return late
 
     def set_models(

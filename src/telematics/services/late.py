@@ -84,11 +84,10 @@ async def late_events(
     scratch.set_models(*scorers)
     first_ms, last_ms = int(late.ts_ms.min()), int(late.ts_ms.max())
     await restore(conn, scratch, late.machine_ids, first_ms, history_s, with_open_episodes=False)
-    known = [m for m in late.machine_ids if not scratch.unknown([m])]
-    if not known:
-        return []
+    if scratch.unknown(late.machine_ids):
+        return []  # a machine deregistered meanwhile: nothing to say of it
     events = scratch.process(late)
     if not events:
         return []
-    covered = await alarm_queries.episodes_over(conn, known, _at(first_ms), _at(last_ms))
+    covered = await alarm_queries.episodes_over(conn, late.machine_ids, _at(first_ms), _at(last_ms))
     return [e for e in events if (e.machine_id, e.fault) not in covered]
