@@ -9,14 +9,38 @@ from contextlib import asynccontextmanager
 
 import aiomqtt
 import asyncpg
+import httpx
 import orjson
 
+from telematics.api.app import create_app
+from telematics.api.context import ApiContext
 from telematics.base.metrics import Metrics
 from telematics.ingest.gateway import Gateway, GatewayConfig
 from telematics.ingest.mqtt import MqttEndpoint
 from telematics.store.registry import Site, SourceDirectory, add_machine
 from telematics.wire.decode import Limits
 from tests.conftest import unique
+
+ADMIN_TOKEN = "test-admin-token"
+
+
+@asynccontextmanager
+async def api_client(pool: asyncpg.Pool, **context: object) -> AsyncIterator[httpx.AsyncClient]:
+    """The HTTP app in-process on `pool`, admin token `ADMIN_TOKEN`; `context` overrides the
+    ApiContext's other fields."""
+    fields: dict[str, object] = {
+        "pool": pool,
+        "directory": SourceDirectory(),
+        "metrics": Metrics(),
+        "admin_token": ADMIN_TOKEN,
+        "limits": Limits(),
+        "gateway_connected": lambda: True,
+        **context,
+    }
+    app = create_app(ApiContext(**fields))  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+        yield http
 
 
 def now_ms() -> int:

@@ -10,14 +10,10 @@ import httpx
 import orjson
 import pytest
 
-from telematics.api.app import create_app
-from telematics.api.context import ApiContext
-from telematics.base.metrics import Metrics
 from telematics.ingest.mqtt import MqttEndpoint
-from telematics.store.registry import SourceDirectory
-from telematics.wire.decode import Limits
 from tests.conftest import unique
 from tests.telematics.harness import (
+    api_client,
     count_readings,
     eventually,
     gateway_config,
@@ -33,18 +29,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture
 async def client(pool: asyncpg.Pool) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(
-        ApiContext(
-            pool=pool,
-            directory=SourceDirectory(),
-            metrics=Metrics(),
-            admin_token=TOKEN,
-            limits=Limits(),
-            gateway_connected=lambda: True,
-        )
-    )
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+    async with api_client(pool) as http:
         yield http
 
 

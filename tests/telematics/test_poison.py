@@ -17,15 +17,12 @@ import httpx
 import orjson
 import pytest
 
-from telematics.api.app import create_app
-from telematics.api.context import ApiContext
-from telematics.base.metrics import Metrics
 from telematics.ingest.mqtt import MqttEndpoint
 from telematics.store.ingest import write_batch
-from telematics.store.registry import SourceDirectory
 from telematics.wire.decode import DecodedBatch, Limits, decode_message
 from tests.conftest import unique
 from tests.telematics.harness import (
+    api_client,
     count_readings,
     eventually,
     gateway_config,
@@ -128,18 +125,7 @@ async def test_text_the_store_cannot_hold_costs_its_message_not_its_batch(
 
 @pytest.fixture
 async def client(pool: asyncpg.Pool) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(
-        ApiContext(
-            pool=pool,
-            directory=SourceDirectory(),
-            metrics=Metrics(),
-            admin_token=TOKEN,
-            limits=Limits(),
-            gateway_connected=lambda: True,
-        )
-    )
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+    async with api_client(pool) as http:
         yield http
 
 

@@ -17,15 +17,11 @@ import pytest
 
 from diagnosis.events import LOW_OIL_PRESSURE, AlarmEvent, Severity, Transition
 from simulators import make_fleet
-from telematics.api.app import create_app
-from telematics.api.context import ApiContext
 from telematics.api.schemas import MachineIn
-from telematics.base.metrics import Metrics
 from telematics.store import alarms as alarm_store
 from telematics.store.machine_fields import MACHINE_CLASSES
-from telematics.store.registry import SourceDirectory
-from telematics.wire.decode import Limits
 from tests.conftest import unique
+from tests.telematics.harness import api_client
 
 TOKEN = "test-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -36,17 +32,7 @@ DESIGNATIONS = ["SY215C", "SY365H", "PC200-8", "320 GC", "ZX200-5G", "SY5419THB 
 
 @pytest.fixture
 async def client(pool: asyncpg.Pool) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(
-        ApiContext(
-            pool=pool,
-            directory=SourceDirectory(),
-            metrics=Metrics(),
-            admin_token=TOKEN,
-            limits=Limits(),
-        )
-    )
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+    async with api_client(pool) as http:
         yield http
 
 
