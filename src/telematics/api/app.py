@@ -16,7 +16,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from dispatch.errors import TransitionError
 from telematics.api import alarms, ingest, machines, models, orders, resources, tokens
 from telematics.api.context import ApiContext, Context
 from telematics.api.docs import mount_docs
@@ -29,6 +28,7 @@ from telematics.base.errors import (
     ForbiddenError,
     InvalidRequestError,
     NotFoundError,
+    RefusedError,
     StoreUnavailableError,
     TelematicsError,
 )
@@ -40,6 +40,7 @@ _STATUS: list[tuple[type[TelematicsError], int, str]] = [
     (ForbiddenError, 403, "Forbidden"),
     (NotFoundError, 404, "Not Found"),
     (ConflictError, 409, "Conflict"),
+    (RefusedError, 409, "Conflict"),
     (InvalidRequestError, 422, "Unprocessable Content"),
     (StoreUnavailableError, 503, "Service Unavailable"),
 ]
@@ -67,13 +68,6 @@ def problem(
     return JSONResponse(body, status, headers=headers, media_type="application/problem+json")
 
 
-def _detail(exc: TelematicsError) -> str:
-    # A refused order transition reaches us as a conflict; its own words say what happened.
-    if isinstance(exc, ConflictError) and isinstance(exc.__cause__, TransitionError):
-        return str(exc.__cause__)
-    return str(exc)
-
-
 async def _telematics_error(request: Request, exc: Exception) -> JSONResponse:
     for kind, status, title in _STATUS:
         if isinstance(exc, kind):
@@ -82,7 +76,7 @@ async def _telematics_error(request: Request, exc: Exception) -> JSONResponse:
             errors = getattr(exc, "errors", None)
             assert isinstance(exc, TelematicsError)
             return problem(
-                status, title, _detail(exc), errors=errors if isinstance(errors, list) else None
+                status, title, str(exc), errors=errors if isinstance(errors, list) else None
             )
     log.error("unmapped error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem(500, "Internal Server Error", "unexpected error")

@@ -6,6 +6,7 @@
     ├── MigrationError          a migration failed or an applied one was edited
     ├── NotFoundError           a resource does not exist (HTTP 404)
     ├── ConflictError           a resource already exists (HTTP 409)
+    ├── RefusedError            the resource's state refuses the request (HTTP 409)
     ├── InvalidRequestError     a request is well-formed but not acceptable (HTTP 422)
     ├── AuthError               missing or wrong credentials (HTTP 401)
     ├── ForbiddenError          the caller's role may not do this (HTTP 403)
@@ -57,6 +58,12 @@ class ConflictError(TelematicsError):
         super().__init__(f"{kind} {key!r} already exists")
         self.kind = kind
         self.key = key
+
+
+class RefusedError(TelematicsError):
+    """The request conflicts with the resource's current state: the message says how
+    ("cannot close: order is dispatched", "3 x P-1 at VAN-2: taken by other orders").
+    """
 
 
 class InvalidRequestError(TelematicsError):

@@ -47,7 +47,7 @@ from dispatch.orders import (
 from dispatch.ranking import Candidate, Ranking
 from dispatch.sla import SlaPolicy, timers_for
 from telematics.base.db import acquire
-from telematics.base.errors import ConflictError, InvalidRequestError, NotFoundError
+from telematics.base.errors import InvalidRequestError, NotFoundError, RefusedError
 from telematics.services.snapshot import fleet_snapshot
 from telematics.store import alarms as alarm_store
 from telematics.store import orders as order_store
@@ -138,7 +138,7 @@ async def dispatch_alarm(
                 )  # fmt: skip
         except _TAKEN_MEANWHILE as exc:
             log.info("dispatch of alarm %d: %s; matching again (%d)", alarm_id, exc, attempt)
-    raise ConflictError("stock for alarm", f"{alarm_id}: taken by other orders meanwhile")
+    raise RefusedError(f"alarm {alarm_id}: its parts were taken by other orders meanwhile")
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +261,7 @@ async def dispatch_alarms(
                 )
         except _TAKEN_MEANWHILE as exc:
             log.info("batch dispatch: %s; assigning again (%d)", exc, attempt)
-    raise ConflictError("stock for batch", "taken by other orders meanwhile")
+    raise RefusedError("batch dispatch: its parts were taken by other orders meanwhile")
 
 
 async def _dispatch_batch(
@@ -302,10 +302,10 @@ def _choose(ranking: Ranking, engineer_id: str | None) -> Candidate:
     if best is not None and engineer_id in (None, best.engineer_id):
         return best
     if engineer_id is None:
-        raise ConflictError("engineer for order", f"nobody can serve it: {ranking.explain()}")
+        raise RefusedError(f"nobody can serve the order: {ranking.explain()}")
     why = [r.text for r in ranking.rejected_examples if r.engineer_id == engineer_id]
     because = why[0] if why else ranking.note or "no known position to route from"
-    raise ConflictError("engineer for order", f"{engineer_id} cannot serve it: {because}")
+    raise RefusedError(f"{engineer_id} cannot serve the order: {because}")
 
 
 async def act(
@@ -359,7 +359,7 @@ def _apply(
     try:
         return apply(stored.order, command, actor=actor, now=now)
     except TransitionError as exc:
-        raise ConflictError("transition", str(exc)) from exc
+        raise RefusedError(str(exc)) from exc
 
 
 async def _replan(

@@ -31,14 +31,14 @@ from dispatch.orders import (
     StockSource,
 )
 from dispatch.sla import TimerSpec
-from telematics.base.errors import ConflictError, InvalidRequestError, NotFoundError
+from telematics.base.errors import ConflictError, InvalidRequestError, NotFoundError, RefusedError
 
 
-class StockShortError(ConflictError):
+class StockShortError(RefusedError):
     """Too few units left to reserve: another order took them first."""
 
     def __init__(self, part_no: str, location: str, wanted: int) -> None:
-        super().__init__("reservation", f"{wanted} x {part_no} at {location}")
+        super().__init__(f"cannot reserve {wanted} x {part_no} at {location}: too few left")
         self.part_no = part_no
         self.location = location
         self.wanted = wanted

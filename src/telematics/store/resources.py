@@ -13,7 +13,7 @@ from enum import StrEnum
 
 import asyncpg
 
-from telematics.base.errors import ConflictError, NotFoundError
+from telematics.base.errors import ConflictError, NotFoundError, RefusedError
 
 
 class LocationKind(StrEnum):
@@ -82,7 +82,7 @@ OPEN_STATES = ("dispatched", "accepted", "en_route", "on_site")
 """Order states that count against an engineer's `max_orders`."""
 
 
-class EngineerFullError(ConflictError):
+class EngineerFullError(RefusedError):
     """The engineer carries `max_orders` open orders already: another dispatch got there first.
 
     Attributes:
@@ -92,9 +92,7 @@ class EngineerFullError(ConflictError):
     """
 
     def __init__(self, engineer_id: str, open_orders: int, max_orders: int) -> None:
-        super().__init__(
-            "engineer capacity", f"{engineer_id}: {open_orders}/{max_orders} open orders"
-        )
+        super().__init__(f"{engineer_id} is at capacity: {open_orders} of {max_orders} open orders")
         self.engineer_id = engineer_id
         self.open_orders = open_orders
         self.max_orders = max_orders
