@@ -22,7 +22,6 @@ import uvicorn
 from diagnosis.engine import Engine
 from diagnosis.knowledge import KnowledgeBase
 from diagnosis.rules import RuleBook
-from telematics.api.app import create_app
 from telematics.api.context import ApiContext
 from telematics.api.request_guard import BodyLimits
 from telematics.base import embedded
@@ -39,6 +38,7 @@ from telematics.services.notify import AlarmPublisher
 from telematics.store import partitions
 from telematics.store.registry import SourceDirectory
 from telematics.store.tokens import TokenCache
+from telematics.web import build_app
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +165,7 @@ def api_context(
             default_bytes=settings.http_max_body_bytes,
             large_bytes=settings.http_max_import_bytes,
         ),
+        settings=settings,
     )
 
 
@@ -282,7 +283,7 @@ async def run_service(
         if diagnoser is not None:
             diagnoser.heard_since = gateway.heard_since
         token = admin_token(settings)
-        app = create_app(
+        app = build_app(
             replace(
                 api_context(settings, pools, directory, metrics, token),
                 gateway_connected=gateway.connected.is_set,

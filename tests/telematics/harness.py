@@ -12,12 +12,12 @@ import asyncpg
 import httpx
 import orjson
 
-from telematics.api.app import create_app
 from telematics.api.context import ApiContext
 from telematics.base.metrics import Metrics
 from telematics.ingest.gateway import Gateway, GatewayConfig
 from telematics.ingest.mqtt import MqttEndpoint
 from telematics.store.registry import Site, SourceDirectory, add_machine
+from telematics.web import build_app
 from telematics.wire.decode import Limits
 from tests.conftest import unique
 
@@ -37,7 +37,7 @@ async def api_client(pool: asyncpg.Pool, **context: object) -> AsyncIterator[htt
         "gateway_connected": lambda: True,
         **context,
     }
-    app = create_app(ApiContext(**fields))  # type: ignore[arg-type]
+    app = build_app(ApiContext(**fields))  # type: ignore[arg-type]
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
         yield http

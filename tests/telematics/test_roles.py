@@ -16,13 +16,13 @@ from diagnosis.events import LOW_OIL_PRESSURE, AlarmEvent, Severity, Transition
 from diagnosis.knowledge import KnowledgeBase
 from diagnosis.rules import RuleBook
 from dispatch.sla import SlaPolicy
-from telematics.api.app import create_app
 from telematics.api.context import ApiContext
 from telematics.base.metrics import Metrics
 from telematics.services.dispatching import dispatch_alarm
 from telematics.store import alarms as alarm_store
 from telematics.store.registry import SourceDirectory, add_machine
 from telematics.store.tokens import Role, create_token
+from telematics.web import build_app
 from telematics.wire.decode import Limits
 from tests.conftest import unique
 from tests.telematics.test_orders import build, raise_alarm
@@ -156,7 +156,7 @@ async def world(pool: asyncpg.Pool) -> AsyncIterator[tuple[httpx.AsyncClient, di
         await conn.execute(
             "UPDATE orders SET customer_id = $2 WHERE order_id = $1", order.order.order_id, customer
         )
-    app = create_app(
+    app = build_app(
         ApiContext(
             pool=pool,
             directory=SourceDirectory(),
@@ -186,7 +186,7 @@ async def world(pool: asyncpg.Pool) -> AsyncIterator[tuple[httpx.AsyncClient, di
 
 
 def test_every_route_has_a_role_rule() -> None:
-    app = create_app(
+    app = build_app(
         ApiContext(pool=None, directory=SourceDirectory(), metrics=Metrics(), admin_token="x",
                    limits=Limits())  # type: ignore[arg-type]
     )  # fmt: skip

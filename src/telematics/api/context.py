@@ -15,6 +15,7 @@ from diagnosis.knowledge import KnowledgeBase
 from diagnosis.rules import RuleBook
 from dispatch.sla import SlaPolicy
 from telematics.api.request_guard import BodyLimits
+from telematics.base.config import Settings
 from telematics.base.db import acquire
 from telematics.base.errors import AuthError, ForbiddenError
 from telematics.base.metrics import Metrics
@@ -41,6 +42,7 @@ class ApiContext:
         tokens: Who each bearer token speaks for, cached.
         acquire_timeout_s: How long a request waits for a pooled connection.
         body_limits: How large request bodies may be.
+        settings: The service's settings, for the capabilities' routers (their tuning).
     """
 
     pool: asyncpg.Pool
@@ -56,6 +58,7 @@ class ApiContext:
     tokens: TokenCache = field(default_factory=TokenCache)
     acquire_timeout_s: float = 10.0
     body_limits: BodyLimits = field(default_factory=BodyLimits)
+    settings: Settings = field(default_factory=Settings)
 
 
 def get_context(request: Request) -> ApiContext:
