@@ -20,7 +20,7 @@ from dispatch.sla import SlaPolicy
 from telematics.base.config import Settings
 from telematics.base.db import acquire
 from telematics.base.errors import ConflictError, InvalidRequestError, NotFoundError
-from telematics.maintenance import completions, counters, plan_store
+from telematics.maintenance import completions, plan_store
 from telematics.maintenance.completions import Completion
 from telematics.maintenance.evaluation import MachineView, Tuning, evaluate, plan_book, refresh
 from telematics.maintenance.plan import PartLine
@@ -69,12 +69,14 @@ async def record_done(
         plan = book.for_machine(machine.machine_class, machine.model)
         if all(i.item != item for i in plan):
             raise NotFoundError(f"maintenance item of {machine.machine_id}", item)
-        hours = (await counters.current_hours(conn, [machine.machine_id])).get(machine.machine_id)
+        tuning = Tuning.of(settings)
+        (view,) = await evaluate(conn, [machine], book, tuning, now.date())
         margin = settings.maintenance_hours_margin_h
-        if hours is not None and engine_hours > hours[0] + margin:
+        if view.engine_hours is not None and engine_hours > view.engine_hours + margin:
+            at = view.engine_hours_at.isoformat() if view.engine_hours_at else "?"
             raise InvalidRequestError(
-                f"engine_hours {engine_hours:g} is above the machine's counter ({hours[0]:g} h "
-                f"at {hours[1].isoformat()}) by more than {margin:g} h"
+                f"engine_hours {engine_hours:g} is above the machine's counter "
+                f"({view.engine_hours:g} h at {at}) by more than {margin:g} h"
             )
         missing = await plan_store.unknown_parts(conn, [p.part_no for p in parts_used])
         if missing:
@@ -92,7 +94,7 @@ async def record_done(
                 f"other values for the completion of {item} on {machine.machine_id} at",
                 done_at.isoformat(),
             )
-        await refresh(conn, [machine], book, Tuning.of(settings), now)
+        await refresh(conn, [machine], book, tuning, now)
         return done, created
 
 

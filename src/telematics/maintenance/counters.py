@@ -1,57 +1,62 @@
-"""The engine-hours counter from `readings`: its newest value and its last value per UTC day.
+"""The engine-hours counter from `readings`: its last value on each UTC day of a window, and
+its newest value.
 
-Only readings that carry `engine_hours` count. The newest value is one backward probe of the
-readings key per machine; the daily values are one `DISTINCT ON` pass over the window's
-readings of the machines asked for (partitions outside the window are pruned).
+Only readings that carry `engine_hours` count. Each (machine, day) is one backward probe of the
+readings key `(machine_id, ts)` within that day (`LATERAL ... ORDER BY ts DESC LIMIT 1`), so the
+cost is machines x days index probes, whatever the reading rate: a machine reporting every second
+costs what one reporting every hour does (bench/maintenance_counters.py). The newest value is the
+probe of the latest day that has one; a machine with no engine hours in the window has none.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import date, datetime
 
 import asyncpg
 
 from telematics.maintenance.usage import DayCounter
 
 
-async def current_hours(
-    conn: asyncpg.Connection, machine_ids: Sequence[str]
-) -> dict[str, tuple[float, datetime]]:
-    """Each machine's newest engine hours and the time of that reading (machines without any are
-    left out).
+@dataclass(slots=True)
+class Counter:
+    """One machine's counter over the window.
+
+    Attributes:
+        days: The last value of each UTC day that has one, oldest first.
+        newest: The newest value and the time of its reading; None when the window has none.
     """
-    rows = await conn.fetch(
-        """
-        SELECT m.id AS machine_id, r.engine_hours, r.ts
-        FROM unnest($1::text[]) AS m(id)
-        CROSS JOIN LATERAL (
-            SELECT engine_hours, ts FROM readings
-            WHERE machine_id = m.id AND engine_hours IS NOT NULL
-            ORDER BY ts DESC LIMIT 1
-        ) r
-        """,
-        list(machine_ids),
-    )
-    return {row["machine_id"]: (row["engine_hours"], row["ts"]) for row in rows}
+
+    days: list[DayCounter] = field(default_factory=list)
+    newest: tuple[float, datetime] | None = None
 
 
-async def day_counters(
-    conn: asyncpg.Connection, machine_ids: Sequence[str], since: datetime
-) -> dict[str, list[DayCounter]]:
-    """Each machine's last engine-hours value on every UTC day since `since`, oldest first."""
-    rows = await conn.fetch(
-        """
-        SELECT DISTINCT ON (machine_id, day) machine_id, day, engine_hours
-        FROM (SELECT machine_id, ts, (ts AT TIME ZONE 'UTC')::date AS day, engine_hours
-              FROM readings
-              WHERE machine_id = ANY($1::text[]) AND ts >= $2 AND engine_hours IS NOT NULL) r
-        ORDER BY machine_id, day, ts DESC
-        """,
-        list(machine_ids),
-        since,
-    )
-    found: dict[str, list[DayCounter]] = {}
+_PROBES = """
+SELECT m.id AS machine_id, d.day::date AS day, r.engine_hours, r.ts
+FROM unnest($1::text[]) AS m(id)
+CROSS JOIN generate_series($2::date, $3::date, interval '1 day') AS d(day)
+CROSS JOIN LATERAL (
+    SELECT engine_hours, ts FROM readings
+    WHERE machine_id = m.id
+      AND ts >= (d.day AT TIME ZONE 'UTC') AND ts < ((d.day + interval '1 day') AT TIME ZONE 'UTC')
+      AND engine_hours IS NOT NULL
+    ORDER BY ts DESC LIMIT 1
+) r
+ORDER BY m.id, d.day
+"""
+
+
+async def counters(
+    conn: asyncpg.Connection, machine_ids: Sequence[str], first_day: date, last_day: date
+) -> dict[str, Counter]:
+    """Each machine's counter on the UTC days `first_day..last_day` (machines without a value
+    in the window get an empty `Counter`).
+    """
+    rows = await conn.fetch(_PROBES, list(machine_ids), first_day, last_day)
+    found = {m: Counter() for m in machine_ids}
     for row in rows:
-        found.setdefault(row["machine_id"], []).append(DayCounter(row["day"], row["engine_hours"]))
+        counter = found[row["machine_id"]]
+        counter.days.append(DayCounter(row["day"], row["engine_hours"]))
+        counter.newest = (row["engine_hours"], row["ts"])
     return found

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 
 import asyncpg
@@ -115,15 +115,15 @@ async def evaluate(
 ) -> list[MachineView]:
     """The maintenance of each machine on `today` (UTC), with the store as it is now."""
     ids = [m.machine_id for m in machines]
-    since = datetime.combine(today - timedelta(days=7 * tuning.usage_weeks + 1), time(), UTC)
+    first_day = today - timedelta(days=7 * tuning.usage_weeks + 1)
     done = await completions.histories(conn, ids)
-    hours = await counters.current_hours(conn, ids)
-    days = await counters.day_counters(conn, ids, since)
+    counter = await counters.counters(conn, ids, first_day, today)
     orders = await status_store.open_orders(conn, ids)
     views: list[MachineView] = []
     for m in machines:
-        hours_now, hours_at = hours.get(m.machine_id, (None, None))
-        rate = usage_rate(days.get(m.machine_id, []), today=today, weeks=tuning.usage_weeks)
+        c = counter[m.machine_id]
+        hours_now, hours_at = c.newest if c.newest is not None else (None, None)
+        rate = usage_rate(c.days, today=today, weeks=tuning.usage_weeks)
         start = m.delivered_at or m.created_at.astimezone(UTC).date()
         items: list[ItemView] = []
         for item in book.for_machine(m.machine_class, m.model):
