@@ -4,6 +4,7 @@ cycle; the forecast follows the usage rate; a planned order reserves its parts."
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time, timedelta
@@ -135,6 +136,20 @@ async def test_an_item_goes_ok_due_soon_overdue_and_resets_on_completion(
     await read_hours(pool, machine_id, (ago(0.1), 730.0))  # the next cycle comes due
     await job.run_once(pool, settings)
     assert (await alerts(pool, machine_id))[-1] == ("engine_oil", "due_soon", 1)
+
+
+async def test_copies_of_the_job_running_at_once_record_each_status_once(
+    pool: asyncpg.Pool, http: httpx.AsyncClient, settings: Settings
+) -> None:
+    machine_id = await planned_machine(pool, http)
+    await read_hours(pool, machine_id, (ago(1), 230.0))
+    await asyncio.gather(*(job.run_once(pool, settings) for _ in range(3)))
+    assert await alerts(pool, machine_id) == [("engine_oil", "due_soon", 0)]
+    rows = await pool.fetchval(
+        "SELECT count(*) FROM maintenance_status WHERE machine_id = $1 AND item = 'engine_oil'",
+        machine_id,
+    )
+    assert rows == 1
 
 
 async def test_a_completion_is_recorded_once_and_checked(
@@ -357,3 +372,32 @@ async def test_plans_are_read_shipped_or_stored_and_checked(http: httpx.AsyncCli
         await http.put("/v1/maintenance/plans/bad%2Fkey", json={"items": []}, headers=ADMIN)
     ).status_code in (404, 422)
     assert (await http.get("/v1/maintenance/plans/" + "x" * 65, headers=ADMIN)).status_code == 422
+
+
+async def test_a_customer_sees_and_sets_only_its_own_machines(
+    pool: asyncpg.Pool, http: httpx.AsyncClient
+) -> None:
+    owner, other = unique("MOC"), unique("MOD")
+    machine_id = await planned_machine(pool, http, customer=owner)
+    async with pool.acquire() as conn:
+        _, own_token = await create_token(conn, Role.CUSTOMER, owner, "own")
+        _, other_token = await create_token(conn, Role.CUSTOMER, other, "other")
+    own = {"Authorization": f"Bearer {own_token}"}
+    theirs = {"Authorization": f"Bearer {other_token}"}
+    body = {"engine_hours": 5.0, "done_at": ago(1).isoformat()}
+    done = f"/v1/machines/{machine_id}/maintenance/engine_oil/done"
+    view = f"/v1/machines/{machine_id}/maintenance"
+    assert (await http.get(view, headers=theirs)).status_code == 404
+    assert (await http.post(done, json=body, headers=theirs)).status_code == 404
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM maintenance_done WHERE machine_id = $1", machine_id
+        )
+        == 0
+    )
+    assert (await http.get(view, headers=own)).status_code == 200
+    assert (await http.post(done, json=body, headers=own)).status_code == 201
+    order = f"/v1/machines/{machine_id}/maintenance/engine_oil/order"
+    assert (await http.post(order, json={}, headers=own)).status_code == 403
+    plan = await http.put("/v1/maintenance/plans/crane", json={"items": []}, headers=own)
+    assert plan.status_code == 403

@@ -43,7 +43,11 @@ async def save(
 ) -> int:
     """Store the evaluation of `machine_ids` (items no longer in their plans are dropped) and
     record an alert for each state in `ALERT_STATUSES`; returns how many alerts are new.
+
+    Rows are written in key order, so two copies writing the same machines lock them in the same
+    order and one waits for the other instead of deadlocking.
     """
+    states = sorted(states, key=lambda s: (s.machine_id, s.item))
     await conn.execute(
         """
         DELETE FROM maintenance_status s
