@@ -33,13 +33,14 @@ class Counter:
 
 
 _PROBES = """
-SELECT m.id AS machine_id, d.day::date AS day, r.engine_hours, r.ts
+SELECT m.id AS machine_id, d.day, r.engine_hours, r.ts
 FROM unnest($1::text[]) AS m(id)
-CROSS JOIN generate_series($2::date, $3::date, interval '1 day') AS d(day)
+CROSS JOIN (SELECT $2::date + i AS day FROM generate_series(0, $3::int) AS g(i)) d
 CROSS JOIN LATERAL (
     SELECT engine_hours, ts FROM readings
     WHERE machine_id = m.id
-      AND ts >= (d.day AT TIME ZONE 'UTC') AND ts < ((d.day + interval '1 day') AT TIME ZONE 'UTC')
+      AND ts >= (d.day::timestamp AT TIME ZONE 'UTC')
+      AND ts < ((d.day + 1)::timestamp AT TIME ZONE 'UTC')
       AND engine_hours IS NOT NULL
     ORDER BY ts DESC LIMIT 1
 ) r
@@ -53,7 +54,11 @@ async def counters(
     """Each machine's counter on the UTC days `first_day..last_day` (machines without a value
     in the window get an empty `Counter`).
     """
-    rows = await conn.fetch(_PROBES, list(machine_ids), first_day, last_day)
+    # JIT off: the plan has a probe per partition, and compiling it (seconds with a few dozen
+    # partitions) costs a hundred times what running it does (bench/maintenance_counters.py).
+    async with conn.transaction():
+        await conn.execute("SET LOCAL jit = off")
+        rows = await conn.fetch(_PROBES, list(machine_ids), first_day, (last_day - first_day).days)
     found = {m: Counter() for m in machine_ids}
     for row in rows:
         counter = found[row["machine_id"]]
