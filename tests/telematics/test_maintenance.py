@@ -62,7 +62,9 @@ async def planned_machine(
     return machine_id
 
 
-async def read_hours(pool: asyncpg.Pool, machine_id: str, *points: tuple[datetime, float]) -> None:
+async def read_hours(
+    pool: asyncpg.Pool, machine_id: str, *points: tuple[datetime, float | None]
+) -> None:
     await pool.executemany(
         "INSERT INTO readings (machine_id, ts, engine_hours) VALUES ($1, $2, $3)",
         [(machine_id, ts, h) for ts, h in points],
@@ -401,3 +403,21 @@ async def test_a_customer_sees_and_sets_only_its_own_machines(
     assert (await http.post(order, json={}, headers=own)).status_code == 403
     plan = await http.put("/v1/maintenance/plans/crane", json={"items": []}, headers=own)
     assert plan.status_code == 403
+
+
+async def test_a_machine_without_engine_hours_is_judged_by_the_calendar(
+    pool: asyncpg.Pool, http: httpx.AsyncClient
+) -> None:
+    machine_id = await planned_machine(pool, http)
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE machines SET delivered_at = $2 WHERE machine_id = $1",
+            machine_id,
+            datetime.now(UTC).date() - timedelta(days=360),
+        )
+    await read_hours(pool, machine_id, (ago(1), None))  # reports, but without engine hours
+    answer = (await http.get(f"/v1/machines/{machine_id}/maintenance", headers=ADMIN)).json()
+    assert (answer["engine_hours"], answer["usage_h_per_day"]) == (None, None)
+    oil = next(i for i in answer["items"] if i["item"] == "engine_oil")
+    assert (oil["remaining_h"], oil["remaining_days"], oil["status"]) == (None, 5, "due_soon")
+    assert oil["forecast_due_date"] == oil["due_date"]
