@@ -279,6 +279,19 @@ async def test_a_planned_order_reserves_the_items_parts_once(
     assert (await items(http, machine_id))["engine_oil"]["open_order_id"] == order["order_id"]
     again = await http.post(url, json={}, headers=ADMIN)
     assert again.status_code == 409, again.text
+    assert "already exists" in again.json()["detail"]
+    # Two at once for another item: the store's unique index lets one through.
+    async with pool.acquire() as conn:
+        await resources.set_stock(conn, [StockLine(LocationKind.VAN, engineer_id, "OF-2010", 4, 0)])
+    both = await asyncio.gather(
+        *(http.post(url.replace("engine_oil", "hydraulic_oil"), headers=ADMIN) for _ in range(2))
+    )
+    assert sorted(a.status_code for a in both) == [201, 409], [a.text for a in both]
+    opened = await pool.fetchval(
+        "SELECT count(*) FROM orders WHERE machine_id = $1 AND fault = 'maintenance:hydraulic_oil'",
+        machine_id,
+    )
+    assert opened == 1
     assert (await http.post(url.replace("engine_oil", "coolant"), headers=ADMIN)).status_code == 404
 
 
