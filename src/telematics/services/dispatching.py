@@ -1,5 +1,6 @@
-"""Dispatch at the edge: alarms become service orders for the best engineer, and orders move
-through their lifecycle with stock, audit trail and SLA timers kept in the store.
+"""Dispatch at the edge: alarms (and planned work without an alarm, `dispatch_work`) become
+service orders for the best engineer, and orders move through their lifecycle with stock, audit
+trail and SLA timers kept in the store.
 
 The matching and the state machine are pure (`dispatch`); this module feeds them a snapshot of
 the fleet from the store (`services.snapshot`) and writes their results back in one transaction.
