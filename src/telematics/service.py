@@ -32,6 +32,7 @@ from telematics.base.metrics import Metrics
 from telematics.base.migrate import migrate
 from telematics.ingest.gateway import Gateway, GatewayConfig
 from telematics.ingest.mqtt import parse_mqtt_url
+from telematics.maintenance import job as maintenance_job
 from telematics.services import sla_worker
 from telematics.services.diagnose import Diagnoser, DiagnoserConfig
 from telematics.services.notify import AlarmPublisher
@@ -337,6 +338,7 @@ async def run_service(
                     interval_s=settings.sla_check_interval_s,
                 )
             )
+            tg.create_task(maintenance_job.run(pools.jobs, settings, stop))
             api = tg.create_task(server.serve())
             # uvicorn offers no "started" event to wait on.
             while not server.started and not api.done():  # noqa: ASYNC110

@@ -86,6 +86,12 @@ RULES: dict[tuple[str, str], set[str]] = {
     ("POST", "/v1/tokens"): {A},
     ("GET", "/v1/tokens"): {A},
     ("DELETE", "/v1/tokens/{token_id}"): {A},
+    ("GET", "/v1/maintenance/plans/{class_or_model}"): EVERYONE,
+    ("PUT", "/v1/maintenance/plans/{class_or_model}"): {A, E},
+    ("GET", "/v1/machines/{machine_id}/maintenance"): {A, E, G, C},
+    ("POST", "/v1/machines/{machine_id}/maintenance/{item}/done"): {A, E, G, C},
+    ("POST", "/v1/machines/{machine_id}/maintenance/{item}/order"): {A, E},
+    ("GET", "/v1/maintenance/due"): {A, E, C, D},
 }
 
 
@@ -114,6 +120,12 @@ def body_for(method: str, path: str, machine_id: str) -> object:
         "/v1/orders/{order_id}/close": {},
         "/v1/orders/{order_id}/transfer": {"to_engineer_id": ENGINEER},
         "/v1/orders/{order_id}/cancel": {"reason": "roles test"},
+        "/v1/maintenance/plans/{class_or_model}": {"items": []},
+        "/v1/machines/{machine_id}/maintenance/{item}/done": {
+            "engine_hours": 1.0,
+            "done_at": "2026-01-01T00:00:00Z",
+        },
+        "/v1/machines/{machine_id}/maintenance/{item}/order": {},
     }
     return bodies.get(path) if method in ("POST", "PUT", "PATCH") else None
 
@@ -178,6 +190,8 @@ async def world(pool: asyncpg.Pool) -> AsyncIterator[tuple[httpx.AsyncClient, di
         "kind": "parts",
         "tokens": tokens,
         "customer": customer,
+        "class_or_model": "ROLES-PLAN",
+        "item": "engine_oil",
     }
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://api"

@@ -133,6 +133,30 @@ class Settings(BaseSettings):
     sla_check_interval_s: float = Field(
         default=5.0, gt=0, description="How often due SLA timers are looked for."
     )
+    maintenance_lead_h: float = Field(
+        default=50.0, ge=0, le=10_000, description="A plan item is due_soon this many hours ahead."
+    )
+    maintenance_lead_days: int = Field(
+        default=14, ge=0, le=365, description="A plan item is due_soon this many days ahead."
+    )
+    maintenance_overdue_fraction: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="Overdue past the due point by this part of the interval.",
+    )
+    maintenance_usage_weeks: int = Field(
+        default=4, ge=1, le=8, description="Weeks of readings the usage rate is measured over."
+    )
+    maintenance_check_interval_s: float = Field(
+        default=600.0, gt=0, description="How often the maintenance job evaluates the fleet."
+    )
+    maintenance_hours_margin_h: float = Field(
+        default=24.0,
+        ge=0,
+        le=10_000,
+        description="A completion may name at most this many hours above the machine's counter.",
+    )
 
     @field_validator("mqtt_url")
     @classmethod

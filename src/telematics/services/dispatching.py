@@ -1,5 +1,6 @@
-"""Dispatch at the edge: alarms become service orders for the best engineer, and orders move
-through their lifecycle with stock, audit trail and SLA timers kept in the store.
+"""Dispatch at the edge: alarms (and planned work without an alarm, `dispatch_work`) become
+service orders for the best engineer, and orders move through their lifecycle with stock, audit
+trail and SLA timers kept in the store.
 
 The matching and the state machine are pure (`dispatch`); this module feeds them a snapshot of
 the fleet from the store (`services.snapshot`) and writes their results back in one transaction.
@@ -27,6 +28,7 @@ from typing import Any
 
 import asyncpg
 
+from diagnosis.events import Severity
 from diagnosis.knowledge import KnowledgeBase
 from dispatch.assignment import assign
 from dispatch.errors import TransitionError
@@ -132,20 +134,73 @@ async def dispatch_alarm(
     for attempt in range(1, RESERVATION_ATTEMPTS + 1):
         try:
             async with acquire(pool) as conn, conn.transaction():
+                job = await _job(conn, knowledge, alarm_id)
                 return await _dispatch_once(
-                    conn, knowledge, policy, alarm_id, actor, engineer_id, note,
-                    now or datetime.now(UTC),
-                )  # fmt: skip
+                    conn, policy, job, actor, engineer_id, note, now or datetime.now(UTC)
+                )
         except _TAKEN_MEANWHILE as exc:
             log.info("dispatch of alarm %d: %s; matching again (%d)", alarm_id, exc, attempt)
     raise RefusedError(f"alarm {alarm_id}: its parts were taken by other orders meanwhile")
 
 
 @dataclass(frozen=True, slots=True)
-class _Job:
-    """An alarm about to become an order: what it needs and where."""
+class Work:
+    """Work on a machine that no alarm stands behind (planned maintenance), to become an order.
 
-    alarm: alarm_store.Alarm
+    Attributes:
+        machine_id: The machine.
+        fault: What the order is for, as stored in `orders.fault` (`maintenance:engine_oil`).
+        severity: How urgent it is (planned work: `info` or `minor`).
+        parts: Parts to bring, each part number once.
+        skills: Skills the job needs.
+    """
+
+    machine_id: str
+    fault: str
+    severity: Severity
+    parts: tuple[PartNeed, ...]
+    skills: frozenset[str]
+
+
+async def dispatch_work(
+    pool: asyncpg.Pool,
+    policy: SlaPolicy,
+    work: Work,
+    *,
+    actor: str,
+    engineer_id: str | None,
+    note: str,
+    now: datetime | None = None,
+) -> DispatchResult:
+    """Create an order for work without an alarm and dispatch it as `dispatch_alarm` does: the
+    same matching, reservations and SLA timers.
+
+    Raises:
+        NotFoundError: No such machine.
+        ConflictError: The work already has an open order (the store's unique indexes say so).
+        RefusedError: Nobody can serve it, or stock ran out three times in a row.
+        InvalidRequestError: The machine has no site and no recent position.
+    """
+    for attempt in range(1, RESERVATION_ATTEMPTS + 1):
+        try:
+            async with acquire(pool) as conn, conn.transaction():
+                job = await _work_job(conn, work)
+                return await _dispatch_once(
+                    conn, policy, job, actor, engineer_id, note, now or datetime.now(UTC)
+                )
+        except _TAKEN_MEANWHILE as exc:
+            log.info("dispatch of %s: %s; matching again (%d)", work.fault, exc, attempt)
+    raise RefusedError(f"{work.fault}: its parts were taken by other orders meanwhile")
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """Work about to become an order: what it needs and where, and the alarm behind it if any."""
+
+    alarm: alarm_store.Alarm | None
+    machine_id: str
+    customer_id: str
+    severity: Severity
     fault: str
     need: OrderNeed
     site: tuple[float, float]
@@ -161,7 +216,17 @@ async def _job(conn: asyncpg.Connection, knowledge: KnowledgeBase, alarm_id: int
     need = OrderNeed(
         str(order_id), GeoPoint(*site), parts, frozenset(diagnosis.skills), alarm.severity
     )
-    return _Job(alarm, fault, need, site)
+    return _Job(alarm, alarm.machine_id, alarm.customer_id, alarm.severity, fault, need, site)
+
+
+async def _work_job(conn: asyncpg.Connection, work: Work) -> _Job:
+    machine = await get_machine(conn, work.machine_id)
+    site = await _site_of(conn, work.machine_id)
+    order_id = await order_store.next_order_id(conn)
+    need = OrderNeed(str(order_id), GeoPoint(*site), work.parts, work.skills, work.severity)
+    return _Job(
+        None, machine.machine_id, machine.customer_id, work.severity, work.fault, need, site
+    )
 
 
 async def _open_order(
@@ -181,11 +246,12 @@ async def _open_order(
     """
     order_id = int(job.need.order_id)
     order, created = create_order(
-        job.need.order_id, job.alarm.severity, job.need.parts, actor=actor, now=now
+        job.need.order_id, job.severity, job.need.parts, actor=actor, now=now
     )
     await order_store.insert_order(
-        conn, order_id, order, created, alarm_id=job.alarm.alarm_id,
-        machine_id=job.alarm.machine_id, customer_id=job.alarm.customer_id, fault=job.fault,
+        conn, order_id, order, created,
+        alarm_id=None if job.alarm is None else job.alarm.alarm_id,
+        machine_id=job.machine_id, customer_id=job.customer_id, fault=job.fault,
         skills=sorted(job.need.skills), site=job.site,
     )  # fmt: skip
     stored = await order_store.load(conn, order_id, lock=True)
@@ -195,6 +261,8 @@ async def _open_order(
         conn, stored, dispatched, event, plan=plan, eta=now + timedelta(minutes=chosen.eta_min)
     )
     await order_store.schedule(conn, [*timers_for(created, policy), *timers_for(event, policy)])
+    if job.alarm is None:
+        return await order_store.load(conn, order_id)
     alarm_id = job.alarm.alarm_id
     if job.alarm.resolution is None:
         await alarm_store.resolve(conn, alarm_id, actor, "dispatched", [], note)
@@ -207,15 +275,13 @@ async def _open_order(
 
 async def _dispatch_once(
     conn: asyncpg.Connection,
-    knowledge: KnowledgeBase,
     policy: SlaPolicy,
-    alarm_id: int,
+    job: _Job,
     actor: str,
     engineer_id: str | None,
     note: str,
     now: datetime,
 ) -> DispatchResult:
-    job = await _job(conn, knowledge, alarm_id)
     snapshot = await fleet_snapshot(conn, job.need.parts, now, engineer_id=engineer_id)
     ranking = rank(job.need, snapshot, now=now, limit=10)
     chosen = _choose(ranking, engineer_id)
@@ -283,6 +349,7 @@ async def _dispatch_batch(
     unassigned: list[tuple[int, str]] = []
     for job, choice in zip(jobs, assignment.choices, strict=True):
         if choice.candidate is None:
+            assert job.alarm is not None
             unassigned.append((job.alarm.alarm_id, choice.explanation))
             continue
         plan = _plan(choice.candidate, choice.explanation)

@@ -186,7 +186,8 @@ async def insert_order(
     """Store a new order with its creation event and timers.
 
     Raises:
-        ConflictError: The alarm already has an open order.
+        ConflictError: The alarm already has an open order; without an alarm, the same fault
+            (planned work such as `maintenance:engine_oil`) has one on the machine.
     """
     try:
         await conn.execute(
@@ -214,6 +215,8 @@ async def insert_order(
             order.version,
         )
     except asyncpg.UniqueViolationError as exc:
+        if alarm_id is None:
+            raise ConflictError(f"open order on {machine_id} for", fault or "") from exc
         raise ConflictError("open order for alarm", str(alarm_id)) from exc
     await _append(conn, order_id, event)
 
