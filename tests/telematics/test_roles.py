@@ -86,6 +86,9 @@ RULES: dict[tuple[str, str], set[str]] = {
     ("POST", "/v1/tokens"): {A},
     ("GET", "/v1/tokens"): {A},
     ("DELETE", "/v1/tokens/{token_id}"): {A},
+    ("GET", "/v1/notifications/subscriptions"): {A, E, C, D},
+    ("PUT", "/v1/notifications/subscriptions"): {A, E, C, D},
+    ("GET", "/v1/notifications"): {A, E, C, D},
 }
 
 
@@ -114,6 +117,7 @@ def body_for(method: str, path: str, machine_id: str) -> object:
         "/v1/orders/{order_id}/close": {},
         "/v1/orders/{order_id}/transfer": {"to_engineer_id": ENGINEER},
         "/v1/orders/{order_id}/cancel": {"reason": "roles test"},
+        "/v1/notifications/subscriptions": {"subscriptions": [{"channel": "mqtt"}]},
     }
     return bodies.get(path) if method in ("POST", "PUT", "PATCH") else None
 
