@@ -67,8 +67,8 @@ class SubscriptionIn(BodyIn):
         description="Webhook HMAC key, 16 to 256 printable ASCII characters; write-only.",
     )
     email: Annotated[str, AfterValidator(_email)] | None = None
-    kinds: list[Kind] = Field(
-        default_factory=list, max_length=len(Kind), strict=False,
+    kinds: list[Annotated[Kind, Field(strict=False)]] = Field(
+        default_factory=list, max_length=len(Kind),
         description="Event kinds wanted; empty for every kind.",
     )  # fmt: skip
     min_severity: Severity = Field(default="info", description="Alarms below this are not sent.")
