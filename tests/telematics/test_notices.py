@@ -102,7 +102,7 @@ def private_ok(settings: Settings) -> Settings:
 async def test_a_raised_alarm_reaches_the_webhook_once_signed(
     pool: asyncpg.Pool, settings: Settings, receiver: Receiver
 ) -> None:
-    customer, machine, auth = await customer_with_machine(pool)
+    _, machine, auth = await customer_with_machine(pool)
     async with api_client(pool, settings=private_ok(settings)) as http:
         put = await http.put(
             "/v1/notifications/subscriptions",
@@ -191,8 +191,10 @@ async def test_filters_pick_the_kinds_and_the_severity_floor(
 ) -> None:
     customer, machine, auth = await customer_with_machine(pool)
     async with api_client(pool, settings=private_ok(settings)) as http:
-        sub = {"channel": "webhook", "url": receiver.url, "secret": SECRET,
-               "kinds": ["alarm.raised", "maintenance.overdue"], "min_severity": "major"}  # fmt: skip
+        sub = {
+            "channel": "webhook", "url": receiver.url, "secret": SECRET,
+            "kinds": ["alarm.raised", "maintenance.overdue"], "min_severity": "major",
+        }  # fmt: skip
         put = await http.put(
             "/v1/notifications/subscriptions", json={"subscriptions": [sub]}, headers=auth
         )
