@@ -80,6 +80,10 @@ async def _delivery(pool: asyncpg.Pool, customer: str) -> tuple[str, int] | None
     return None if row is None else (row["status"], row["attempts"])
 
 
+def _logs(log_dir: Path) -> str:
+    return "".join(p.read_text()[-3000:] for p in log_dir.glob("*/service.log"))
+
+
 async def _wait_for(
     pool: asyncpg.Pool,
     customer: str,
@@ -93,9 +97,8 @@ async def _wait_for(
         found = await _delivery(pool, customer)
         if found is not None and done(found):
             return found
-        logs = "".join(p.read_text()[-3000:] for p in log_dir.glob("*/service.log"))
-        assert time.monotonic() < deadline, f"{what}: the delivery is {found}\n{logs}"
-        assert proc.poll() is None, f"the service exited: {logs}"
+        assert time.monotonic() < deadline, f"{what}: the delivery is {found}\n{_logs(log_dir)}"
+        assert proc.poll() is None, f"the service exited: {_logs(log_dir)}"
         await asyncio.sleep(0.1)
 
 
@@ -123,7 +126,7 @@ async def test_a_pending_webhook_is_delivered_once_across_a_restart(
     first = _service(database_dsn, tmp_path / "first")
     try:
         # The receiver is down: the service queues the notice and retries it.
-        status, attempts = await _wait_for(
+        status, _ = await _wait_for(
             pool, customer, lambda f: f[1] >= 3, "the first service never retried", tmp_path, first
         )
         assert status != "sent"
