@@ -293,3 +293,92 @@ async def test_an_email_notice_reaches_an_smtp_server(
         assert "Low oil pressure" in mail.get_content()
     finally:
         controller.stop()
+
+
+async def test_a_send_cut_short_is_resent_once_its_lease_runs_out(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    # A receiver that takes the request and never answers: the worker is cut off mid-send
+    # (as by a crash), so no outcome is recorded and the row stays `sending` under its lease.
+    taken, released = asyncio.Event(), asyncio.Event()
+
+    async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        taken.set()
+        await released.wait()
+        writer.close()
+
+    silent = await asyncio.start_server(hang, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    customer, machine, _ = await customer_with_machine(pool)
+    await pool.execute(
+        "INSERT INTO notice_subscriptions (customer_id, channel, target, secret) "
+        "VALUES ($1, 'webhook', $2, $3)",
+        customer,
+        f"http://127.0.0.1:{port}/hook",
+        SECRET,
+    )
+    await raise_alarm(pool, machine, Severity.CRITICAL)
+    await worker.fan_out(pool)
+    config = worker.NoticeConfig(worker_id="crashing", retry=FAST, lease_s=1)
+    ch = channels()
+    sending = asyncio.create_task(worker.deliver_due(pool, ch, config))
+    await asyncio.wait_for(taken.wait(), 10)
+    sending.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await sending
+    released.set()
+    silent.close()
+    await silent.wait_closed()
+    assert await statuses(pool, customer) == [("sending", 1)]
+    # Another worker, the receiver now answering on the same address, once the lease is over.
+    receiver = Receiver(SECRET, port=port)
+    await receiver.start()
+    try:
+        successor = worker.NoticeConfig(worker_id="successor", retry=FAST, lease_s=30)
+        for _ in range(100):
+            await worker.deliver_due(pool, ch, successor)
+            if receiver.receipts:
+                break
+            await asyncio.sleep(0.05)
+        assert await statuses(pool, customer) == [("sent", 2)]
+        assert len(receiver.receipts) == 1
+    finally:
+        await receiver.stop()
+        await ch.close()
+
+
+async def test_two_workers_at_once_send_each_notice_once(
+    pool: asyncpg.Pool, receiver: Receiver
+) -> None:
+    customers = [await customer_with_machine(pool) for _ in range(3)]
+    for customer, machine, _ in customers:
+        await pool.execute(
+            "INSERT INTO notice_subscriptions (customer_id, channel, target, secret) "
+            "VALUES ($1, 'webhook', $2, $3)",
+            customer,
+            receiver.url,
+            SECRET,
+        )
+        for _ in range(4):
+            await raise_alarm(pool, machine, Severity.CRITICAL)
+            async with pool.acquire() as conn:  # clear it, so that the next raise is new
+                await conn.execute(
+                    "UPDATE alarms SET state = 'cleared', cleared_at = now() "
+                    "WHERE machine_id = $1 AND state = 'open'",
+                    machine,
+                )
+    ch_a, ch_b = channels(), channels()
+    # Several fan-outs racing over the same events, then two delivery workers.
+    await asyncio.gather(*(worker.fan_out(pool, limit=2) for _ in range(4)))
+    await worker.fan_out(pool)
+    a = worker.NoticeConfig(worker_id="a", retry=FAST, batch=5)
+    b = worker.NoticeConfig(worker_id="b", retry=FAST, batch=5)
+    for _ in range(5):
+        await asyncio.gather(worker.deliver_due(pool, ch_a, a), worker.deliver_due(pool, ch_b, b))
+    await ch_a.close()
+    await ch_b.close()
+    ids = [r.headers["x-notice-id"] for r in receiver.receipts]
+    assert len(ids) == 12
+    assert len(set(ids)) == 12
+    for customer, _, _ in customers:
+        assert await statuses(pool, customer) == [("sent", 1)] * 4
