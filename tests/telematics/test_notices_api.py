@@ -106,6 +106,8 @@ async def test_a_customer_cannot_touch_another_customers_subscriptions_or_log(
         hook("http://169.254.169.254/latest/meta-data"),  # link-local: cloud metadata
         hook("http://[::1]/"),
         hook("http://[::ffff:127.0.0.1]/"),  # IPv4-mapped loopback
+        hook("http://[64:ff9b::a00:1]/"),  # NAT64 of 10.0.0.1
+        hook("http://[2002:7f00:1::]/"),  # 6to4 of 127.0.0.1
         hook("http://localhost:9000/"),
         hook("http://0.0.0.0/"),
         hook("file:///etc/passwd"),

@@ -34,10 +34,29 @@ class Target:
     port: int
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries (mapped, NAT64, 6to4, Teredo)."""
+    found = [a for a in (address.ipv4_mapped, address.sixtofour) if a is not None]
+    if address.teredo is not None:
+        found.extend(address.teredo)
+    if address in _NAT64:
+        found.append(ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF))
+    return found
+
+
 def is_public(address: IpAddress) -> bool:
-    """Whether an address is on the public internet (IPv4-mapped IPv6 judged as its IPv4)."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    """Whether an address is on the public internet.
+
+    An IPv6 address that carries an IPv4 one (mapped, NAT64, 6to4, Teredo) is public only if
+    that one is too.
+    """
+    if isinstance(address, ipaddress.IPv6Address) and not all(
+        is_public(inner) for inner in _embedded_ipv4(address)
+    ):
+        return False
     return address.is_global and not address.is_multicast
 
 
