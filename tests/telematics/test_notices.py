@@ -382,3 +382,29 @@ async def test_two_workers_at_once_send_each_notice_once(
     assert len(set(ids)) == 12
     for customer, _, _ in customers:
         assert await statuses(pool, customer) == [("sent", 1)] * 4
+
+
+async def test_an_odd_event_or_subscription_row_does_not_stop_the_fan_out(
+    pool: asyncpg.Pool, receiver: Receiver
+) -> None:
+    # Rows written past the API (another capability, a hand-made fix): a subject that is not an
+    # object, a zone that does not exist. Each still becomes a notice; nothing blocks the job.
+    customer, machine, _ = await customer_with_machine(pool)
+    await pool.execute(
+        "INSERT INTO notice_subscriptions (customer_id, channel, target, secret, tz, language) "
+        "VALUES ($1, 'webhook', $2, $3, 'Nowhere/Atlantis', 'zh-CN')",
+        customer,
+        receiver.url,
+        SECRET,
+    )
+    await pool.execute(
+        "INSERT INTO notice_events (customer_id, kind, subject, occurred_at) "
+        "VALUES ($1, 'maintenance.overdue', '[1, 2]', now())",
+        customer,
+    )
+    await raise_alarm(pool, machine, Severity.CRITICAL)
+    await settle(pool, channels(), rounds=2)
+    kinds = sorted(orjson.loads(r.body)["kind"] for r in receiver.receipts)
+    assert kinds == ["alarm.raised", "maintenance.overdue"]
+    assert all("UTC" in orjson.loads(r.body)["text"] for r in receiver.receipts
+               if orjson.loads(r.body)["kind"] == "alarm.raised")  # fmt: skip

@@ -104,9 +104,14 @@ async def claim_events(conn: asyncpg.Connection, limit: int) -> list[PendingEven
     )
     return [
         PendingEvent(r["event_id"], r["customer_id"], Kind(r["kind"]), r["severity"],
-                     orjson.loads(r["subject"]), r["occurred_at"])
+                     _object(orjson.loads(r["subject"])), r["occurred_at"])
         for r in rows
     ]  # fmt: skip
+
+
+def _object(subject: object) -> dict[str, Any]:
+    """The subject as an object: an insert that wrote another JSON value keeps it under `value`."""
+    return subject if isinstance(subject, dict) else {"value": subject}
 
 
 async def subscriptions_of(conn: asyncpg.Connection, customer_ids: Sequence[str]) -> list[Match]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from telematics.notices.kinds import Kind, Language
 
@@ -118,7 +118,15 @@ def local_time(value: object, tz: str) -> str:
         return MISSING
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M %Z")
+    return value.astimezone(zone(tz)).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def zone(tz: str) -> ZoneInfo:
+    """The zone named `tz`, or UTC when there is none by that name (a notice still goes out)."""
+    try:
+        return ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return ZoneInfo("UTC")
 
 
 def _due(subject: Mapping[str, object], tz: str) -> str:
