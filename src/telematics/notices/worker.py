@@ -32,6 +32,9 @@ from telematics.notices.webhook import WebhookSender
 
 log = logging.getLogger(__name__)
 
+# Of a lease, the share an attempt may take: the rest is for recording its outcome.
+LEASE_SHARE_FOR_SENDING = 0.75
+
 
 @dataclass(frozen=True, slots=True)
 class NoticeConfig:
@@ -120,14 +123,18 @@ async def fan_out(pool: asyncpg.Pool, limit: int = 100) -> int:
         return len(events)
 
 
-async def _send(channels: Channels, claimed: Claimed) -> DeliveryError | None:
-    """One attempt; what went wrong, or None once it went out."""
+async def _send(channels: Channels, claimed: Claimed, budget_s: float) -> DeliveryError | None:
+    """One attempt, given up after `budget_s`; what went wrong, or None once it went out."""
     if claimed.removed:
         return DeliveryError("subscription removed", retryable=False)
     try:
-        await channels.send(claimed)
+        async with asyncio.timeout(budget_s):
+            await channels.send(claimed)
     except DeliveryError as exc:
         return exc
+    except TimeoutError:
+        # Recorded before the lease ends, so no other worker sends it meanwhile.
+        return DeliveryError(f"attempt outlasted {budget_s:g} s of its lease", retryable=True)
     except Exception as exc:  # a bug in one notice (say, an address smtplib cannot encode)
         log.exception("notice %d could not be sent", claimed.delivery_id)
         return DeliveryError(f"{type(exc).__name__}: {exc}", retryable=False)
@@ -142,7 +149,7 @@ async def _attempt(
     stop: asyncio.Event | None,
     recording: asyncio.Semaphore,
 ) -> None:
-    error = await _send(channels, claimed)
+    error = await _send(channels, claimed, config.lease_s * LEASE_SHARE_FOR_SENDING)
     did, attempts = claimed.delivery_id, claimed.attempts
 
     async def record() -> bool:
