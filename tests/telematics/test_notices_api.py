@@ -66,6 +66,15 @@ async def test_subscriptions_are_replaced_as_a_set_and_secrets_never_come_back(
         staff = await http.get(PATH, params={"customer_id": customer}, headers=ADMIN)
         assert staff.json()["subscriptions"] == again.json()["subscriptions"]
         assert (await http.get(PATH, headers=ADMIN)).status_code == 422
+        # Staff may set them for the customer (on the phone, say): the customer then sees that.
+        by_staff = await http.put(
+            PATH, params={"customer_id": customer},
+            json={"subscriptions": [{"channel": "mqtt"}]}, headers=ADMIN,
+        )  # fmt: skip
+        assert by_staff.status_code == 200, by_staff.text
+        assert by_staff.json()["customer_id"] == customer
+        seen = (await http.get(PATH, headers=auth)).json()["subscriptions"]
+        assert [s["channel"] for s in seen] == ["mqtt"]
 
 
 async def test_a_customer_cannot_touch_another_customers_subscriptions_or_log(
