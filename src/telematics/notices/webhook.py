@@ -3,7 +3,8 @@
 The request carries `X-Notice-Id` (the delivery id: the receiver's idempotency key),
 `X-Timestamp` (epoch seconds) and `X-Signature` (`payload.sign`). Redirects are never followed,
 at most `max_response_bytes` of the answer are read (and only for the error message), and the
-whole attempt, connection and TLS included, is bounded by `timeout_s`. httpx's errors are
+whole attempt, connection and TLS included, is bounded by `timeout_s`. HTTPS connections to a
+named host are not kept for reuse (see `send`). httpx's errors are
 translated into `DeliveryError` here, chained; nothing of httpx leaves this module.
 """
 
@@ -71,6 +72,9 @@ class WebhookSender:
         extensions = {}
         if target.scheme == "https" and not _is_literal(target.host):
             extensions["sni_hostname"] = target.host  # TLS checks the name, not the address
+            # The pool keys connections by address, not by name: a kept TLS connection could
+            # carry another host's request without that host's certificate ever being checked.
+            headers["Connection"] = "close"
         try:
             async with asyncio.timeout(self._timeout_s):
                 await self._post(pinned, headers, raw, extensions)
