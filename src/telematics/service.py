@@ -33,6 +33,11 @@ from telematics.base.migrate import migrate
 from telematics.ingest.gateway import Gateway, GatewayConfig
 from telematics.ingest.mqtt import parse_mqtt_url
 from telematics.maintenance import job as maintenance_job
+from telematics.notices import worker as notices
+from telematics.notices.broker import NoticeBroker
+from telematics.notices.mail import SmtpConfig
+from telematics.notices.retry import RetryPolicy
+from telematics.notices.webhook import WebhookSender
 from telematics.services import sla_worker
 from telematics.services.diagnose import Diagnoser, DiagnoserConfig
 from telematics.services.notify import AlarmPublisher
@@ -255,6 +260,47 @@ def _diagnosis(
     return diagnoser, publisher, knowledge
 
 
+def notice_job(
+    settings: Settings, mqtt_url: str, protocol: str
+) -> tuple[notices.Channels, notices.NoticeConfig]:
+    """The notifications job's senders and configuration, from the settings."""
+    smtp = None
+    if settings.smtp_host is not None:
+        smtp = SmtpConfig(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            sender=settings.smtp_sender,
+            username=settings.smtp_username,
+            password=None
+            if settings.smtp_password is None
+            else settings.smtp_password.get_secret_value(),
+            starttls=settings.smtp_starttls,
+            timeout_s=settings.smtp_timeout_s,
+        )
+    channels = notices.Channels(
+        webhook=WebhookSender(
+            timeout_s=settings.webhook_timeout_s,
+            max_response_bytes=settings.webhook_max_response_bytes,
+            allow_private=settings.webhook_allow_private,
+        ),
+        broker=NoticeBroker(
+            parse_mqtt_url(mqtt_url), f"{settings.mqtt_client_id}-notices", protocol=protocol
+        ),
+        smtp=smtp,
+    )
+    config = notices.NoticeConfig(
+        worker_id=settings.mqtt_client_id,
+        interval_s=settings.notice_interval_s,
+        lease_s=settings.notice_lease_s,
+        retry=RetryPolicy(
+            base_s=settings.notice_retry_base_s,
+            cap_s=settings.notice_retry_max_s,
+            max_attempts=settings.notice_max_attempts,
+        ),
+    )
+    return channels, config
+
+
 async def run_service(
     settings: Settings,
     stop: asyncio.Event,
@@ -339,6 +385,9 @@ async def run_service(
                 )
             )
             tg.create_task(maintenance_job.run(pools.jobs, settings, stop))
+            if settings.notices_enabled:
+                channels, notice_config = notice_job(settings, mqtt_url, protocol)
+                tg.create_task(notices.run(pools.jobs, channels, notice_config, stop))
             api = tg.create_task(server.serve())
             # uvicorn offers no "started" event to wait on.
             while not server.started and not api.done():  # noqa: ASYNC110

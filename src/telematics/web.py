@@ -13,11 +13,12 @@ from fastapi import APIRouter, FastAPI
 from telematics.api.app import create_app
 from telematics.api.context import ApiContext
 from telematics.maintenance.router import router as maintenance_router
+from telematics.notices.api import router as notices_router
 
 
 def capability_routers() -> list[APIRouter]:
     """The routers of the capabilities above `api/`, in the order they are mounted."""
-    return [maintenance_router]
+    return [maintenance_router, notices_router]
 
 
 def build_app(ctx: ApiContext) -> FastAPI:

@@ -92,6 +92,9 @@ RULES: dict[tuple[str, str], set[str]] = {
     ("POST", "/v1/machines/{machine_id}/maintenance/{item}/done"): {A, E, G, C},
     ("POST", "/v1/machines/{machine_id}/maintenance/{item}/order"): {A, E},
     ("GET", "/v1/maintenance/due"): {A, E, C, D},
+    ("GET", "/v1/notifications/subscriptions"): {A, E, C, D},
+    ("PUT", "/v1/notifications/subscriptions"): {A, E, C, D},
+    ("GET", "/v1/notifications"): {A, E, C, D},
 }
 
 
@@ -126,6 +129,7 @@ def body_for(method: str, path: str, machine_id: str) -> object:
             "done_at": "2026-01-01T00:00:00Z",
         },
         "/v1/machines/{machine_id}/maintenance/{item}/order": {},
+        "/v1/notifications/subscriptions": {"subscriptions": [{"channel": "mqtt"}]},
     }
     return bodies.get(path) if method in ("POST", "PUT", "PATCH") else None
 

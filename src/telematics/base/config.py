@@ -158,6 +158,45 @@ class Settings(BaseSettings):
         description="A completion may name at most this many hours above the machine's counter.",
     )
 
+    notices_enabled: bool = Field(
+        default=True, description="Run the customer notifications job (fan-out and delivery)."
+    )
+    notice_interval_s: float = Field(
+        default=1.0, gt=0, le=3600, description="Pause of the notifications job when idle."
+    )
+    notice_lease_s: float = Field(
+        default=120.0,
+        ge=1,
+        le=86400,
+        description="A notice being sent is sent again after this if its worker vanished.",
+    )
+    notice_retry_base_s: float = Field(
+        default=5.0, gt=0, le=86400, description="Wait after a notice's first failed attempt."
+    )
+    notice_retry_max_s: float = Field(
+        default=3600.0, gt=0, le=7 * 86400, description="Longest wait between two attempts."
+    )
+    notice_max_attempts: int = Field(
+        default=8, ge=1, le=100, description="Attempts of a notice before it is failed."
+    )
+    webhook_timeout_s: float = Field(
+        default=10.0, gt=0, le=120, description="Bound of one webhook attempt, end to end."
+    )
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Allow webhook URLs on loopback, private or link-local addresses.",
+    )
+    webhook_max_response_bytes: int = Field(
+        default=64 * 1024, ge=0, le=16 * 1024 * 1024, description="Webhook answer bytes read."
+    )
+    smtp_host: str | None = Field(default=None, description="SMTP server; unset: no e-mail.")
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_sender: str = Field(default="telematics@localhost", description="The From address.")
+    smtp_starttls: bool = False
+    smtp_timeout_s: float = Field(default=10.0, gt=0, le=120)
+
     @field_validator("mqtt_url")
     @classmethod
     def _mqtt_url_is_mqtt(cls, value: str | None) -> str | None:
