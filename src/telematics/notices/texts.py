@@ -130,8 +130,11 @@ def zone(tz: str) -> ZoneInfo:
 
 
 def _due(subject: Mapping[str, object], tz: str) -> str:
-    if subject.get("due_at") is not None:
-        return local_time(subject["due_at"], tz)
+    due_at = subject.get("due_at")
+    if isinstance(due_at, str) and len(due_at) == len("YYYY-MM-DD"):
+        return _clean(due_at)  # a calendar date (a plan item's due date) has no zone to shift
+    if due_at is not None:
+        return local_time(due_at, tz)
     if subject.get("due_engine_hours") is not None:
         return f"{_clean(subject['due_engine_hours'])} h"
     return MISSING
