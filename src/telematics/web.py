@@ -10,13 +10,23 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 
+from telematics.aemp import admin as aemp_admin
+from telematics.aemp import feed as aemp_feed
+from telematics.aemp import oauth as aemp_oauth
 from telematics.api.app import create_app
 from telematics.api.context import ApiContext
 
 
 def capability_routers() -> list[APIRouter]:
     """The routers of the capabilities above `api/`, in the order they are mounted."""
-    return []
+    return [aemp_admin.router]
+
+
+def prefixed_routers() -> list[APIRouter]:
+    """Routers mounted under a prefix the settings choose: the AEMP feed and its token
+    endpoint, under `TELEMATICS_AEMP_PREFIX`.
+    """
+    return [aemp_oauth.router, aemp_feed.router]
 
 
 def build_app(ctx: ApiContext) -> FastAPI:
@@ -24,4 +34,6 @@ def build_app(ctx: ApiContext) -> FastAPI:
     app = create_app(ctx)
     for router in capability_routers():
         app.include_router(router)
+    for router in prefixed_routers():
+        app.include_router(router, prefix=ctx.settings.aemp_prefix)
     return app
