@@ -24,3 +24,33 @@ CREATE INDEX aemp_access_tokens_expiry_idx ON aemp_access_tokens (expires_at);
 
 COMMENT ON TABLE aemp_clients IS 'OAuth 2.0 clients (client credentials) of the AEMP feed, one customer each.';
 COMMENT ON TABLE aemp_access_tokens IS 'Bearer tokens issued to AEMP clients (SHA-256 only), until expires_at.';
+
+-- Other manufacturers' AEMP feeds a customer's machines are pulled from (docs/aemp.md,
+-- "Pulling other brands"). The credentials must be sent, so they are stored as given: the
+-- API never shows them again. `next_poll_at` is claimed with FOR UPDATE SKIP LOCKED, so
+-- several service processes can run the puller.
+CREATE TABLE aemp_sources (
+    source_id        text PRIMARY KEY,
+    customer_id      text NOT NULL,
+    base_url         text NOT NULL,
+    auth             text NOT NULL CHECK (auth IN ('oauth', 'basic', 'none')),
+    token_url        text,
+    username         text,
+    secret           text,
+    poll_interval_s  integer NOT NULL DEFAULT 900 CHECK (poll_interval_s BETWEEN 60 AND 86400),
+    enabled          boolean NOT NULL DEFAULT true,
+    next_poll_at     timestamptz NOT NULL DEFAULT now(),
+    last_polled_at   timestamptz,
+    last_result      text,
+    created_at       timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX aemp_sources_due_idx ON aemp_sources (next_poll_at) WHERE enabled;
+
+-- Which registry machine each machine of a source is (by its PIN, else serial number, else
+-- equipment id at the source), so a machine is registered once and keeps its id.
+CREATE TABLE aemp_source_machines (
+    source_id   text NOT NULL REFERENCES aemp_sources (source_id) ON DELETE CASCADE,
+    source_key  text NOT NULL,
+    machine_id  text NOT NULL REFERENCES machines (machine_id),
+    PRIMARY KEY (source_id, source_key)
+);

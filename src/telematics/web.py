@@ -13,13 +13,14 @@ from fastapi import APIRouter, FastAPI
 from telematics.aemp import admin as aemp_admin
 from telematics.aemp import feed as aemp_feed
 from telematics.aemp import oauth as aemp_oauth
+from telematics.aemp import sources_admin as aemp_sources
 from telematics.api.app import create_app
 from telematics.api.context import ApiContext
 
 
 def capability_routers() -> list[APIRouter]:
     """The routers of the capabilities above `api/`, in the order they are mounted."""
-    return [aemp_admin.router]
+    return [aemp_admin.router, aemp_sources.router]
 
 
 def prefixed_routers() -> list[APIRouter]:

@@ -90,6 +90,10 @@ RULES: dict[tuple[str, str], set[str]] = {
     ("POST", "/v1/aemp/clients"): {A},
     ("GET", "/v1/aemp/clients"): {A},
     ("DELETE", "/v1/aemp/clients/{client_id}"): {A},
+    ("POST", "/v1/aemp/sources"): {A},
+    ("GET", "/v1/aemp/sources"): {A},
+    ("DELETE", "/v1/aemp/sources/{source_id}"): {A},
+    ("POST", "/v1/aemp/sources/{source_id}/pull"): {A},
 }
 
 
@@ -106,6 +110,12 @@ def body_for(method: str, path: str, machine_id: str) -> object:
         "/v1/models/{model}/train": {"days": 1},
         "/v1/tokens": {"role": "expert", "subject_id": "x"},
         "/v1/aemp/clients": {"customer_id": "X"},
+        "/v1/aemp/sources": {
+            "source_id": unique("S")[:20],
+            "customer_id": "X",
+            "base_url": "http://127.0.0.1:9/aemp",
+            "auth": "none",
+        },
         "/v1/engineers/{engineer_id}": {"engineer_id": ENGINEER, "name": "Self"},
         "/v1/engineers/{engineer_id}/status": {"status": "available"},
         "/v1/warehouses": {"warehouse_id": "WH-ROLES", "name": "W", "lat": 1.0, "lon": 2.0},
@@ -179,6 +189,7 @@ async def world(pool: asyncpg.Pool) -> AsyncIterator[tuple[httpx.AsyncClient, di
         "model": "no_history_model",
         "token_id": spare.token_id,
         "client_id": aemp_client.client_id,
+        "source_id": "no-such-source",
         "order_id": order.order.order_id,
         "engineer_id": ENGINEER,
         "warehouse_id": "WH-ROLES",
