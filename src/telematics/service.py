@@ -22,6 +22,7 @@ import uvicorn
 from diagnosis.engine import Engine
 from diagnosis.knowledge import KnowledgeBase
 from diagnosis.rules import RuleBook
+from telematics.aemp.puller import run_puller
 from telematics.api.context import ApiContext
 from telematics.api.request_guard import BodyLimits
 from telematics.base import embedded
@@ -328,6 +329,12 @@ async def run_service(
             if publisher is not None:
                 tg.create_task(publisher.run(diagnosis_done))
             tg.create_task(_upkeep_loop(pools.jobs, settings, stop))
+            if settings.aemp_pull_enabled:
+                tg.create_task(
+                    run_puller(
+                        pools.jobs, settings.limits(), stop, check_s=settings.aemp_pull_check_s
+                    )
+                )
             tg.create_task(
                 sla_worker.run(
                     pools.jobs,

@@ -150,6 +150,12 @@ class Settings(BaseSettings):
     aemp_max_range_days: int = Field(
         default=31, ge=1, le=366, description="Longest time range of one AEMP series request."
     )
+    aemp_pull_enabled: bool = Field(
+        default=True, description="Poll the configured AEMP sources of other brands."
+    )
+    aemp_pull_check_s: float = Field(
+        default=30.0, gt=0, le=3600, description="How often due AEMP sources are looked for."
+    )
 
     @field_validator("mqtt_url")
     @classmethod
