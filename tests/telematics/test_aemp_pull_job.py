@@ -15,13 +15,15 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import orjson
 import uvicorn
 
 from telematics.aemp.puller import run_puller
 from telematics.base.config import Settings
 from telematics.wire.decode import Limits
 from tests.conftest import unique
-from tests.telematics.harness import eventually
+from tests.telematics.aemp_world import ADMIN
+from tests.telematics.harness import api_client, eventually
 from tests.telematics.test_aemp_pull import add_source, fixture_server
 
 
@@ -107,3 +109,48 @@ async def test_the_command_pulls_and_fails_clearly(settings: Settings, pool: asy
         "SELECT last_result FROM aemp_sources WHERE source_id = $1", source_id
     )
     assert "failed: ConnectError" in last
+
+
+async def test_the_admin_configures_sources_and_pulls_one_now(pool: asyncpg.Pool) -> None:
+    when = (datetime.now(UTC) - timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    pin = unique("CAT")
+    page = orjson.dumps({"Equipment": [{
+        "EquipmentHeader": {"OEMName": "Caterpillar", "Model": "320 GC", "PIN": pin},
+        "Location": {"datetime": when, "Latitude": 1.5, "Longitude": 2.5},
+    }]})  # fmt: skip
+    transport = fixture_server({"/cat/Fleet/1": (200, "application/json", page)}, [], ("u", "p"))
+    customer, source_id = unique("AEMPD"), unique("cat")[:20]
+    async with served(transport.app) as url, api_client(pool) as http:
+        good = {"source_id": source_id, "customer_id": customer, "base_url": f"{url}/cat",
+                "auth": "basic", "username": "u", "secret": "p",
+                "poll_interval_s": 3600}  # fmt: skip
+        for bad in (
+            {**good, "base_url": "ftp://x/y"},
+            {**good, "base_url": "not a url"},
+            {**good, "auth": "oauth"},  # no token_url
+            {**good, "poll_interval_s": 5},
+            {**good, "source_id": "x" * 40},
+            {**good, "secret": "p\x00"},
+            {**good, "extra": 1},
+        ):
+            answer = await http.post("/v1/aemp/sources", json=bad, headers=ADMIN)
+            assert answer.status_code == 422, bad
+        created = await http.post("/v1/aemp/sources", json=good, headers=ADMIN)
+        assert created.status_code == 201, created.text
+        assert "secret" not in created.json()
+        assert (await http.post("/v1/aemp/sources", json=good, headers=ADMIN)).status_code == 409
+        listed = (await http.get("/v1/aemp/sources", headers=ADMIN)).json()
+        assert [s["source_id"] for s in listed if s["source_id"] == source_id] == [source_id]
+        assert all("secret" not in s for s in listed)
+        pulled = await http.post(f"/v1/aemp/sources/{source_id}/pull", headers=ADMIN)
+        assert pulled.status_code == 200, pulled.text
+        assert pulled.json()["error"] is None
+        assert (pulled.json()["machines"], pulled.json()["readings_inserted"]) == (1, 1)
+        machine = await pool.fetchrow("SELECT * FROM machines WHERE serial_number = $1", pin)
+        assert (machine["customer_id"], machine["oem"], machine["model"]) == (
+            customer, "Caterpillar", "320 GC",
+        )  # fmt: skip
+        deleted = await http.delete(f"/v1/aemp/sources/{source_id}", headers=ADMIN)
+        assert deleted.status_code == 200
+        assert (await http.post(f"/v1/aemp/sources/{source_id}/pull",
+                                headers=ADMIN)).status_code == 404  # fmt: skip

@@ -15,6 +15,7 @@ from telematics.aemp import puller, sources
 from telematics.aemp.sources import Source
 from telematics.api.context import Admin, Conn, Context
 from telematics.api.schemas import ID_PATTERN, BodyIn
+from telematics.base.db import acquire
 
 router = APIRouter(prefix="/v1/aemp/sources", dependencies=[Admin], tags=["aemp"])
 
@@ -110,8 +111,12 @@ async def delete_source(source_id: SourceId, conn: Conn) -> SourceOut:
 
 
 @router.post("/{source_id}/pull")
-async def pull_now(source_id: SourceId, conn: Conn, ctx: Context) -> PullOut:
-    """Pull a feed now, whatever its schedule, and say what it did."""
-    source = await sources.get_source(conn, source_id)
+async def pull_now(source_id: SourceId, ctx: Context) -> PullOut:
+    """Pull a feed now, whatever its schedule, and say what it did.
+
+    No connection is held while the feed answers: the pull takes one per page it stores.
+    """
+    async with acquire(ctx.pool, timeout_s=ctx.acquire_timeout_s) as conn:
+        source = await sources.get_source(conn, source_id)
     result = await puller.pull_source(ctx.pool, source, ctx.limits)
     return PullOut(**{name: getattr(result, name) for name in PullOut.model_fields})
