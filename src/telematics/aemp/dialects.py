@@ -294,6 +294,13 @@ def read_page(body: bytes, content_type: str = "") -> PulledPage:
     Raises:
         UnreadableFeedError: Not a fleet page in either format.
     """
+    try:
+        return _read_page(body, content_type)
+    except RecursionError as exc:  # nesting no fleet page has (elements are 3 deep)
+        raise UnreadableFeedError("elements nested too deep") from exc
+
+
+def _read_page(body: bytes, content_type: str) -> PulledPage:
     if _looks_json(body, content_type):
         try:
             doc = orjson.loads(body)
@@ -306,7 +313,7 @@ def read_page(body: bytes, content_type: str = "") -> PulledPage:
             raise UnreadableFeedError("Fleet is not an object")
         root = _json_node(fleet)
         items = root.all("equipment")
-        return _read(root, iter(orjson.dumps(i, default=str) for i in _raw_json(fleet, items)))
+        return _read(root, iter(_json_bytes(i) for i in _raw_json(fleet, items)))
     head = body[:4096].lower()
     if b"<!doctype" in head or b"<!entity" in body.lower():
         raise UnreadableFeedError("a document type declaration (AEMP feeds have none)")
@@ -319,6 +326,14 @@ def read_page(body: bytes, content_type: str = "") -> PulledPage:
     root = _xml_node(element)
     raws = (ET.tostring(e) for e in element if _local(str(e.tag)) == "equipment")
     return _read(root, raws)
+
+
+def _json_bytes(item: Any) -> bytes:
+    """An equipment's own JSON, for its dead letter (orjson writes at most 255 levels)."""
+    try:
+        return orjson.dumps(item)
+    except TypeError:
+        return b'"an Equipment nested too deep to write back"'
 
 
 def _raw_json(fleet: dict[str, Any], items: list[Any]) -> list[Any]:
