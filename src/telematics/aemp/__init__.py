@@ -11,4 +11,12 @@ A capability above `api/` (docs/aemp.md):
 * `summary_elements` the elements that come from work summaries (not available yet)
 * `auth`       who calls the feed (an AEMP client or a product token), scoped and rate limited
 * `feed`       the `/aemp` routes; `oauth` the token endpoint; `admin` `/v1/aemp/clients`
+
+Pulling other brands' feeds:
+
+* `dialects`   pure: a fleet page of any feed, XML or JSON, in the dialects real feeds speak
+* `sources`    the SQL of sources and of which registry machine each pulled machine is
+* `puller`     one poll of a source (HTTP, paging, mapping, readings via the ingest pipeline),
+               and the background job
+* `sources_admin` `/v1/aemp/sources`
 """
