@@ -154,6 +154,8 @@ def _xml_pages() -> dict[str, Page]:
   <Equipment>
     <EquipmentHeader><SerialNumber>SER-C</SerialNumber></EquipmentHeader>
     <CumulativeOperatingHours datetime="{_ts(30)}"><Hour>N/A</Hour></CumulativeOperatingHours>
+    <Location datetime="{_ts(60 * 24 * 60)}"><Latitude>1</Latitude><Longitude>2</Longitude>
+    </Location>
     <FuelRemaining datetime="{_ts(30)}"><Percent>42.5</Percent>
       <FuelTankCapacity>310</FuelTankCapacity></FuelRemaining>
   </Equipment>
@@ -174,7 +176,7 @@ async def test_xml_dialects_zero_based_pages_child_datetimes_placeholders(
     source = await add_source(pool, customer, base_url="https://zero.example/feed", auth="none")
     result = await pull_source(pool, source, Limits(), transport=transport)
     assert result.error is None, result.summary()
-    assert (result.pages, result.machines, result.dead_letters) == (2, 3, 1)
+    assert (result.pages, result.machines, result.dead_letters, result.stale) == (2, 3, 1, 1)
     assert requested == ["/feed/Fleet/1", "/feed/Fleet/0"]
     pulled = {m["serial_number"]: m for m in await machines_of(pool, customer)}
     assert set(pulled) == {"PIN-A", "PIN-B", "SER-C"}
@@ -206,6 +208,13 @@ async def test_xml_dialects_zero_based_pages_child_datetimes_placeholders(
     assert b"no identity" in bytes(letter["payload"])
     again = await pull_source(pool, source, Limits(), transport=transport)
     assert (again.readings_inserted, again.readings_duplicate, again.registered) == (0, 3, 0)
+    # The same unreadable machine on every poll waits as one dead letter; the stale position
+    # is skipped again, never refused.
+    assert (again.dead_letters, again.stale) == (0, 1)
+    letters = await pool.fetchval(
+        "SELECT count(*) FROM ingest_rejects WHERE source_id = $1", source.source_id
+    )
+    assert letters == 1
 
 
 async def test_json_dialect_with_links_in_any_casing_behind_basic_auth(pool: asyncpg.Pool) -> None:

@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, urljoin, urlsplit
 
 import asyncpg
@@ -59,6 +59,7 @@ class PullResult:
     registered: int = 0
     readings_inserted: int = 0
     readings_duplicate: int = 0
+    stale: int = 0
     dead_letters: int = 0
     error: str | None = None
     visited: list[str] = field(default_factory=list)
@@ -68,7 +69,7 @@ class PullResult:
         text = (
             f"{self.pages} pages, {self.machines} machines ({self.registered} new), "
             f"{self.readings_inserted} readings stored, {self.readings_duplicate} already "
-            f"stored, {self.dead_letters} dead letters"
+            f"stored, {self.stale} past retention skipped, {self.dead_letters} dead letters"
         )
         return f"{text}; failed: {self.error}" if self.error else text
 
@@ -117,34 +118,43 @@ def _same_origin(url: str, base: str) -> bool:
     return (a.scheme, a.netloc) == (b.scheme, b.netloc)
 
 
-async def _dead_letter(conn: asyncpg.Connection, source: Source, raw: bytes, detail: str) -> None:
-    await conn.execute(
+async def _dead_letter(conn: asyncpg.Connection, source: Source, raw: bytes, detail: str) -> int:
+    """Write a dead letter unless the same bytes of the source already wait as one: a feed
+    serves the same unreadable machine on every poll, and one letter of it is enough.
+    """
+    status = await conn.execute(
         "INSERT INTO ingest_rejects (topic, source_id, payload, reason, detail) "
-        "VALUES ($1, $2, $3, $4, $5)",
+        "SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM ingest_rejects "
+        "WHERE reason = $4 AND source_id = $2 AND payload = $3 AND replayed_at IS NULL)",
         f"aemp/{source.source_id}",
         source.source_id,
         raw,
         REASON,
         detail[:1000],
     )
+    return int(status.rsplit(" ", 1)[-1])
 
 
 async def _store_page(
     pool: asyncpg.Pool, source: Source, page: PulledPage, limits: Limits, result: PullResult
 ) -> None:
+    oldest = datetime.now(UTC) - timedelta(milliseconds=limits.retention_ms - 60_000)
     async with acquire(pool) as conn:
         for problem in page.problems:
-            await _dead_letter(conn, source, problem.raw, problem.reason)
-            result.dead_letters += 1
+            result.dead_letters += await _dead_letter(conn, source, problem.raw, problem.reason)
         messages: list[tuple[str, bytes]] = []
         async with conn.transaction():
             for equipment in page.equipment:
                 machine_id, registered = await sources.machine_for(conn, source, equipment)
                 result.machines += 1
                 result.registered += registered
+                # A machine idle for months keeps its old snapshot: past retention it is no
+                # reading to store (the decoder would refuse it on every poll), only skipped.
+                fresh = [(ts, s) for ts, s in equipment.readings.items() if ts >= oldest]
+                result.stale += len(equipment.readings) - len(fresh)
                 readings = [
                     {"ts": ts.astimezone(UTC).isoformat(), **signals}
-                    for ts, signals in sorted(equipment.readings.items())
+                    for ts, signals in sorted(fresh)
                 ]
                 if readings:
                     payload = orjson.dumps({"readings": readings})
@@ -185,8 +195,9 @@ async def _walk(
             page = read_page(body, content_type)
         except UnreadableFeedError as exc:
             async with acquire(pool) as conn:
-                await _dead_letter(conn, source, body, f"{url}: {exc.reason}")
-            result.dead_letters += 1
+                result.dead_letters += await _dead_letter(
+                    conn, source, body, f"{url}: {exc.reason}"
+                )
             continue
         await _store_page(pool, source, page, limits, result)
         for rel in ("first", "next"):

@@ -88,6 +88,7 @@ class PullOut(BaseModel):
     registered: int
     readings_inserted: int
     readings_duplicate: int
+    stale: int
     dead_letters: int
     error: str | None
 
