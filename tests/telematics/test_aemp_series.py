@@ -81,8 +81,7 @@ async def _xml_pages(
             link.findtext("a:rel", namespaces=N): link.findtext("a:href", namespaces=N)
             for link in root.findall("a:Links", N)
         }
-        assert links["self"].endswith(f"/{page}")
-        assert links["self"].startswith("http://api/aemp/Fleet/Equipment/ID/")
+        assert links["self"] == f"http://api{_path(machine_id, element, start, end, page)}"
         assert root.findtext("a:EquipmentHeader/a:EquipmentID", namespaces=N) == machine_id
         points += [child for child in root if etree.QName(child).localname not in
                    ("Links", "EquipmentHeader")]  # fmt: skip

@@ -26,7 +26,7 @@ from telematics.aemp import document, elements, store
 from telematics.aemp.auth import FeedCallerDep
 from telematics.aemp.elements import ITEM_NAME, series_named
 from telematics.aemp.summary_elements import SUMMARY_SERIES, work_summary_elements
-from telematics.aemp.xmltext import parse_utc, utc_text
+from telematics.aemp.xmltext import parse_utc
 from telematics.api.context import Context
 from telematics.base.db import acquire
 from telematics.base.errors import InvalidRequestError, NotFoundError
@@ -199,9 +199,11 @@ async def series(
     machine = await store.machine_snapshot(conn, equipmentId, caller.customer_id)
     page = await store.series_page(conn, named, machine, start, end, pageNumber, document.PAGE_SIZE)
     header = elements.header(machine.header)
+    # The links repeat the range as the client wrote it (it parsed): following them asks for
+    # exactly the same range, fractions of a second included.
     path = (
         f"{_base(request, ctx)}/Fleet/Equipment/ID/{quote(equipmentId, safe='')}/{named.value}/"
-        f"{quote(utc_text(start), safe=':')}/{quote(utc_text(end), safe=':')}"
+        f"{quote(startDateUTC, safe=':')}/{quote(endDateUTC, safe=':')}"
     )
     links = document.page_links(pageNumber, page.total, lambda n: f"{path}/{n}")
     return _answer(
