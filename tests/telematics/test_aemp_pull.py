@@ -22,7 +22,7 @@ from telematics.store.registry import SourceDirectory
 from telematics.web import build_app
 from telematics.wire.decode import Limits
 from tests.conftest import unique
-from tests.telematics.aemp_world import issue_client, seed_fleet
+from tests.telematics.aemp_world import access_token, issue_client, seed_fleet
 from tests.telematics.harness import ADMIN_TOKEN
 
 Page = tuple[int, str, bytes]
@@ -111,6 +111,18 @@ async def test_our_own_feed_pulls_into_another_customer_once_across_polls(
         assert row["fuel_level_pct"] == value.fuel_level_pct
         assert row["run"] == ("true" if value.engine_speed_rpm else "false")
         assert machine["fuel_tank_l"] == 400.0 + i
+    # One fleet view: the pulled machines are served again by our feed, to their new customer.
+    async with httpx.AsyncClient(transport=transport, base_url="http://own") as http:
+        auth = {**await access_token(http, puller_customer), "Accept": "application/json"}
+        served = (await http.get("/aemp/Fleet/1", headers=auth)).json()["Equipment"]
+    running = {
+        e["EquipmentHeader"]["SerialNumber"]: e.get("EngineStatus", {}).get("Running")
+        for e in served
+    }
+    assert running == {
+        f"SN{i:06d}": bool(latest[f"{prefix}-{i:04d}"].engine_speed_rpm) if i < 4 else None
+        for i in range(5)
+    }
     stored = await pool.fetchval(
         "SELECT last_result FROM aemp_sources WHERE source_id = $1", source.source_id
     )

@@ -52,7 +52,7 @@ class LatestValues:
     lon: float | None
     engine_hours: float | None
     fuel_level_pct: float | None
-    engine_speed_rpm: float | None
+    running: bool | None
 
 
 class Series(StrEnum):
@@ -142,11 +142,11 @@ def fuel_remaining(ts: datetime, percent: float, tank_l: float | None) -> Elemen
     return Element("FuelRemaining", ts, fields)
 
 
-def engine(name: str, ts: datetime, speed_rpm: float) -> Element:
+def engine(name: str, ts: datetime, *, running: bool) -> Element:
     """`EngineStatus` (snapshot) or `EngineCondition` (series): running when the engine speed
-    (SPN 190) of the reading is above 0.
+    (SPN 190) of the reading is above 0 (the store says, `store._RUNNING`).
     """
-    return Element(name, ts, (("Running", speed_rpm > 0),))
+    return Element(name, ts, (("Running", running),))
 
 
 def fault_code(ts: datetime, spn: int, fmi: int, occurrences: int) -> Element:
@@ -184,6 +184,6 @@ def snapshot(latest: LatestValues | None, tank_l: float | None) -> list[Element]
         found.append(operating_hours(latest.ts, latest.engine_hours))
     if latest.fuel_level_pct is not None:
         found.append(fuel_remaining(latest.ts, latest.fuel_level_pct, tank_l))
-    if latest.engine_speed_rpm is not None:
-        found.append(engine("EngineStatus", latest.ts, latest.engine_speed_rpm))
+    if latest.running is not None:
+        found.append(engine("EngineStatus", latest.ts, running=latest.running))
     return found

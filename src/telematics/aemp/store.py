@@ -22,7 +22,12 @@ from telematics.aemp import elements
 from telematics.aemp.elements import Element, HeaderValues, LatestValues, Series
 from telematics.base.errors import NotFoundError
 
-_SIGNALS = "ts, lat, lon, engine_hours, fuel_level_pct, engine_speed_rpm"
+# Running: engine speed above 0; for a reading pulled from another AEMP feed, which gives no
+# engine speed, the feed's own `Running` (kept as `aemp_running` in `extra`).
+_RUNNING = """CASE WHEN r.engine_speed_rpm IS NOT NULL THEN r.engine_speed_rpm > 0
+    WHEN jsonb_typeof(r.extra->'aemp_running') = 'boolean' THEN (r.extra->'aemp_running') = 'true'
+    END"""
+_SIGNALS = f"ts, lat, lon, engine_hours, fuel_level_pct, {_RUNNING} AS running"
 
 _WITH_LATEST = f"""
 SELECT m.machine_id, m.model, m.oem, m.serial_number, m.fuel_tank_l,
@@ -33,8 +38,7 @@ SELECT m.machine_id, m.model, m.oem, m.serial_number, m.fuel_tank_l,
            AS engine_hours,
        CASE WHEN recent.ts IS NULL THEN older.fuel_level_pct ELSE recent.fuel_level_pct END
            AS fuel_level_pct,
-       CASE WHEN recent.ts IS NULL THEN older.engine_speed_rpm ELSE recent.engine_speed_rpm END
-           AS engine_speed_rpm
+       CASE WHEN recent.ts IS NULL THEN older.running ELSE recent.running END AS running
 FROM ({{machines}}) m
 LEFT JOIN LATERAL (
     SELECT {_SIGNALS} FROM readings r
@@ -86,7 +90,7 @@ def _snapshot(row: asyncpg.Record) -> MachineSnapshot:
             lon=row["lon"],
             engine_hours=row["engine_hours"],
             fuel_level_pct=row["fuel_level_pct"],
-            engine_speed_rpm=row["engine_speed_rpm"],
+            running=row["running"],
         )
     header = HeaderValues(row["machine_id"], row["model"], row["oem"], row["serial_number"])
     return MachineSnapshot(header, row["fuel_tank_l"], latest)
@@ -128,7 +132,7 @@ _READING_SERIES: dict[Series, tuple[str, str]] = {
     Series.LOCATIONS: ("lat, lon", "lat IS NOT NULL AND lon IS NOT NULL"),
     Series.OPERATING_HOURS: ("engine_hours", "engine_hours IS NOT NULL"),
     Series.FUEL_REMAINING: ("fuel_level_pct", "fuel_level_pct IS NOT NULL"),
-    Series.ENGINE_CONDITION: ("engine_speed_rpm", "engine_speed_rpm IS NOT NULL"),
+    Series.ENGINE_CONDITION: (f"{_RUNNING} AS running", f"{_RUNNING} IS NOT NULL"),
 }
 
 # One point per active code of a reading, in the order the reading listed them.
@@ -166,7 +170,7 @@ async def series_page(
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         if series in _READING_SERIES:
             columns, where = _READING_SERIES[series]
-            base = f"FROM readings WHERE machine_id = $1 AND ts >= $2 AND ts < $3 AND {where}"
+            base = f"FROM readings r WHERE machine_id = $1 AND ts >= $2 AND ts < $3 AND {where}"
             total = await conn.fetchval(f"SELECT count(*) {base}", *args)
             rows = await conn.fetch(
                 f"SELECT ts, {columns} {base} ORDER BY ts LIMIT $4 OFFSET $5",
@@ -218,4 +222,4 @@ def _reading_point(series: Series, row: asyncpg.Record, tank_l: float | None) ->
         return elements.operating_hours(ts, row["engine_hours"])
     if series is Series.FUEL_REMAINING:
         return elements.fuel_remaining(ts, row["fuel_level_pct"], tank_l)
-    return elements.engine("EngineCondition", ts, row["engine_speed_rpm"])
+    return elements.engine("EngineCondition", ts, running=row["running"])
