@@ -95,8 +95,9 @@ def _add_element(parent: ET.Element, element: Element) -> None:
 
 
 def _serialize(root: ET.Element) -> bytes:
-    text: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
-    return text
+    # Serialised to text, then encoded once: ElementTree's byte output goes through an encoder
+    # per write (about half its time). No declaration: UTF-8 is XML's default encoding.
+    return ET.tostring(root, encoding="unicode").encode("utf-8")
 
 
 def _element_json(element: Element) -> dict[str, Any]:

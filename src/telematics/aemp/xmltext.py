@@ -10,6 +10,7 @@ never dropped silently. JSON answers carry the same text, so both formats say th
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime
 
@@ -19,9 +20,12 @@ REPLACEMENT = "\ufffd"
 
 def xml_safe(text: str) -> str:
     """`text` with every character XML 1.0 cannot hold replaced by U+FFFD."""
+    if text.isascii() and text.isprintable():  # the common case, without the regex
+        return text
     return _NOT_XML.sub(REPLACEMENT, text)
 
 
+@functools.lru_cache(maxsize=4096)
 def utc_text(ts: datetime) -> str:
     """An aware instant as the standard writes it: `YYYY-MM-DDThh:mm:ssZ`, UTC, whole seconds.
 
