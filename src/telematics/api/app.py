@@ -8,6 +8,7 @@ Errors are answered as RFC 9457 problem details (`application/problem+json`), St
 from __future__ import annotations
 
 import logging
+import math
 from http import HTTPStatus
 from typing import Any
 
@@ -28,6 +29,7 @@ from telematics.base.errors import (
     ForbiddenError,
     InvalidRequestError,
     NotFoundError,
+    RateLimitedError,
     RefusedError,
     StoreUnavailableError,
     TelematicsError,
@@ -42,6 +44,7 @@ _STATUS: list[tuple[type[TelematicsError], int, str]] = [
     (ConflictError, 409, "Conflict"),
     (RefusedError, 409, "Conflict"),
     (InvalidRequestError, 422, "Unprocessable Content"),
+    (RateLimitedError, 429, "Too Many Requests"),
     (StoreUnavailableError, 503, "Service Unavailable"),
 ]
 
@@ -75,8 +78,15 @@ async def _telematics_error(request: Request, exc: Exception) -> JSONResponse:
                 log.warning("%s %s: %s", request.method, request.url.path, exc)
             errors = getattr(exc, "errors", None)
             assert isinstance(exc, TelematicsError)
+            headers = None
+            if isinstance(exc, RateLimitedError):
+                headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
             return problem(
-                status, title, str(exc), errors=errors if isinstance(errors, list) else None
+                status,
+                title,
+                str(exc),
+                headers=headers,
+                errors=errors if isinstance(errors, list) else None,
             )
     log.error("unmapped error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem(500, "Internal Server Error", "unexpected error")

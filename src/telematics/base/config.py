@@ -196,6 +196,29 @@ class Settings(BaseSettings):
     smtp_sender: str = Field(default="telematics@localhost", description="The From address.")
     smtp_starttls: bool = False
     smtp_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    aemp_prefix: str = Field(
+        default="/aemp",
+        pattern=r"^(/[A-Za-z0-9._~-]+)+$",
+        description="Path the ISO 15143-3 (AEMP 2.0) feed is served under (no trailing /).",
+    )
+    aemp_token_ttl_s: int = Field(
+        default=3600, ge=60, le=86_400, description="Lifetime of an AEMP access token."
+    )
+    aemp_rate_per_s: float = Field(
+        default=10.0, gt=0, le=10_000, description="AEMP requests a second per client (refill)."
+    )
+    aemp_burst: int = Field(
+        default=50, ge=1, le=100_000, description="AEMP requests a client may make at once."
+    )
+    aemp_max_range_days: int = Field(
+        default=31, ge=1, le=366, description="Longest time range of one AEMP series request."
+    )
+    aemp_pull_enabled: bool = Field(
+        default=True, description="Poll the configured AEMP sources of other brands."
+    )
+    aemp_pull_check_s: float = Field(
+        default=30.0, gt=0, le=3600, description="How often due AEMP sources are looked for."
+    )
 
     @field_validator("mqtt_url")
     @classmethod

@@ -10,6 +10,7 @@
     ├── InvalidRequestError     a request is well-formed but not acceptable (HTTP 422)
     ├── AuthError               missing or wrong credentials (HTTP 401)
     ├── ForbiddenError          the caller's role may not do this (HTTP 403)
+    ├── RateLimitedError        the caller asked too often; retry after a while (HTTP 429)
     └── EmbeddedServiceError    an embedded default (database, broker) failed to start
 
 Only the HTTP app maps these to status codes; routers and stores raise them.
@@ -76,6 +77,14 @@ class AuthError(TelematicsError):
 
 class ForbiddenError(TelematicsError):
     """The caller is known but its role may not do this."""
+
+
+class RateLimitedError(TelematicsError):
+    """The caller used up its request budget; `retry_after_s` says when the next one is there."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__(f"too many requests: retry after {retry_after_s:.1f} s")
+        self.retry_after_s = retry_after_s
 
 
 class EmbeddedServiceError(TelematicsError):
