@@ -335,6 +335,7 @@ async def run_service(
                     stop,
                     worker_id=settings.mqtt_client_id,
                     interval_s=settings.sla_check_interval_s,
+                    notify_line=settings.desk_escalate_to_line or None,
                 )
             )
             api = tg.create_task(server.serve())

@@ -86,6 +86,8 @@ RULES: dict[tuple[str, str], set[str]] = {
     ("POST", "/v1/tokens"): {A},
     ("GET", "/v1/tokens"): {A},
     ("DELETE", "/v1/tokens/{token_id}"): {A},
+    ("GET", "/v1/desk/tasks"): {A, E},
+    ("POST", "/v1/desk/tasks/{task_id}/result"): {A, E},
 }
 
 
@@ -114,6 +116,7 @@ def body_for(method: str, path: str, machine_id: str) -> object:
         "/v1/orders/{order_id}/close": {},
         "/v1/orders/{order_id}/transfer": {"to_engineer_id": ENGINEER},
         "/v1/orders/{order_id}/cancel": {"reason": "roles test"},
+        "/v1/desk/tasks/{task_id}/result": {"reached": True},
     }
     return bodies.get(path) if method in ("POST", "PUT", "PATCH") else None
 
@@ -176,6 +179,7 @@ async def world(pool: asyncpg.Pool) -> AsyncIterator[tuple[httpx.AsyncClient, di
         "engineer_id": ENGINEER,
         "warehouse_id": "WH-ROLES",
         "kind": "parts",
+        "task_id": 999_999_999,
         "tokens": tokens,
         "customer": customer,
     }
