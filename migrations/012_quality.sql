@@ -65,3 +65,6 @@ COMMENT ON TABLE satisfaction_instruments IS 'Survey instruments put over the AP
 CREATE INDEX orders_created_idx ON orders (created_at);
 CREATE INDEX orders_machine_fault_idx ON orders (machine_id, fault, created_at);
 CREATE INDEX alarms_resolved_idx ON alarms (resolved_at) WHERE resolved_at IS NOT NULL;
+
+-- One survey per order: the post-completion callback's answers, from the desk or the customer.
+CREATE UNIQUE INDEX surveys_one_per_order_idx ON surveys (order_id) WHERE order_id IS NOT NULL;

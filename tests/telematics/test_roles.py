@@ -88,6 +88,11 @@ RULES: dict[tuple[str, str], set[str]] = {
     ("DELETE", "/v1/tokens/{token_id}"): {A},
     ("GET", "/v1/desk/tasks"): {A, E},
     ("POST", "/v1/desk/tasks/{task_id}/result"): {A, E},
+    ("GET", "/v1/satisfaction/instrument"): EVERYONE,
+    ("PUT", "/v1/satisfaction/instrument"): {A},
+    ("POST", "/v1/surveys"): {A, E, C, D},
+    ("GET", "/v1/satisfaction"): {A, E, C, D},
+    ("PUT", "/v1/machines/{machine_id}/region"): {A},
 }
 
 
@@ -117,6 +122,14 @@ def body_for(method: str, path: str, machine_id: str) -> object:
         "/v1/orders/{order_id}/transfer": {"to_engineer_id": ENGINEER},
         "/v1/orders/{order_id}/cancel": {"reason": "roles test"},
         "/v1/desk/tasks/{task_id}/result": {"reached": True},
+        "/v1/satisfaction/instrument": {"constructs": [], "paths": [], "index": "x"},
+        "/v1/surveys": {
+            "customer_id": "nobody",
+            "channel": "app",
+            "answers": {"sat_overall": 5},
+            "answered_at": "2024-01-01T00:00:00Z",
+        },
+        "/v1/machines/{machine_id}/region": {"region": "east"},
     }
     return bodies.get(path) if method in ("POST", "PUT", "PATCH") else None
 
