@@ -12,12 +12,12 @@ from fastapi import APIRouter, FastAPI
 
 from telematics.api.app import create_app
 from telematics.api.context import ApiContext
-from telematics.quality import desk_api, regions_api, satisfaction_api
+from telematics.quality import desk_api, kpi_api, regions_api, satisfaction_api
 
 
 def capability_routers() -> list[APIRouter]:
     """The routers of the capabilities above `api/`, in the order they are mounted."""
-    return [desk_api.router, satisfaction_api.router, regions_api.router]
+    return [desk_api.router, satisfaction_api.router, kpi_api.router, regions_api.router]
 
 
 def build_app(ctx: ApiContext) -> FastAPI:

@@ -93,6 +93,7 @@ RULES: dict[tuple[str, str], set[str]] = {
     ("POST", "/v1/surveys"): {A, E, C, D},
     ("GET", "/v1/satisfaction"): {A, E, C, D},
     ("PUT", "/v1/machines/{machine_id}/region"): {A},
+    ("GET", "/v1/service/kpis"): {A, E},
 }
 
 
