@@ -12,6 +12,7 @@ from dispatch.orders import Arrive, ContactCustomer, StartTravel
 from dispatch.sla import SlaPolicy
 from telematics.services.dispatching import act, dispatch_alarm
 from telematics.services.sla_worker import fire_due
+from telematics.store.tokens import Role, create_token
 from tests.telematics.harness import ADMIN_TOKEN, api_client
 from tests.telematics.test_orders import build, raise_alarm
 
@@ -178,9 +179,45 @@ async def test_an_arrival_far_from_the_site_is_flagged(pool: asyncpg.Pool) -> No
         listed = await http.get(
             "/v1/desk/tasks", params={"order_id": oid, "state": "all"}, headers=ADMIN
         )
+        order = await http.get(f"/v1/orders/{oid}", headers=ADMIN)
     tasks = listed.json()
     assert tasks, listed.text
     tracking = tasks[0]["tracking"]
     assert tracking["arrived_off_site"] is True
     assert 5000 < tracking["arrival_distance_m"] < 6000
     assert tracking["eta"] is None  # on site: no ETA to recompute
+    assert order.json()["tracking"] == tracking
+
+
+async def test_an_order_shows_live_tracking_by_role(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        w = await build(conn)
+        alarm = await raise_alarm(conn, w.machine_id)
+    made = await dispatch_alarm(pool, KB, SlaPolicy(), alarm, actor="t", engineer_id=None, note="")
+    oid, engineer = made.order.order_id, made.order.order.engineer_id
+    async with pool.acquire() as conn:
+        _, customer = await create_token(conn, Role.CUSTOMER, w.customer_id, "c")
+        _, own = await create_token(conn, Role.ENGINEER, str(engineer), "e")
+    async with api_client(pool) as http:
+        before = await http.get(f"/v1/orders/{oid}", headers=ADMIN)
+        assert before.json()["tracking"]["at"] is None  # no position reported yet
+        async with pool.acquire() as conn:
+            # 0.1 degrees (11.1 km) south, reported now: 14.5 road km at the engineer's speed.
+            await conn.execute(
+                "INSERT INTO engineer_positions VALUES ($1, now(), $2, $3)",
+                engineer, w.site[0] - 0.1, w.site[1],
+            )  # fmt: skip
+        staff = (await http.get(f"/v1/orders/{oid}", headers=ADMIN)).json()
+        mine = await http.get(f"/v1/orders/{oid}", headers={"Authorization": f"Bearer {own}"})
+        theirs = await http.get(
+            f"/v1/orders/{oid}", headers={"Authorization": f"Bearer {customer}"}
+        )
+        listed = await http.get("/v1/orders", params={"machine_id": w.machine_id}, headers=ADMIN)
+    assert 14.0 < staff["tracking"]["distance_km"] < 15.0
+    eta = datetime.fromisoformat(staff["tracking"]["eta"])
+    assert timedelta(minutes=10) < eta - datetime.now(UTC) < timedelta(minutes=30)
+    assert staff["tracking"]["arrived_off_site"] is None
+    assert mine.json()["tracking"]["distance_km"] == staff["tracking"]["distance_km"]
+    assert "tracking" not in theirs.json()
+    assert theirs.json()["live_eta"] is not None
+    assert listed.json()[0]["tracking"]["distance_km"] == staff["tracking"]["distance_km"]

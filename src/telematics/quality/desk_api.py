@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from telematics.api.context import Conn, Context, Staff
+from telematics.api.order_schemas import TrackingOut
 from telematics.api.schemas import BeforeId, BodyIn, PathId
 from telematics.store import desk
 from telematics.store import tracking as tracking_store
@@ -21,30 +22,6 @@ from telematics.store.desk import DeskTask
 from telematics.store.tracking import Tracking
 
 router = APIRouter(prefix="/v1/desk", tags=["monitoring desk"])
-
-
-class TrackingOut(BaseModel):
-    """The engineer's last reported position and what it means for the site."""
-
-    engineer_id: str
-    at: datetime | None = Field(description="When the position was reported; None: never")
-    lat: float | None
-    lon: float | None
-    distance_km: float | None = Field(description="Road km from there to the site")
-    eta: datetime | None = Field(description="Arrival recomputed from there, while on the way")
-    arrived_off_site: bool | None = Field(
-        description="The arrival was reported far from the site; None before an arrival"
-    )
-    arrival_distance_m: float | None
-
-    @classmethod
-    def of(cls, t: Tracking) -> TrackingOut:
-        """From the store's value."""
-        return cls(
-            engineer_id=t.engineer_id, at=t.at, lat=t.lat, lon=t.lon, distance_km=t.distance_km,
-            eta=t.eta, arrived_off_site=t.arrived_off_site,
-            arrival_distance_m=t.arrival_distance_m,
-        )  # fmt: skip
 
 
 class ResultOut(BaseModel):
@@ -96,7 +73,7 @@ def _out(t: DeskTask, tracked: Tracking | None) -> TaskOut:
         notified_line=t.notified_line, order_id=t.order_id, order_state=t.order_state,
         severity=t.severity, machine_id=t.machine_id, fault=t.fault, customer_id=t.customer_id,
         engineer_id=t.engineer_id, eta=t.eta, site_lat=t.site[0], site_lon=t.site[1],
-        tracking=None if tracked is None else TrackingOut.of(tracked),
+        tracking=TrackingOut.of(tracked),
         result=None if r is None else ResultOut(
             reached=r.reached, said=r.said, follow_up=r.follow_up,
             engineer_called=r.engineer_called, service_failure=r.service_failure,
