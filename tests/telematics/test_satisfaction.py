@@ -14,6 +14,7 @@ from dispatch.sla import SlaPolicy
 from telematics.quality.index import answer_matrix, period_index
 from telematics.quality.instrument import load
 from telematics.services.dispatching import act, dispatch_alarm
+from telematics.services.sla_worker import fire_due
 from telematics.store.tokens import Role, create_token
 from tests.conftest import unique
 from tests.telematics.harness import ADMIN_TOKEN, api_client
@@ -128,7 +129,7 @@ async def _completed_order(pool: asyncpg.Pool) -> tuple[int, str]:
     async with pool.acquire() as conn:
         w = await build(conn)
         alarm = await raise_alarm(conn, w.machine_id)
-    t0 = datetime.now(UTC) - timedelta(hours=5)
+    t0 = datetime.now(UTC) - timedelta(hours=30)
     made = await dispatch_alarm(pool, KB, policy, alarm, actor="t", engineer_id=None, note="",
                                 now=t0)  # fmt: skip
     oid = made.order.order_id
@@ -142,6 +143,8 @@ async def test_a_customer_answers_its_own_order_once_and_sees_only_its_own(
 ) -> None:
     oid, customer = await _completed_order(pool)
     other_oid, _ = await _completed_order(pool)
+    # The post-completion callback came due (24 h after completion): a desk task.
+    await fire_due(pool, worker_id="s")
     async with pool.acquire() as conn:
         _, token = await create_token(conn, Role.CUSTOMER, customer, "c")
     me = {"Authorization": f"Bearer {token}"}
@@ -154,6 +157,11 @@ async def test_a_customer_answers_its_own_order_once_and_sees_only_its_own(
         assert posted.status_code == 201, posted.text
         assert posted.json()["engineer_id"] is not None  # from the order
         assert (await http.post("/v1/surveys", json=survey, headers=me)).status_code == 409
+        callback = await http.get("/v1/desk/tasks", headers=ADMIN, params={
+            "order_id": oid, "kind": "post_completion_callback", "state": "all"})  # fmt: skip
+        (task,) = callback.json()
+        assert task["state"] == "done"
+        assert task["result"]["said"].startswith("survey ")
         theirs = await http.post("/v1/surveys", json={**survey, "order_id": other_oid}, headers=me)
         assert theirs.status_code == 404
         for bad, code in (

@@ -55,11 +55,27 @@ class SurveyRecord:
 
 
 async def insert_survey(conn: asyncpg.Connection, s: SurveyRecord) -> int:
-    """Store a survey; its id.
+    """Store a survey; its id. A survey of an order also closes the order's open
+    post-completion callback task on the monitoring desk (the answers are what it asks for).
 
     Raises:
         ConflictError: The order has a survey already.
     """
+    async with conn.transaction():
+        survey_id = await _insert(conn, s)
+        if s.order_id is not None:
+            await conn.execute(
+                "UPDATE desk_tasks SET state = 'done', reached = true, said = $2, "
+                "follow_up = '', done_at = now(), done_by = $3 "
+                "WHERE order_id = $1 AND kind = 'post_completion_callback' AND state = 'open'",
+                s.order_id,
+                f"survey {survey_id} answered ({s.channel})",
+                s.recorded_by,
+            )
+    return survey_id
+
+
+async def _insert(conn: asyncpg.Connection, s: SurveyRecord) -> int:
     try:
         value = await conn.fetchval(
             "INSERT INTO surveys (customer_id, order_id, region, engineer_id, answered_at, "
