@@ -129,7 +129,7 @@ def period_index(
     def resampled(rows: NDArray[np.intp]) -> float | None:
         sample = prep.data[rows]
         try:
-            again = estimate(sample, prep.model, scheme=scheme, start=fit.weights)
+            again = estimate(sample, prep.model, scheme=scheme)
             return _score(again, sample, prep.model, j_index)
         except EstimationError:
             return None

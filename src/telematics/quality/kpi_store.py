@@ -16,32 +16,7 @@ REPEAT_WITHIN = timedelta(days=30)
 """A new order for the same machine and fault within this of completion: not a first-time fix."""
 
 _ORDERS = """
-WITH o AS (
-    SELECT o.order_id, o.machine_id, o.fault, o.engineer_id, o.created_at, o.arrived_at,
-           o.completed_at, m.region
-    FROM orders o JOIN machines m USING (machine_id)
-    WHERE o.created_at >= $1 AND o.created_at < $2
-      AND ($3::text IS NULL OR m.region = $3) AND ($4::text IS NULL OR o.engineer_id = $4)
-), t AS (
-    SELECT order_id,
-        count(*) FILTER (WHERE kind = 'callback_check' AND verdict = 'satisfied') AS cb_met,
-        count(*) FILTER (WHERE kind = 'callback_check' AND verdict IN ('satisfied', 'breach'))
-            AS cb_judged,
-        bool_or(verdict = 'satisfied') FILTER (
-            WHERE kind = 'arrival_deadline' AND verdict IN ('satisfied', 'breach')) AS arr_met,
-        bool_or(verdict = 'satisfied') FILTER (
-            WHERE kind = 'completion_escalation' AND verdict IN ('satisfied', 'breach'))
-            AS done_met
-    FROM sla_timers WHERE state = 'fired' AND order_id IN (SELECT order_id FROM o)
-    GROUP BY order_id
-), d AS (
-    SELECT order_id,
-        count(*) FILTER (WHERE done_at IS NOT NULL OR due_at + $5 <= $6) AS desk_total,
-        count(*) FILTER (WHERE done_at <= due_at + $5) AS desk_on_time
-    FROM desk_tasks WHERE kind = 'callback_check' AND order_id IN (SELECT order_id FROM o)
-    GROUP BY order_id
-)
-SELECT o.order_id, o.created_at, o.region, o.engineer_id,
+SELECT o.order_id, o.created_at, m.region, o.engineer_id,
     coalesce(t.cb_met, 0) AS cb_met, coalesce(t.cb_judged, 0) AS cb_judged,
     coalesce(d.desk_total, 0) AS desk_total, coalesce(d.desk_on_time, 0) AS desk_on_time,
     t.arr_met, t.done_met, o.completed_at IS NOT NULL AS completed,
@@ -52,7 +27,31 @@ SELECT o.order_id, o.created_at, o.region, o.engineer_id,
     ) AS repeated,
     extract(epoch FROM o.arrived_at - o.created_at) / 60 AS response_min,
     extract(epoch FROM o.completed_at - o.arrived_at) / 60 AS repair_min
-FROM o LEFT JOIN t USING (order_id) LEFT JOIN d USING (order_id)
+FROM orders o JOIN machines m USING (machine_id)
+LEFT JOIN (
+    SELECT st.order_id,
+        count(*) FILTER (WHERE kind = 'callback_check' AND verdict = 'satisfied') AS cb_met,
+        count(*) FILTER (WHERE kind = 'callback_check' AND verdict IN ('satisfied', 'breach'))
+            AS cb_judged,
+        bool_or(verdict = 'satisfied') FILTER (
+            WHERE kind = 'arrival_deadline' AND verdict IN ('satisfied', 'breach')) AS arr_met,
+        bool_or(verdict = 'satisfied') FILTER (
+            WHERE kind = 'completion_escalation' AND verdict IN ('satisfied', 'breach'))
+            AS done_met
+    FROM sla_timers st JOIN orders so USING (order_id)
+    WHERE st.state = 'fired' AND so.created_at >= $1 AND so.created_at < $2
+    GROUP BY st.order_id
+) t USING (order_id)
+LEFT JOIN (
+    SELECT dt.order_id,
+        count(*) FILTER (WHERE done_at IS NOT NULL OR due_at + $5 <= $6) AS desk_total,
+        count(*) FILTER (WHERE done_at <= due_at + $5) AS desk_on_time
+    FROM desk_tasks dt JOIN orders dso USING (order_id)
+    WHERE dt.kind = 'callback_check' AND dso.created_at >= $1 AND dso.created_at < $2
+    GROUP BY dt.order_id
+) d USING (order_id)
+WHERE o.created_at >= $1 AND o.created_at < $2
+  AND ($3::text IS NULL OR m.region = $3) AND ($4::text IS NULL OR o.engineer_id = $4)
 """
 
 _ALARMS = """
@@ -81,9 +80,13 @@ async def order_facts(
     now: datetime,
 ) -> list[OrderFacts]:
     """Facts of the orders created in [since, until)."""
-    rows = await conn.fetch(
-        _ORDERS, since, until, scope.region, scope.engineer_id, grace, now, REPEAT_WITHIN
-    )
+    async with conn.transaction():
+        # One large analytical read: JIT compilation would cost more than it saves (measured,
+        # bench/README.md), and the aggregates' hash tables should not spill to disk.
+        await conn.execute("SET LOCAL jit = off; SET LOCAL work_mem = '64MB'")
+        rows = await conn.fetch(
+            _ORDERS, since, until, scope.region, scope.engineer_id, grace, now, REPEAT_WITHIN
+        )
     return [
         OrderFacts(
             order_id=r["order_id"], created_at=r["created_at"], region=r["region"],

@@ -20,7 +20,7 @@ alarms in the period they were resolved in.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
@@ -113,11 +113,6 @@ class Kpis:
     repair_min: Spread
 
 
-def _rate(items: Iterable[bool | None]) -> Rate:
-    judged = [x for x in items if x is not None]
-    return Rate(sum(judged), len(judged))
-
-
 def spread(values: Sequence[float]) -> Spread:
     """Mean and p90 (linear interpolation between order statistics) of durations."""
     if not values:
@@ -127,22 +122,41 @@ def spread(values: Sequence[float]) -> Spread:
 
 
 def kpis(orders: Sequence[OrderFacts], alarms: Sequence[AlarmFacts]) -> Kpis:
-    """The KPIs of these orders and alarms."""
-    completed = [o for o in orders if o.completed]
+    """The KPIs of these orders and alarms (one pass over each)."""
+    c = [0] * 12  # numerators and denominators, in the order of the Kpis fields below
+    response: list[float] = []
+    repair: list[float] = []
+    for o in orders:
+        c[2] += o.desk_callbacks_on_time
+        c[3] += o.desk_callbacks
+        c[4] += o.callbacks_met
+        c[5] += o.callbacks_judged
+        if o.arrival_met is not None:
+            c[6] += o.arrival_met
+            c[7] += 1
+        if o.completion_met is not None:
+            c[8] += o.completion_met
+            c[9] += 1
+        if o.completed:
+            c[10] += not o.repeated
+            c[11] += 1
+        if o.response_min is not None:
+            response.append(o.response_min)
+        if o.repair_min is not None:
+            repair.append(o.repair_min)
+    for a in alarms:
+        c[0] += a.remote
+        c[1] += 1
     return Kpis(
         orders=len(orders),
-        remote_resolution=_rate(a.remote for a in alarms),
-        callback_compliance=Rate(
-            sum(o.desk_callbacks_on_time for o in orders), sum(o.desk_callbacks for o in orders)
-        ),
-        contacted_within_15_min=Rate(
-            sum(o.callbacks_met for o in orders), sum(o.callbacks_judged for o in orders)
-        ),
-        arrival_within_deadline=_rate(o.arrival_met for o in orders),
-        completion_within_48_h=_rate(o.completion_met for o in orders),
-        first_time_fix=Rate(sum(not o.repeated for o in completed), len(completed)),
-        response_min=spread([o.response_min for o in orders if o.response_min is not None]),
-        repair_min=spread([o.repair_min for o in orders if o.repair_min is not None]),
+        remote_resolution=Rate(c[0], c[1]),
+        callback_compliance=Rate(c[2], c[3]),
+        contacted_within_15_min=Rate(c[4], c[5]),
+        arrival_within_deadline=Rate(c[6], c[7]),
+        completion_within_48_h=Rate(c[8], c[9]),
+        first_time_fix=Rate(c[10], c[11]),
+        response_min=spread(response),
+        repair_min=spread(repair),
     )
 
 

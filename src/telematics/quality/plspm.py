@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 from typing import Final
 
 import numpy as np
@@ -129,35 +130,61 @@ class Estimate:
     iterations: int
 
 
-def _unit_variance(x_j: Floats, w: Floats) -> Floats:
-    y = x_j @ w
-    sd = float(np.sqrt(np.mean(y * y)))
-    if not np.isfinite(sd) or sd <= 1e-12:
+@dataclass(frozen=True, slots=True)
+class _Structure:
+    """The model as matrices: which item loads on which construct, who is adjacent to whom."""
+
+    mask: Floats  # p x J, 1 where item i belongs to construct j
+    adjacent: Floats  # J x J, 1 where i and j share a path (either direction)
+    follows: Floats  # J x J, 1 where i follows j (j -> i)
+    preds: tuple[tuple[int, ...], ...]
+
+
+@lru_cache(maxsize=64)
+def _structure(model: PathModel, p: int) -> _Structure:
+    k = len(model.blocks)
+    mask = np.zeros((p, k))
+    for j, block in enumerate(model.blocks):
+        mask[list(block), j] = 1.0
+    adjacent, follows = np.zeros((k, k)), np.zeros((k, k))
+    for a, b in model.paths:
+        adjacent[a, b] = adjacent[b, a] = 1.0
+        follows[b, a] = 1.0
+    preds = tuple(tuple(model.predecessors(j)) for j in range(k))
+    return _Structure(mask, adjacent, follows, preds)
+
+
+def _standardised(weights: Floats, cov: Floats) -> Floats:
+    """Columns scaled so that each construct's score has unit variance (wᵀ S w = 1)."""
+    var = np.einsum("ij,ik,kj->j", weights, cov, weights)
+    if not np.all(np.isfinite(var)) or np.any(var <= 1e-24):
         raise EstimationError("a construct's score has no variance")
-    scaled: Floats = w / sd
-    return scaled
+    out: Floats = weights / np.sqrt(var)
+    return out
 
 
-def _ols(y: Floats, xs: Floats) -> Floats:
-    beta = np.linalg.lstsq(xs, y, rcond=None)[0]
+def _regression(corr: Floats, preds: tuple[int, ...], j: int) -> Floats:
+    """OLS coefficients of score j on the scores `preds`, from their correlations."""
+    try:
+        beta = np.linalg.solve(corr[np.ix_(preds, preds)], corr[list(preds), j])
+    except np.linalg.LinAlgError as exc:
+        raise EstimationError("predecessor scores are collinear") from exc
     return np.asarray(beta, dtype=np.float64)
 
 
-def _inner(model: PathModel, scores: Floats, scheme: Scheme) -> Floats:
-    n, k = scores.shape
-    corr = scores.T @ scores / n
-    e = np.zeros((k, k))
-    for j in range(k):
-        preds, succs = model.predecessors(j), model.successors(j)
-        for i in set(preds) | set(succs):
-            if scheme is Scheme.CENTROID:
-                e[i, j] = np.sign(corr[i, j])
-            elif scheme is Scheme.FACTORIAL or i in succs:
-                e[i, j] = corr[i, j]
-        if scheme is Scheme.PATH and preds:
-            e[preds, j] = _ols(scores[:, j], scores[:, preds])
-    inner: Floats = scores @ e
-    return inner
+def _inner(st: _Structure, corr: Floats, scheme: Scheme) -> Floats:
+    """Inner weights E (J x J): z_j = Σ_i E[i, j] y_i."""
+    if scheme is Scheme.CENTROID:
+        out: Floats = np.sign(corr) * st.adjacent
+        return out
+    if scheme is Scheme.FACTORIAL:
+        out = corr * st.adjacent
+    else:
+        out = corr * st.follows  # successors: their correlation
+        for j, preds in enumerate(st.preds):
+            if preds:
+                out[list(preds), j] = _regression(corr, preds, j)
+    return out
 
 
 def estimate(
@@ -170,6 +197,10 @@ def estimate(
     max_iter: int = MAX_ITER,
 ) -> Estimate:
     """Fit the path model to complete item data (n x p, no NaN).
+
+    Every step is written on the item covariance matrix S = XᵀX / n, so an iteration costs
+    O(p² J) whatever n: scores' correlations are WᵀSW, and Mode A's Xⱼᵀzⱼ / n is (S W E)ⱼ,
+    W being the p x J block-diagonal weight matrix.
 
     Args:
         items: Item scores, one row per respondent.
@@ -185,49 +216,45 @@ def estimate(
     x = np.asarray(items, dtype=np.float64)
     if x.ndim != 2 or not np.all(np.isfinite(x)):
         raise EstimationError("items must be a finite n x p matrix")
-    n = x.shape[0]
+    n, p = x.shape
     if n < 3:
         raise EstimationError("too few rows")
+    if any(c >= p for b in model.blocks for c in b):
+        raise EstimationError("a block names a column the data does not have")
+    st = _structure(model, p)
     means: Floats = np.mean(x, axis=0, dtype=np.float64)
     xc = x - means
-    blocks = [xc[:, list(b)] for b in model.blocks]
-    if start is None:
-        weights = [_unit_variance(b, np.ones(b.shape[1])) for b in blocks]
-    else:
-        weights = [
-            _unit_variance(b, np.asarray(w, dtype=np.float64))
-            for b, w in zip(blocks, start, strict=True)
-        ]
+    cov = xc.T @ xc / n
+    w = st.mask.copy()
+    if start is not None:
+        for j, (block, given) in enumerate(zip(model.blocks, start, strict=True)):
+            w[list(block), j] = given
+    w = _standardised(w, cov)
     iterations = 0
     while True:
         iterations += 1
-        scores = np.column_stack([b @ w for b, w in zip(blocks, weights, strict=True)])
-        inner = _inner(model, scores, scheme)
-        new = [_unit_variance(b, b.T @ inner[:, j] / n) for j, b in enumerate(blocks)]
-        change = max(float(np.max(np.abs(a - b))) for a, b in zip(new, weights, strict=True))
-        weights = new
+        inner = _inner(st, w.T @ cov @ w, scheme)
+        new = _standardised(st.mask * (cov @ w @ inner), cov)
+        change = float(np.max(np.abs(new - w)))
+        w = new
         if change < tol:
             break
         if iterations >= max_iter:
             raise EstimationError(f"no convergence in {max_iter} iterations")
-    scores = np.column_stack([b @ w for b, w in zip(blocks, weights, strict=True)])
+    corr = w.T @ cov @ w
     paths: dict[tuple[int, int], float] = {}
     r_squared: dict[int, float] = {}
     for j in model.endogenous():
-        preds = model.predecessors(j)
-        beta = _ols(scores[:, j], scores[:, preds])
-        residual = scores[:, j] - scores[:, preds] @ beta
-        r_squared[j] = float(1.0 - np.mean(residual * residual))
+        preds = st.preds[j]
+        beta = _regression(corr, preds, j)
+        r_squared[j] = float(beta @ corr[list(preds), j])
         paths.update({(i, j): float(b) for i, b in zip(preds, beta, strict=True)})
-    loadings = tuple(_correlations(b, scores[:, j]) for j, b in enumerate(blocks))
-    return Estimate(tuple(weights), scores, loadings, paths, r_squared, means, iterations)
-
-
-def _correlations(block: Floats, score: Floats) -> Floats:
-    sd = np.sqrt(np.mean(block * block, axis=0))
+    sd = np.sqrt(np.diag(cov))
     with np.errstate(invalid="ignore", divide="ignore"):
-        out: Floats = np.where(sd > 0, (block.T @ score) / len(score) / sd, 0.0)
-    return out
+        item_corr = np.where(sd[:, None] > 0, (cov @ w) / sd[:, None], 0.0)
+    weights = tuple(np.array(w[list(b), j]) for j, b in enumerate(model.blocks))
+    loadings = tuple(np.array(item_corr[list(b), j]) for j, b in enumerate(model.blocks))
+    return Estimate(weights, xc @ w, loadings, paths, r_squared, means, iterations)
 
 
 def index_weights(weights: Floats) -> Floats:
