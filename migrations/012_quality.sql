@@ -5,6 +5,12 @@
 -- verdict; `timer_id` is unique, so one timer makes at most one task, however many runners
 -- claim timers and however often they restart.
 
+-- The monitoring desk's own role: reads orders and machines, works desk tasks, records surveys;
+-- never acts on alarms or orders (docs/service-quality.md, "Roles").
+ALTER TABLE api_tokens DROP CONSTRAINT api_tokens_role_check;
+ALTER TABLE api_tokens ADD CONSTRAINT api_tokens_role_check
+    CHECK (role IN ('admin', 'expert', 'engineer', 'customer', 'monitor'));
+
 ALTER TABLE machines ADD COLUMN region text;
 COMMENT ON COLUMN machines.region IS 'Service region (KPIs and the satisfaction index by region); NULL: none.';
 CREATE INDEX machines_region_idx ON machines (region) WHERE region IS NOT NULL;

@@ -30,7 +30,8 @@ from tests.telematics.test_orders import build, raise_alarm
 ADMIN = "roles-admin-token"
 ENGINEER = unique("ENG")
 A, E, G, C, D = "admin", "expert", "engineer", "customer", "other customer"
-EVERYONE = {A, E, G, C, D}
+M = "monitor"
+EVERYONE = {A, E, G, C, D, M}
 
 # (method, path template) -> roles allowed to call it. A caller outside a resource's scope (the
 # other customer; an engineer the order is not assigned to, or whose order is not behind the
@@ -39,9 +40,9 @@ EVERYONE = {A, E, G, C, D}
 RULES: dict[tuple[str, str], set[str]] = {
     ("POST", "/v1/machines"): {A},
     ("GET", "/v1/machines"): {A, E, C, D},
-    ("GET", "/v1/machines/{machine_id}"): {A, E, G, C},
-    ("GET", "/v1/machines/{machine_id}/readings"): {A, E, G, C},
-    ("GET", "/v1/machines/{machine_id}/latest"): {A, E, G, C},
+    ("GET", "/v1/machines/{machine_id}"): {A, E, G, C, M},
+    ("GET", "/v1/machines/{machine_id}/readings"): {A, E, G, C, M},
+    ("GET", "/v1/machines/{machine_id}/latest"): {A, E, G, C, M},
     ("POST", "/v1/import/machines"): {A},
     ("POST", "/v1/engineers"): {A},
     ("GET", "/v1/engineers"): {A, E},
@@ -70,8 +71,8 @@ RULES: dict[tuple[str, str], set[str]] = {
     ("POST", "/v1/alarms/{alarm_id}/dispatch"): {A, E},
     ("POST", "/v1/dispatch"): {A, E},
     ("GET", "/v1/orders"): EVERYONE,
-    ("GET", "/v1/orders/{order_id}"): {A, E, C},
-    ("GET", "/v1/orders/{order_id}/events"): {A, E, C},
+    ("GET", "/v1/orders/{order_id}"): {A, E, C, M},
+    ("GET", "/v1/orders/{order_id}/events"): {A, E, C, M},
     ("GET", "/v1/orders/{order_id}/timers"): {A, E},
     ("POST", "/v1/orders/{order_id}/accept"): {A, E},
     ("POST", "/v1/orders/{order_id}/start-travel"): {A, E},
@@ -86,14 +87,14 @@ RULES: dict[tuple[str, str], set[str]] = {
     ("POST", "/v1/tokens"): {A},
     ("GET", "/v1/tokens"): {A},
     ("DELETE", "/v1/tokens/{token_id}"): {A},
-    ("GET", "/v1/desk/tasks"): {A, E},
-    ("POST", "/v1/desk/tasks/{task_id}/result"): {A, E},
+    ("GET", "/v1/desk/tasks"): {A, E, M},
+    ("POST", "/v1/desk/tasks/{task_id}/result"): {A, E, M},
     ("GET", "/v1/satisfaction/instrument"): EVERYONE,
     ("PUT", "/v1/satisfaction/instrument"): {A},
-    ("POST", "/v1/surveys"): {A, E, C, D},
-    ("GET", "/v1/satisfaction"): {A, E, C, D},
+    ("POST", "/v1/surveys"): {A, E, C, D, M},
+    ("GET", "/v1/satisfaction"): {A, E, C, D, M},
     ("PUT", "/v1/machines/{machine_id}/region"): {A},
-    ("GET", "/v1/service/kpis"): {A, E},
+    ("GET", "/v1/service/kpis"): {A, E, M},
 }
 
 
@@ -160,6 +161,7 @@ async def world(pool: asyncpg.Pool) -> AsyncIterator[tuple[httpx.AsyncClient, di
             (G, Role.ENGINEER, ENGINEER),
             (C, Role.CUSTOMER, customer),
             (D, Role.CUSTOMER, other),
+            (M, Role.MONITOR, "desk-1"),
         ):
             _, tokens[who] = await create_token(conn, role, subject, who)
         spare, _ = await create_token(conn, Role.EXPERT, "spare", "to revoke")

@@ -231,10 +231,11 @@ def _assigned_to(caller: Principal) -> str | None:
     """Who the order must be assigned to for the caller to act on it; None for staff.
 
     Raises:
-        ForbiddenError: A customer: customers follow orders, they do not act on them.
+        ForbiddenError: A customer or the monitoring desk: they follow orders, they do not
+            act on them.
     """
-    if caller.role is Role.CUSTOMER:
-        raise ForbiddenError("customers follow orders; they do not act on them")
+    if caller.role in (Role.CUSTOMER, Role.MONITOR):
+        raise ForbiddenError(f"a {caller.role.value} follows orders; it does not act on them")
     return caller.subject_id if caller.role is Role.ENGINEER else None
 
 

@@ -1,6 +1,7 @@
 """The monitoring desk over HTTP: open tasks oldest first, and what a call found.
 
-Tasks are made by the SLA timer runner (`store.desk`); staff (admin, expert) work them. Each
+Tasks are made by the SLA timer runner (`store.desk`); the desk (monitor role) and staff
+(admin, expert) work them. Each
 task comes with its order, whom to call, the engineer, the planned ETA and the engineer's live
 tracking (last position, road distance, ETA recomputed from it).
 """
@@ -10,18 +11,22 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
-from telematics.api.context import Conn, Context, Staff
+from telematics.api.context import Conn, Context, allow
 from telematics.api.order_schemas import TrackingOut
 from telematics.api.schemas import BeforeId, BodyIn, PathId
 from telematics.store import desk
 from telematics.store import tracking as tracking_store
 from telematics.store.desk import DeskTask
+from telematics.store.tokens import Principal, Role
 from telematics.store.tracking import Tracking
 
 router = APIRouter(prefix="/v1/desk", tags=["monitoring desk"])
+
+Desk = Annotated[Principal, Depends(allow(Role.EXPERT, Role.MONITOR))]
+"""The admin, an expert, or the monitoring desk."""
 
 
 class ResultOut(BaseModel):
@@ -92,7 +97,7 @@ TaskKindQuery = Literal[
 async def list_tasks(
     conn: Conn,
     ctx: Context,
-    caller: Staff,
+    caller: Desk,
     state: TaskState = "open",
     kind: TaskKindQuery | None = None,
     order_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
@@ -128,7 +133,7 @@ class ResultIn(BodyIn):
 
 @router.post("/tasks/{task_id}/result")
 async def record_result(
-    task_id: PathId, body: ResultIn, conn: Conn, ctx: Context, caller: Staff
+    task_id: PathId, body: ResultIn, conn: Conn, ctx: Context, caller: Desk
 ) -> TaskOut:
     """Close a task with what the call found (409 if it is done already)."""
     done = await desk.record_result(

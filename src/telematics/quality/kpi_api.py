@@ -1,7 +1,8 @@
 """Service KPIs over HTTP: `GET /v1/service/kpis?period&from&to&region&engineer_id`.
 
 Per period, overall, by region and by engineer; definitions in docs/service-quality.md and
-`telematics.quality.kpis`. Staff only: the figures compare engineers and regions.
+`telematics.quality.kpis`. Staff and the monitoring desk only: the figures compare engineers
+and regions.
 """
 
 from __future__ import annotations
@@ -9,15 +10,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
-from telematics.api.context import Conn, Context, Staff
+from telematics.api.context import Conn, Context, allow
 from telematics.api.schemas import ID_PATTERN, Instant
 from telematics.base.errors import InvalidRequestError
 from telematics.quality import kpi_store
 from telematics.quality.kpis import Kpis, Rate, Spread, by_period
 from telematics.quality.periods import Period, period_start, starts
+from telematics.store.tokens import Principal, Role
 
 router = APIRouter(prefix="/v1/service", tags=["service quality"])
 
@@ -110,7 +112,7 @@ class ServiceKpisOut(BaseModel):
 async def service_kpis(
     conn: Conn,
     ctx: Context,
-    caller: Staff,
+    caller: Annotated[Principal, Depends(allow(Role.EXPERT, Role.MONITOR))],
     period: Period = Period.MONTH,
     from_: Annotated[Instant | None, Query(alias="from")] = None,
     to: Instant | None = None,

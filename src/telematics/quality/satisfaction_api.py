@@ -155,7 +155,7 @@ async def post_survey(
     body: SurveyIn,
     conn: Conn,
     ctx: Context,
-    caller: Annotated[Principal, Depends(allow(Role.EXPERT, Role.CUSTOMER))],
+    caller: Annotated[Principal, Depends(allow(Role.EXPERT, Role.MONITOR, Role.CUSTOMER))],
 ) -> SurveyOut:
     """Store a survey's answers (partial answers allowed; items must be the instrument's).
 
@@ -266,7 +266,7 @@ def _estimate_periods(
 async def satisfaction(
     conn: Conn,
     ctx: Context,
-    caller: Annotated[Principal, Depends(allow(Role.EXPERT, Role.CUSTOMER))],
+    caller: Annotated[Principal, Depends(allow(Role.EXPERT, Role.MONITOR, Role.CUSTOMER))],
     period: Period = Period.MONTH,
     from_: Annotated[Instant | None, Query(alias="from")] = None,
     to: Instant | None = None,
