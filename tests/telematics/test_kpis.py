@@ -18,6 +18,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import numpy as np
 import pytest
 
 from diagnosis.knowledge import KnowledgeBase
@@ -189,3 +190,7 @@ def test_percentiles_interpolate_between_order_statistics() -> None:
     assert (one.mean, one.p90) == (10.0, 10.0)
     s = spread([float(v) for v in range(1, 11)])
     assert s.p90 == pytest.approx(9.1)
+    values = [float(v) for v in np.random.default_rng(5).exponential(60.0, 37)]
+    got = spread(values)
+    assert got.p90 == pytest.approx(float(np.percentile(values, 90)), abs=1e-9)
+    assert got.mean == pytest.approx(float(np.mean(values)), abs=1e-9)
