@@ -194,3 +194,17 @@ def test_percentiles_interpolate_between_order_statistics() -> None:
     got = spread(values)
     assert got.p90 == pytest.approx(float(np.percentile(values, 90)), abs=1e-9)
     assert got.mean == pytest.approx(float(np.mean(values)), abs=1e-9)
+
+
+async def test_the_ends_of_the_calendar_are_answered_not_failed(pool: asyncpg.Pool) -> None:
+    edges = (
+        {"to": "0001-01-02T00:00:00Z"},
+        {"from": "9999-12-01T00:00:00Z", "to": "9999-12-30T00:00:00Z", "period": "year"},
+        {"from": "0001-01-02T00:00:00Z", "to": "0001-02-01T00:00:00Z"},
+    )
+    async with api_client(pool) as http:
+        for route in ("/v1/service/kpis", "/v1/satisfaction"):
+            for params in edges:
+                got = await http.get(route, headers=ADMIN, params=params)
+                assert got.status_code == 200, (route, params, got.text)
+                assert got.json()["periods"]

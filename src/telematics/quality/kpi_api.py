@@ -18,7 +18,7 @@ from telematics.api.schemas import ID_PATTERN, Instant
 from telematics.base.errors import InvalidRequestError
 from telematics.quality import kpi_store
 from telematics.quality.kpis import Kpis, Rate, Spread, by_period
-from telematics.quality.periods import Period, period_start, starts
+from telematics.quality.periods import Period, default_since, period_start, starts
 from telematics.store.tokens import Principal, Role
 
 router = APIRouter(prefix="/v1/service", tags=["service quality"])
@@ -125,7 +125,7 @@ async def service_kpis(
     """
     now = datetime.now(UTC)
     until = to or now
-    since = from_ or period_start(until - timedelta(days=365), period)
+    since = from_ or default_since(until, period)
     try:
         order = starts(since, until, period)
     except ValueError as exc:

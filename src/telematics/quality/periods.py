@@ -5,7 +5,7 @@ Pure: it imports no I/O library and reads no clock.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Final
 
@@ -37,6 +37,16 @@ def next_start(start: datetime, period: Period) -> datetime:
     return datetime(months // 12, months % 12 + 1, 1, tzinfo=UTC)
 
 
+def default_since(until: datetime, period: Period) -> datetime:
+    """The start of a default span: the period holding the moment 365 days before `until`
+    (the period of `until` itself at the very start of the calendar).
+    """
+    try:
+        return period_start(until - timedelta(days=365), period)
+    except OverflowError:
+        return period_start(until, period)
+
+
 def starts(since: datetime, until: datetime, period: Period) -> list[datetime]:
     """The starts of every period overlapping [since, until).
 
@@ -51,5 +61,7 @@ def starts(since: datetime, until: datetime, period: Period) -> list[datetime]:
         out.append(at)
         if len(out) > MAX_PERIODS:
             raise ValueError(f"at most {MAX_PERIODS} periods at a time; ask for a shorter span")
+        if at.year == 9999 and at.month + _MONTHS[period] > 12:
+            break  # the calendar ends inside this period
         at = next_start(at, period)
     return out

@@ -25,7 +25,7 @@ from telematics.quality import instrument as instruments
 from telematics.quality import survey_store
 from telematics.quality.index import PeriodIndex, answer_matrix, period_index
 from telematics.quality.instrument import Instrument
-from telematics.quality.periods import Period, period_start, starts
+from telematics.quality.periods import Period, default_since, period_start, starts
 from telematics.quality.plspm import EstimationError, Scheme
 from telematics.store.tokens import Principal, Role
 
@@ -283,7 +283,7 @@ async def satisfaction(
     if caller.role is Role.CUSTOMER:
         customer_id = caller.subject_id
     until = to or datetime.now(UTC)
-    since = from_ or period_start(until - timedelta(days=365), period)
+    since = from_ or default_since(until, period)
     try:
         order = starts(since, until, period)
     except ValueError as exc:
