@@ -14,12 +14,14 @@ import math
 import numpy as np
 import pytest
 
+from telematics.quality.bootstrap import draw_counts
 from telematics.quality.plspm import (
     EstimationError,
     PathModel,
     Scheme,
     estimate,
     index_weights,
+    resampled_weights,
     to_0_100,
 )
 
@@ -142,6 +144,29 @@ def test_the_estimator_recovers_known_path_coefficients() -> None:
     # With reliable items, R² of the last construct is near its true value 0.49.
     assert fit.r_squared[3] == pytest.approx(TRUE[(2, 3)] ** 2, abs=0.04)
     assert fit.iterations < 100
+
+
+@pytest.mark.parametrize("scheme", ["centroid", "factorial", "path"])
+def test_resamples_fitted_at_once_equal_each_fitted_alone(scheme: str) -> None:
+    data = generate(120, seed=5, noise=0.9)
+    counts = draw_counts(len(data), 25, seed=3)
+    weights, means, ok = resampled_weights(data, MODEL, counts, scheme=Scheme(scheme))
+    assert ok.all()
+    for b, c in enumerate(counts):
+        sample = np.repeat(data, c, axis=0)
+        alone = estimate(sample, MODEL, scheme=Scheme(scheme))
+        assert np.allclose(means[b], sample.mean(axis=0), atol=1e-12)
+        for j, block in enumerate(BLOCKS):
+            assert np.max(np.abs(weights[b, list(block), j] - alone.weights[j])) < 1e-8
+
+
+def test_a_resample_without_variance_is_marked_not_ok() -> None:
+    data = generate(40, seed=2, noise=0.5)
+    counts = np.zeros((2, 40), dtype=np.int64)
+    counts[0, 7] = 40  # one row forty times: no variance at all
+    counts[1] = 1
+    _, _, ok = resampled_weights(data, MODEL, counts)
+    assert ok.tolist() == [False, True]
 
 
 def test_a_wrong_model_is_refused() -> None:

@@ -1,4 +1,4 @@
-"""The nonparametric bootstrap: resampled rows and the percentile interval of a statistic.
+"""The nonparametric bootstrap: resamples as counts, and the percentile interval.
 
 Pure numpy: it imports no I/O library and reads no clock; randomness comes from a seeded
 generator, so the same answers give the same interval.
@@ -6,43 +6,31 @@ generator, so the same answers give the same interval.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 from numpy.typing import NDArray
 
 
-def percentile_interval(
-    statistic: Callable[[NDArray[np.intp]], float | None],
-    n: int,
-    *,
-    resamples: int,
-    seed: int = 0,
-    level: float = 0.95,
-) -> tuple[float, float] | None:
-    """The percentile bootstrap interval of `statistic` over `n` rows.
+def draw_counts(n: int, resamples: int, seed: int = 0) -> NDArray[np.int64]:
+    """`resamples` resamples of n rows drawn with replacement, as counts (resamples x n):
+    row r of the sample appears `counts[b, r]` times in resample b.
+    """
+    rng = np.random.default_rng(seed)
+    out = np.zeros((resamples, n), dtype=np.int64)
+    for b in range(resamples):
+        out[b] = np.bincount(rng.integers(0, n, size=n), minlength=n)
+    return out
 
-    Args:
-        statistic: Row indices (n of them, drawn with replacement) -> the statistic, or None
-            when it cannot be computed on that resample.
-        n: Rows in the sample.
-        resamples: How many resamples (0: no interval).
-        seed: Seed of the generator.
-        level: Coverage of the interval.
+
+def percentile_interval(
+    values: NDArray[np.float64], resamples: int, level: float = 0.95
+) -> tuple[float, float] | None:
+    """The percentile interval of the statistic's resampled `values` (those that could be
+    computed): the (1 - level) / 2 and (1 + level) / 2 quantiles, linear interpolation.
 
     Returns:
-        (lower, upper) at the (1 - level) / 2 and (1 + level) / 2 quantiles of the resampled
-        statistics; None when there are no resamples or fewer than half could be computed.
+        None when there were no resamples or fewer than half of them could be computed.
     """
-    if resamples <= 0 or n <= 0:
+    if resamples <= 0 or len(values) * 2 < resamples:
         return None
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(resamples):
-        value = statistic(rng.integers(0, n, size=n))
-        if value is not None:
-            values.append(value)
-    if len(values) * 2 < resamples:
-        return None
-    lo, hi = np.quantile(np.array(values), [(1 - level) / 2, (1 + level) / 2])
+    lo, hi = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from telematics.quality.bootstrap import percentile_interval
+from telematics.quality.bootstrap import draw_counts, percentile_interval
 from telematics.quality.instrument import Instrument
 from telematics.quality.plspm import (
     Estimate,
@@ -26,6 +26,7 @@ from telematics.quality.plspm import (
     Scheme,
     estimate,
     index_weights,
+    resampled_weights,
     to_0_100,
 )
 
@@ -106,6 +107,22 @@ def _score(fit: Estimate, data: Floats, model: PathModel, j: int) -> float:
     return to_0_100(float(w @ data[:, list(model.blocks[j])].mean(axis=0)))
 
 
+def _interval(
+    prep: _Prepared, j_index: int, scheme: Scheme, resamples: int, seed: int
+) -> tuple[float, float] | None:
+    """The bootstrap interval of the index: every resample fitted at once."""
+    if resamples <= 0:
+        return None
+    counts = draw_counts(len(prep.data), resamples, seed)
+    w, means, ok = resampled_weights(prep.data, prep.model, counts, scheme=scheme)
+    block = list(prep.model.blocks[j_index])
+    wb = w[:, block, j_index]
+    sums = wb.sum(axis=1)
+    good = ok & (sums > 1e-12)
+    scores = (wb[good] * means[good][:, block]).sum(axis=1) / sums[good]
+    return percentile_interval((scores - 1.0) / 9.0 * 100.0, resamples)  # as `to_0_100`
+
+
 def period_index(
     matrix: Floats,
     instrument: Instrument,
@@ -126,15 +143,7 @@ def period_index(
     fit = estimate(prep.data, prep.model, scheme=scheme)
     index = _score(fit, prep.data, prep.model, j_index)
 
-    def resampled(rows: NDArray[np.intp]) -> float | None:
-        sample = prep.data[rows]
-        try:
-            again = estimate(sample, prep.model, scheme=scheme)
-            return _score(again, sample, prep.model, j_index)
-        except EstimationError:
-            return None
-
-    ci = percentile_interval(resampled, len(prep.data), resamples=resamples, seed=seed)
+    ci = _interval(prep, j_index, scheme, resamples, seed)
     constructs: dict[str, float | None] = {}
     for j, name in enumerate(names):
         try:

@@ -273,3 +273,82 @@ def index_weights(weights: Floats) -> Floats:
 def to_0_100(score_1_10: float) -> float:
     """A score on the items' 1-10 scale mapped to 0-100: (x - 1) / 9 x 100."""
     return (score_1_10 - 1.0) / 9.0 * 100.0
+
+
+def resampled_weights(
+    items: Floats,
+    model: PathModel,
+    counts: NDArray[np.int64],
+    *,
+    scheme: Scheme = Scheme.CENTROID,
+    tol: float = TOL,
+    max_iter: int = MAX_ITER,
+) -> tuple[Floats, Floats, NDArray[np.bool_]]:
+    """Outer weights of many resamples at once (the bootstrap), the same algorithm as
+    `estimate` run on B stacked covariance matrices.
+
+    Resample b repeats row r `counts[b, r]` times. Its covariance is
+    Xcᵀ diag(c_b) Xc / n - d_b d_bᵀ with d_b = c_b Xc / n (Xc centred on the full sample, for
+    accuracy), so no resampled matrix is ever built.
+
+    Args:
+        items: n x p complete item data.
+        model: The blocks and paths.
+        counts: B x n draws, each row summing to n.
+        scheme: Inner weighting scheme.
+        tol: Convergence threshold.
+        max_iter: Iterations before a resample is given up.
+
+    Returns:
+        (weights B x p x J block-diagonal, item means B x p, ok B: False where a resample had a
+        block without variance, collinear predecessors or did not converge).
+    """
+    x = np.asarray(items, dtype=np.float64)
+    n, p = x.shape
+    st = _structure(model, p)
+    full_mean = x.mean(axis=0)
+    xc = x - full_mean
+    c = counts.astype(np.float64)
+    shift = c @ xc / n
+    covs = np.stack([(xc.T * cb) @ xc / n for cb in c]) - shift[:, :, None] * shift[:, None, :]
+    ok = np.ones(len(c), dtype=np.bool_)
+
+    def standardised(w: Floats) -> Floats:
+        var = np.einsum("bij,bik,bkj->bj", w, covs, w)
+        bad = ~np.isfinite(var) | (var <= 1e-24)
+        ok[np.any(bad, axis=1)] = False
+        out: Floats = w / np.sqrt(np.where(bad, 1.0, var))[:, None, :]
+        return out
+
+    w = standardised(np.broadcast_to(st.mask, (len(c), *st.mask.shape)).copy())
+    done = np.zeros(len(c), dtype=np.bool_)
+    for _ in range(max_iter):
+        corr = np.matmul(w.transpose(0, 2, 1), np.matmul(covs, w))
+        inner = _inner_batch(st, corr, scheme, ok)
+        new = standardised(st.mask * np.matmul(np.matmul(covs, w), inner))
+        change = np.max(np.abs(new - w), axis=(1, 2))
+        w = np.where(done[:, None, None], w, new)
+        done |= change < tol
+        if np.all(done | ~ok):
+            break
+    ok &= done
+    return w, full_mean + shift, ok
+
+
+def _inner_batch(st: _Structure, corr: Floats, scheme: Scheme, ok: NDArray[np.bool_]) -> Floats:
+    if scheme is Scheme.CENTROID:
+        out: Floats = np.sign(corr) * st.adjacent
+        return out
+    if scheme is Scheme.FACTORIAL:
+        out = corr * st.adjacent
+    else:
+        out = corr * st.follows
+        for j, preds in enumerate(st.preds):
+            if preds:
+                idx = list(preds)
+                a = corr[:, idx][:, :, idx]
+                singular = np.abs(np.linalg.det(a)) < 1e-12
+                ok[singular] = False
+                a[singular] = np.eye(len(idx))
+                out[:, idx, j] = np.linalg.solve(a, corr[:, idx, j][:, :, None])[:, :, 0]
+    return out
