@@ -48,21 +48,28 @@ class Tracking:
 
 
 _QUERY = """
+    WITH wanted AS (
+        SELECT order_id, state, engineer_id, machine_id, site_lat, site_lon, arrived_at
+        FROM orders WHERE order_id = ANY($1::bigint[]) AND engineer_id IS NOT NULL
+    ), last AS (  -- once per engineer, however many of the orders are theirs
+        SELECT e.engineer_id, p.ts, p.lat, p.lon
+        FROM (SELECT DISTINCT engineer_id FROM wanted) e
+        LEFT JOIN LATERAL (
+            SELECT ts, lat, lon FROM engineer_positions p
+            WHERE p.engineer_id = e.engineer_id ORDER BY ts DESC LIMIT 1) p ON true
+    )
     SELECT o.order_id, o.state, o.engineer_id, o.site_lat, o.site_lon, o.arrived_at,
            e.speed_kmh, m.site_radius_m, last.ts, last.lat, last.lon,
            arr.lat AS arr_lat, arr.lon AS arr_lon
-    FROM orders o
+    FROM wanted o
     JOIN engineers e ON e.engineer_id = o.engineer_id
     JOIN machines m ON m.machine_id = o.machine_id
-    LEFT JOIN LATERAL (
-        SELECT ts, lat, lon FROM engineer_positions p
-        WHERE p.engineer_id = o.engineer_id ORDER BY ts DESC LIMIT 1) last ON true
+    JOIN last ON last.engineer_id = o.engineer_id
     LEFT JOIN LATERAL (
         SELECT lat, lon FROM engineer_positions p
         WHERE p.engineer_id = o.engineer_id AND o.arrived_at IS NOT NULL
           AND p.ts <= o.arrived_at AND p.ts >= o.arrived_at - interval '1 hour'
         ORDER BY ts DESC LIMIT 1) arr ON true
-    WHERE o.order_id = ANY($1::bigint[])
 """
 
 _MOVING = ("dispatched", "accepted", "en_route")
