@@ -325,6 +325,7 @@ def _start_jobs(
             stop,
             worker_id=settings.mqtt_client_id,
             interval_s=settings.sla_check_interval_s,
+            notify_line=settings.desk_escalate_to_line or None,
         )
     )
     tg.create_task(maintenance_job.run(pool, settings, stop))

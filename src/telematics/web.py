@@ -18,11 +18,21 @@ from telematics.api.app import create_app
 from telematics.api.context import ApiContext
 from telematics.maintenance.router import router as maintenance_router
 from telematics.notices.api import router as notices_router
+from telematics.quality import desk_api, kpi_api, regions_api, satisfaction_api
 
 
 def capability_routers() -> list[APIRouter]:
     """The routers of the capabilities above `api/`, in the order they are mounted."""
-    return [maintenance_router, notices_router, aemp_admin.router, aemp_sources.router]
+    return [
+        maintenance_router,
+        notices_router,
+        desk_api.router,
+        satisfaction_api.router,
+        kpi_api.router,
+        regions_api.router,
+        aemp_admin.router,
+        aemp_sources.router,
+    ]
 
 
 def prefixed_routers() -> list[APIRouter]:

@@ -33,12 +33,12 @@ ALARM_NOTE = "internal: operator keeps ignoring the gauge"
 
 CUSTOMER_ORDER = {
     "view", "order_id", "alarm_id", "machine_id", "state", "severity", "fault",
-    "engineer_assigned", "eta", "parts", "consumed", "created_at", "updated_at",
+    "engineer_assigned", "eta", "parts", "consumed", "created_at", "updated_at", "live_eta",
 }  # fmt: skip
 ENGINEER_ORDER = {
     "view", "order_id", "alarm_id", "machine_id", "customer_id", "state", "severity", "fault",
     "skills", "parts", "engineer_id", "site_lat", "site_lon", "eta", "route", "reserved",
-    "consumed", "created_at", "updated_at", "version",
+    "consumed", "created_at", "updated_at", "version", "tracking",
 }  # fmt: skip
 ENGINEER_ROUTE = {"pickup_warehouse_id", "stops", "distance_km", "detour_km", "eta_min"}
 ROUTE_STOP = {"kind", "place_id", "lat", "lon", "distance_km", "arrive_min"}

@@ -31,7 +31,8 @@ from tests.telematics.test_orders import build, raise_alarm
 ADMIN = "roles-admin-token"
 ENGINEER = unique("ENG")
 A, E, G, C, D = "admin", "expert", "engineer", "customer", "other customer"
-EVERYONE = {A, E, G, C, D}
+M = "monitor"
+EVERYONE = {A, E, G, C, D, M}
 
 # (method, path template) -> roles allowed to call it. A caller outside a resource's scope (the
 # other customer; an engineer the order is not assigned to, or whose order is not behind the
@@ -40,9 +41,9 @@ EVERYONE = {A, E, G, C, D}
 RULES: dict[tuple[str, str], set[str]] = {
     ("POST", "/v1/machines"): {A},
     ("GET", "/v1/machines"): {A, E, C, D},
-    ("GET", "/v1/machines/{machine_id}"): {A, E, G, C},
-    ("GET", "/v1/machines/{machine_id}/readings"): {A, E, G, C},
-    ("GET", "/v1/machines/{machine_id}/latest"): {A, E, G, C},
+    ("GET", "/v1/machines/{machine_id}"): {A, E, G, C, M},
+    ("GET", "/v1/machines/{machine_id}/readings"): {A, E, G, C, M},
+    ("GET", "/v1/machines/{machine_id}/latest"): {A, E, G, C, M},
     ("POST", "/v1/import/machines"): {A},
     ("POST", "/v1/engineers"): {A},
     ("GET", "/v1/engineers"): {A, E},
@@ -71,8 +72,8 @@ RULES: dict[tuple[str, str], set[str]] = {
     ("POST", "/v1/alarms/{alarm_id}/dispatch"): {A, E},
     ("POST", "/v1/dispatch"): {A, E},
     ("GET", "/v1/orders"): EVERYONE,
-    ("GET", "/v1/orders/{order_id}"): {A, E, C},
-    ("GET", "/v1/orders/{order_id}/events"): {A, E, C},
+    ("GET", "/v1/orders/{order_id}"): {A, E, C, M},
+    ("GET", "/v1/orders/{order_id}/events"): {A, E, C, M},
     ("GET", "/v1/orders/{order_id}/timers"): {A, E},
     ("POST", "/v1/orders/{order_id}/accept"): {A, E},
     ("POST", "/v1/orders/{order_id}/start-travel"): {A, E},
@@ -89,7 +90,7 @@ RULES: dict[tuple[str, str], set[str]] = {
     ("DELETE", "/v1/tokens/{token_id}"): {A},
     ("GET", "/v1/maintenance/plans/{class_or_model}"): EVERYONE,
     ("PUT", "/v1/maintenance/plans/{class_or_model}"): {A, E},
-    ("GET", "/v1/machines/{machine_id}/maintenance"): {A, E, G, C},
+    ("GET", "/v1/machines/{machine_id}/maintenance"): {A, E, G, C, M},
     ("POST", "/v1/machines/{machine_id}/maintenance/{item}/done"): {A, E, G, C},
     ("POST", "/v1/machines/{machine_id}/maintenance/{item}/order"): {A, E},
     ("GET", "/v1/maintenance/due"): {A, E, C, D},
@@ -103,6 +104,14 @@ RULES: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/aemp/sources"): {A},
     ("DELETE", "/v1/aemp/sources/{source_id}"): {A},
     ("POST", "/v1/aemp/sources/{source_id}/pull"): {A},
+    ("GET", "/v1/desk/tasks"): {A, E, M},
+    ("POST", "/v1/desk/tasks/{task_id}/result"): {A, E, M},
+    ("GET", "/v1/satisfaction/instrument"): EVERYONE,
+    ("PUT", "/v1/satisfaction/instrument"): {A},
+    ("POST", "/v1/surveys"): {A, E, C, D, M},
+    ("GET", "/v1/satisfaction"): {A, E, C, D, M},
+    ("PUT", "/v1/machines/{machine_id}/region"): {A},
+    ("GET", "/v1/service/kpis"): {A, E, M},
 }
 
 
@@ -145,6 +154,15 @@ def body_for(method: str, path: str, machine_id: str) -> object:
         },
         "/v1/machines/{machine_id}/maintenance/{item}/order": {},
         "/v1/notifications/subscriptions": {"subscriptions": [{"channel": "mqtt"}]},
+        "/v1/desk/tasks/{task_id}/result": {"reached": True},
+        "/v1/satisfaction/instrument": {"constructs": [], "paths": [], "index": "x"},
+        "/v1/surveys": {
+            "customer_id": "nobody",
+            "channel": "app",
+            "answers": {"sat_overall": 5},
+            "answered_at": "2024-01-01T00:00:00Z",
+        },
+        "/v1/machines/{machine_id}/region": {"region": "east"},
     }
     return bodies.get(path) if method in ("POST", "PUT", "PATCH") else None
 
@@ -174,6 +192,7 @@ async def world(pool: asyncpg.Pool) -> AsyncIterator[tuple[httpx.AsyncClient, di
             (G, Role.ENGINEER, ENGINEER),
             (C, Role.CUSTOMER, customer),
             (D, Role.CUSTOMER, other),
+            (M, Role.MONITOR, "desk-1"),
         ):
             _, tokens[who] = await create_token(conn, role, subject, who)
         spare, _ = await create_token(conn, Role.EXPERT, "spare", "to revoke")
@@ -210,6 +229,7 @@ async def world(pool: asyncpg.Pool) -> AsyncIterator[tuple[httpx.AsyncClient, di
         "engineer_id": ENGINEER,
         "warehouse_id": "WH-ROLES",
         "kind": "parts",
+        "task_id": 999_999_999,
         "tokens": tokens,
         "customer": customer,
         "class_or_model": "ROLES-PLAN",

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from dispatch.needs import PartNeed
 from telematics.store.orders import OrderEventRow, StoredOrder
 from telematics.store.tokens import Principal, Role
+from telematics.store.tracking import Tracking
 
 
 class PartOut(BaseModel):
@@ -33,6 +34,32 @@ class PartOut(BaseModel):
 
 def _parts(parts: tuple[PartNeed, ...]) -> list[PartOut]:
     return [PartOut(part_no=p.part_no, quantity=p.quantity) for p in parts]
+
+
+class TrackingOut(BaseModel):
+    """The engineer's last reported position and what it means for the site."""
+
+    engineer_id: str
+    at: datetime | None = Field(description="When the position was reported; None: never")
+    lat: float | None
+    lon: float | None
+    distance_km: float | None = Field(description="Road km from there to the site")
+    eta: datetime | None = Field(description="Arrival recomputed from there, while on the way")
+    arrived_off_site: bool | None = Field(
+        description="The arrival was reported far from the site; None before an arrival"
+    )
+    arrival_distance_m: float | None
+
+    @classmethod
+    def of(cls, t: Tracking | None) -> TrackingOut | None:
+        """From the store's value."""
+        if t is None:
+            return None
+        return cls(
+            engineer_id=t.engineer_id, at=t.at, lat=t.lat, lon=t.lon, distance_km=t.distance_km,
+            eta=t.eta, arrived_off_site=t.arrived_off_site,
+            arrival_distance_m=t.arrival_distance_m,
+        )  # fmt: skip
 
 
 class _OrderJob(BaseModel):
@@ -56,6 +83,9 @@ class _OrderJob(BaseModel):
     created_at: datetime
     updated_at: datetime
     version: int
+    tracking: TrackingOut | None = Field(
+        default=None, description="Live position, distance and ETA (order reads only)"
+    )
 
 
 def _job(s: StoredOrder) -> dict[str, Any]:
@@ -89,9 +119,9 @@ class OrderOut(_OrderJob):
     plan: dict[str, Any] | None = Field(description="Route, distances, ETA and why this engineer")
 
     @classmethod
-    def of(cls, s: StoredOrder) -> OrderOut:
+    def of(cls, s: StoredOrder, tracking: Tracking | None = None) -> OrderOut:
         """From the store's value."""
-        return cls(view="staff", plan=s.plan, **_job(s))
+        return cls(view="staff", plan=s.plan, tracking=TrackingOut.of(tracking), **_job(s))
 
 
 class RouteStopOut(BaseModel):
@@ -142,9 +172,10 @@ class OrderEngineerOut(_OrderJob):
     route: RouteOut | None
 
     @classmethod
-    def of(cls, s: StoredOrder) -> OrderEngineerOut:
+    def of(cls, s: StoredOrder, tracking: Tracking | None = None) -> OrderEngineerOut:
         """From the store's value."""
-        return cls(view="engineer", route=RouteOut.of_plan(s.plan), **_job(s))
+        route = RouteOut.of_plan(s.plan)
+        return cls(view="engineer", route=route, tracking=TrackingOut.of(tracking), **_job(s))
 
 
 class OrderCustomerOut(BaseModel):
@@ -163,9 +194,12 @@ class OrderCustomerOut(BaseModel):
     consumed: list[PartOut] = Field(description="Parts used, once completed")
     created_at: datetime
     updated_at: datetime
+    live_eta: datetime | None = Field(
+        default=None, description="ETA recomputed from the engineer's live position"
+    )
 
     @classmethod
-    def of(cls, s: StoredOrder) -> OrderCustomerOut:
+    def of(cls, s: StoredOrder, tracking: Tracking | None = None) -> OrderCustomerOut:
         """From the store's value."""
         o = s.order
         return cls(
@@ -182,6 +216,7 @@ class OrderCustomerOut(BaseModel):
             consumed=_parts(o.consumed),
             created_at=o.created_at,
             updated_at=o.updated_at,
+            live_eta=None if tracking is None else tracking.eta,
         )
 
 
@@ -189,13 +224,15 @@ OrderView = Annotated[OrderOut | OrderEngineerOut | OrderCustomerOut, Field(disc
 """An order in the caller's role's view."""
 
 
-def order_view(stored: StoredOrder, caller: Principal) -> OrderView:
-    """The order as `caller`'s role may see it."""
+def order_view(
+    stored: StoredOrder, caller: Principal, tracking: Tracking | None = None
+) -> OrderView:
+    """The order as `caller`'s role may see it (a customer sees no position, only the ETA)."""
     if caller.role is Role.CUSTOMER:
-        return OrderCustomerOut.of(stored)
+        return OrderCustomerOut.of(stored, tracking)
     if caller.role is Role.ENGINEER:
-        return OrderEngineerOut.of(stored)
-    return OrderOut.of(stored)
+        return OrderEngineerOut.of(stored, tracking)
+    return OrderOut.of(stored, tracking)
 
 
 class OrderEventOut(BaseModel):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, status
@@ -40,6 +40,7 @@ from telematics.services.dispatching import (
 )
 from telematics.store import orders as order_store
 from telematics.store import timers as timer_store
+from telematics.store import tracking
 from telematics.store.orders import StoredOrder
 from telematics.store.tokens import Principal, Role
 
@@ -162,6 +163,7 @@ async def dispatch_batch(body: BatchDispatchIn, ctx: Context, caller: Staff) -> 
 @router.get("/orders")
 async def list_orders(
     conn: Conn,
+    ctx: Context,
     caller: Caller,
     state: str | None = None,
     engineer_id: str | None = None,
@@ -179,7 +181,13 @@ async def list_orders(
         customer_id = caller.subject_id
     where = order_store.OrderFilter(state, engineer_id, customer_id, machine_id)
     found = await order_store.list_orders(conn, where, before_id=before, limit=limit)
-    return [order_view(o, caller) for o in found]
+    tracked = await _tracking(conn, ctx, [o.order_id for o in found])
+    return [order_view(o, caller, tracked.get(o.order_id)) for o in found]
+
+
+async def _tracking(conn: Conn, ctx: Context, order_ids: list[int]) -> dict[int, tracking.Tracking]:
+    off_site_m = ctx.settings.tracking_off_site_m
+    return await tracking.track(conn, order_ids, now=datetime.now(UTC), off_site_m=off_site_m)
 
 
 async def _visible(conn: Conn, caller: Principal, order_id: int) -> StoredOrder:
@@ -189,11 +197,15 @@ async def _visible(conn: Conn, caller: Principal, order_id: int) -> StoredOrder:
 
 
 @router.get("/orders/{order_id}")
-async def get_order(order_id: PathId, conn: Conn, caller: Caller) -> OrderView:
+async def get_order(order_id: PathId, conn: Conn, ctx: Context, caller: Caller) -> OrderView:
     """One order with its ETA, in the view of the caller's role: staff see the route plan and
-    why this engineer, the engineer their own route, the customer progress and ETA.
+    why this engineer, the engineer their own route, the customer progress and ETA; staff and
+    the engineer also the live tracking (last position, distance, recomputed ETA,
+    `arrived_off_site`), the customer the recomputed ETA.
     """
-    return order_view(await _visible(conn, caller, order_id), caller)
+    stored = await _visible(conn, caller, order_id)
+    tracked = await _tracking(conn, ctx, [order_id])
+    return order_view(stored, caller, tracked.get(order_id))
 
 
 @router.get("/orders/{order_id}/events")
@@ -219,10 +231,11 @@ def _assigned_to(caller: Principal) -> str | None:
     """Who the order must be assigned to for the caller to act on it; None for staff.
 
     Raises:
-        ForbiddenError: A customer: customers follow orders, they do not act on them.
+        ForbiddenError: A customer or the monitoring desk: they follow orders, they do not
+            act on them.
     """
-    if caller.role is Role.CUSTOMER:
-        raise ForbiddenError("customers follow orders; they do not act on them")
+    if caller.role in (Role.CUSTOMER, Role.MONITOR):
+        raise ForbiddenError(f"a {caller.role.value} follows orders; it does not act on them")
     return caller.subject_id if caller.role is Role.ENGINEER else None
 
 

@@ -220,6 +220,34 @@ class Settings(BaseSettings):
         default=30.0, gt=0, le=3600, description="How often due AEMP sources are looked for."
     )
 
+    desk_escalate_to_line: int = Field(
+        default=2,
+        ge=0,
+        le=3,
+        description="Support line a desk escalation hands the order's alarm to; 0: none.",
+    )
+    desk_callback_grace_min: float = Field(
+        default=15.0,
+        gt=0,
+        le=24 * 60,
+        description="A callback check made within this of coming due counts as made on time.",
+    )
+    tracking_off_site_m: float = Field(
+        default=500.0,
+        gt=0,
+        le=100_000,
+        description="An arrival reported farther than this from the site is flagged.",
+    )
+    satisfaction_min_n: int = Field(
+        default=30, ge=5, le=100_000, description="Fewer answers in a period: no index."
+    )
+    satisfaction_bootstrap: int = Field(
+        default=200, ge=0, le=5000, description="Bootstrap resamples of the index's 95% CI."
+    )
+    satisfaction_instrument_path: Path | None = Field(
+        default=None, description="A survey instrument TOML to ship instead of the packaged one."
+    )
+
     @field_validator("mqtt_url")
     @classmethod
     def _mqtt_url_is_mqtt(cls, value: str | None) -> str | None:

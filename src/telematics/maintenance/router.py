@@ -155,7 +155,7 @@ async def maintenance_done(
     item: ItemPath,
     body: DoneIn,
     conn: Conn,
-    caller: Caller,
+    caller: Annotated[Principal, Depends(allow(Role.EXPERT, Role.ENGINEER, Role.CUSTOMER))],
     ctx: Context,
     response: Response,
 ) -> DoneOut:

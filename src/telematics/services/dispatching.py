@@ -458,8 +458,10 @@ async def _replan(
 
 
 def order_visible(order: StoredOrder, role: str, subject_id: str) -> bool:
-    """Whether a caller may see an order: staff all, an engineer theirs, a customer its own."""
-    if role in ("admin", "expert"):
+    """Whether a caller may see an order: staff and the monitoring desk all, an engineer
+    theirs, a customer its own.
+    """
+    if role in ("admin", "expert", "monitor"):
         return True
     if role == "engineer":
         return order.order.engineer_id == subject_id

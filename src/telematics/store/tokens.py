@@ -29,6 +29,7 @@ class Role(StrEnum):
     EXPERT = "expert"
     ENGINEER = "engineer"
     CUSTOMER = "customer"
+    MONITOR = "monitor"
 
 
 @dataclass(frozen=True, slots=True)
