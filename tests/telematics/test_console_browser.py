@@ -213,6 +213,7 @@ async def test_customer_sees_its_own_fleet_and_alarms_never_anothers_in_chinese(
         await _raise_with_readings(conn, own)
     await page.get_by_role("row").filter(has_text=own).wait_for()
     assert await page.get_by_text(other).count() == 0
+    await _shot(page, "alarm-queue-zh")
     # The switch is kept: English after a reload.
     await page.get_by_label("语言").select_option("en")
     await page.get_by_role("heading", name="Alarm queue").wait_for()
