@@ -137,6 +137,11 @@ async def test_expert_sees_a_new_alarm_live_opens_it_sees_the_chart_and_dispatch
     row = page.get_by_role("row").filter(has_text=world.machine_id)
     await row.get_by_text("New").wait_for()  # appeared without a reload
     await _shot(page, "alarm-queue")
+    await page.get_by_label("Severity").select_option("minor")
+    await row.wait_for(state="detached")
+    await page.get_by_label("Severity").select_option("critical")
+    await row.get_by_role("link").wait_for()
+    assert "severity=critical" in page.url  # the filter is in the address
     await row.get_by_role("link", name="Low engine oil pressure").click()
     await page.get_by_role("heading", name=f"Alarm {alarm_id}: Low engine oil pressure").wait_for()
     await page.get_by_role("heading", name="Probable causes").wait_for()

@@ -13,8 +13,11 @@ import pytest
 
 from diagnosis.knowledge import KnowledgeBase
 from telematics.api.session_cookie import COOKIE, SessionKeeper
+from telematics.base.config import Settings
+from telematics.base.metrics import Metrics
 from telematics.console import language
-from telematics.store.registry import Site, add_machine
+from telematics.service import Pools, api_context
+from telematics.store.registry import Site, SourceDirectory, add_machine
 from telematics.store.tokens import Role, create_token
 from tests.conftest import unique
 from tests.telematics.harness import ADMIN_TOKEN, api_client
@@ -266,3 +269,15 @@ def test_every_language_has_every_string() -> None:
         assert strings.keys() == english.keys(), lang
         assert all(isinstance(v, str) and v for v in strings.values()), lang
     assert files["zh-CN"]["nav.alarms"] != english["nav.alarms"]
+
+
+def test_processes_sharing_the_console_secret_honour_each_others_sessions() -> None:
+    def keeper(**settings: object) -> SessionKeeper:
+        pools = Pools(ingest=None, api=None, jobs=None)  # type: ignore[arg-type]
+        ctx = api_context(Settings(**settings), pools, SourceDirectory(), Metrics(), "t")  # type: ignore[arg-type]
+        return ctx.sessions
+
+    value, _ = keeper(console_secret="shared", console_session_s=120).issue("t")
+    assert keeper(console_secret="shared").read(value) is not None
+    assert keeper(console_secret="another").read(value) is None
+    assert keeper().read(value) is None  # unset: a random key of its own
