@@ -3,16 +3,20 @@ bounded, and closed by sign-out."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
 
 from telematics.api.session_cookie import COOKIE
+from telematics.base.config import Settings
 from telematics.console.feed import STREAMS_PER_SESSION
 from telematics.console.feed_queries import alarm_mark
+from telematics.service import Endpoints, run_service
 from telematics.store import resources
 from telematics.store.registry import Site, add_machine
 from telematics.store.tokens import Role, create_token
@@ -126,3 +130,32 @@ async def test_streams_are_bounded_per_session_and_refused_to_engineers(
         assert (await http.get("/console/events", headers={"Cookie": ""})).status_code in (401, 403)
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as anonymous:
         assert (await anonymous.get("/console/events")).status_code == 401
+
+
+async def test_the_service_stops_with_a_console_stream_open(
+    settings: Settings, tmp_path: Path
+) -> None:
+    cfg = settings.model_copy(
+        update={
+            "mqtt_client_id": unique("gw-console"), "mqtt_session_expiry_s": 60, "http_port": 0,
+            "data_dir": tmp_path, "alarm_notices": False, "console_stream_s": 3600,
+        }
+    )  # fmt: skip
+    stop = asyncio.Event()
+    ready: asyncio.Future[Endpoints] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(run_service(cfg, stop, ready.set_result))
+    try:
+        endpoints = await asyncio.wait_for(asyncio.shield(ready), 30)
+        auth = {"Authorization": f"Bearer {endpoints.admin_token}"}
+        async with (
+            httpx.AsyncClient(base_url=endpoints.http_url, timeout=60) as http,
+            http.stream("GET", "/console/events", headers=auth) as stream,
+        ):
+            assert (await anext(_events(stream.aiter_lines())))[0] == "alarms"
+            stop.set()
+            # Stopping must not wait out the stream's hour.
+            await asyncio.wait_for(task, 60)
+    finally:
+        stop.set()
+        if not task.done():
+            task.cancel()
