@@ -92,6 +92,10 @@ async def _sign_in(page: Page, base_url: str, token: str, button: str = "Sign in
 
 
 async def _shot(page: Page, name: str) -> None:
+    """A page as a person sees it: no code's leftovers in its text; saved when asked."""
+    text = await page.locator("body").inner_text()
+    for junk in ("[object ", "undefined", "NaN", "null"):
+        assert junk not in text, f"{name} shows {junk!r}"
     if SHOTS:
         await page.screenshot(path=str(Path(SHOTS) / f"{name}.png"), full_page=True)
 
@@ -184,6 +188,13 @@ async def test_engineer_accepts_travels_arrives_and_completes_on_a_phone(
     card = page.get_by_role("article", name=f"Order {order_id}")
     await card.wait_for()
     await _shot(page, "my-orders")
+    await card.get_by_role("link", name="Diagnosis and signals").click()
+    await page.get_by_role("heading", name=f"Alarm {alarm_id}: Low engine oil pressure").wait_for()
+    await page.get_by_role("img", name="Oil pressure (kPa)").wait_for()
+    assert await page.get_by_role("button", name="Dispatch an engineer").count() == 0
+    await _shot(page, "engineer-alarm")
+    await page.get_by_role("link", name="Back to my orders").click()
+    await card.wait_for()
     for button, state in (("Accept", "Accepted"), ("Start travel", "On the way"),
                           ("Arrived", "On site"), ("Complete", "Completed")):  # fmt: skip
         await card.get_by_role("button", name=button).click()

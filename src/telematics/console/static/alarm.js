@@ -80,12 +80,16 @@ export function showAlarm(root, shell, alarmId) {
   let undraw = () => {};
   let stopped = false;
   const result = h("div", { id: "actions-result" });
+  // An engineer reaches an alarm from one of their orders (the API shows them those alone).
+  const back = () => (shell.me().role === "engineer"
+    ? h("p", {}, h("a", { href: "#/orders" }, t("alarm.back_orders")))
+    : h("p", {}, h("a", { href: "#/alarms" }, t("alarm.back"))));
   async function load() {
     let detail;
     try {
       detail = await api("GET", `/v1/alarms/${alarmId}`);
     } catch (err) {
-      root.replaceChildren(h("p", {}, h("a", { href: "#/alarms" }, t("alarm.back"))));
+      root.replaceChildren(back());
       problem(root, err);
       return;
     }
@@ -94,12 +98,12 @@ export function showAlarm(root, shell, alarmId) {
     detail.ticked = new Set();
     const staff = detail.view === "staff" && ["admin", "expert"].includes(shell.me().role);
     const charts = h("section", { "aria-labelledby": "signals" }, h("h2", { id: "signals" }, t("alarm.signals")));
-    root.replaceChildren(
-      h("p", {}, h("a", { href: "#/alarms" }, t("alarm.back"))),
+    root.replaceChildren(h("div", { class: "alarm" },
+      back(),
       h("h1", {}, t("alarm.heading", { id: detail.alarm.alarm_id, title: detail.alarm.title })),
       facts(detail.alarm), outcome(detail.alarm),
       staff ? actions(detail, load) : null, result,
-      diagnosisSection(detail.diagnosis, detail.ticked), charts);
+      diagnosisSection(detail.diagnosis, detail.ticked), charts));
     undraw = drawSignals(charts, detail);
   }
   load();

@@ -111,7 +111,7 @@ function render() {
   const hash = location.hash || home();
   const alarm = /^#\/alarms\/(\d+)$/.exec(hash);
   main.replaceChildren();
-  if (alarm && me.role !== "engineer") cleanup = showAlarm(main, shell, Number(alarm[1]));
+  if (alarm) cleanup = showAlarm(main, shell, Number(alarm[1]));
   else if (hash.startsWith("#/alarms") && me.role !== "engineer") cleanup = showQueue(main, shell);
   else if (hash === "#/orders" && (me.role === "engineer" || me.role === "admin")) cleanup = showOrders(main, shell);
   else if (hash === "#/fleet" && me.role === "customer") cleanup = showFleet(main, shell);

@@ -44,6 +44,7 @@ export function showOrders(root) {
           h("dt", {}, t("orders.machine")), h("dd", {}, o.machine_id),
           h("dt", {}, t("orders.eta")), h("dd", {}, when(o.eta)),
           h("dt", {}, t("orders.parts")), h("dd", {}, o.parts.map((p) => `${p.part_no} × ${p.quantity}`).join(", ") || "—")),
+        o.alarm_id ? h("p", {}, h("a", { href: `#/alarms/${o.alarm_id}` }, t("orders.diagnosis"))) : null,
         next ? h("button", { type: "button", onclick: () => step(o, next[0]) }, t(next[1])) : null);
     });
     list.replaceChildren(...cards);
