@@ -281,3 +281,19 @@ def test_processes_sharing_the_console_secret_honour_each_others_sessions() -> N
     assert keeper(console_secret="shared").read(value) is not None
     assert keeper(console_secret="another").read(value) is None
     assert keeper().read(value) is None  # unset: a random key of its own
+
+
+def test_signed_out_sessions_are_remembered_until_they_expire_and_boundedly() -> None:
+    now = [1_000_000.0]
+    keeper = SessionKeeper(b"k" * 32, lifetime_s=60, clock=lambda: now[0])
+    first, session = keeper.issue("token")
+    keeper.end(session)
+    now[0] += 61
+    for _ in range(3000):  # enough to prune: the expired first one is forgotten, not kept
+        keeper.end(keeper.issue("token")[1])
+    assert keeper.read(first) is None  # expired anyway
+    assert session.session_id not in keeper._ended
+    assert len(keeper._ended) <= 3000
+    value, later = keeper.issue("token")
+    keeper.end(later)
+    assert keeper.read(value) is None

@@ -34,6 +34,8 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _VERSION = "v1"
 # A signed value is about 130 characters; anything much longer is not one of ours.
 _MAX_COOKIE_CHARS = 512
+MAX_ENDED = 100_000
+_PRUNE_FIRST = 1024
 
 
 def _b64(raw: bytes) -> str:
@@ -74,6 +76,7 @@ class SessionKeeper:
         self.lifetime_s = lifetime_s
         self._clock = clock
         self._ended: dict[str, int] = {}
+        self._prune_at = _PRUNE_FIRST
 
     def issue(self, token: str) -> tuple[str, ConsoleSession]:
         """A new session for `token`: the cookie value and what it stands for."""
@@ -111,10 +114,20 @@ class SessionKeeper:
         return session.expires_at > self._clock() and session.session_id not in self._ended
 
     def end(self, session: ConsoleSession) -> None:
-        """Sign out: the session's cookie is refused from now on by this process."""
-        now = self._clock()
-        self._ended = {s: exp for s, exp in self._ended.items() if exp > now}
+        """Sign out: the session's cookie is refused from now on by this process.
+
+        Ended sessions are remembered until they expire, at most `MAX_ENDED` of them: past that
+        the soonest to expire are forgotten first (only someone holding a live token can sign
+        out, so only their own earlier sessions could come back).
+        """
         self._ended[session.session_id] = session.expires_at
+        if len(self._ended) >= self._prune_at:
+            now = self._clock()
+            live = sorted(
+                ((exp, sid) for sid, exp in self._ended.items() if exp > now), reverse=True
+            )
+            self._ended = {sid: exp for exp, sid in live[:MAX_ENDED]}
+            self._prune_at = max(_PRUNE_FIRST, 2 * len(self._ended))
 
     def csrf_token(self, session: ConsoleSession) -> str:
         """The token the page sends back in `X-CSRF-Token` with every state-changing request."""
