@@ -159,3 +159,20 @@ async def test_the_service_stops_with_a_console_stream_open(
         stop.set()
         if not task.done():
             task.cancel()
+
+
+async def test_behind_a_local_tls_proxy_the_cookie_is_secure_and_the_origin_is_https(
+    base_url: str,
+) -> None:
+    host = base_url.removeprefix("http://")
+    body = {"token": ADMIN_TOKEN}
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+        proxied = {"X-Forwarded-Proto": "https", "Origin": f"https://{host}"}
+        answer = await http.post("/console/session", json=body, headers=proxied)
+        assert answer.status_code == 200
+        assert "Secure" in answer.headers["set-cookie"]
+        # The same https origin without the proxy's word is another origin.
+        direct = await http.post(
+            "/console/session", json=body, headers={"Origin": f"https://{host}"}
+        )
+        assert direct.status_code == 403
