@@ -1,10 +1,18 @@
 # Service image: `telematics run` (gateway, HTTP API, background jobs).
 # Point it at real services with TELEMATICS_DATABASE_URL and TELEMATICS_MQTT_URL; without them
 # it starts its embedded defaults, which suit a trial, not production.
+# The web console's browser libraries, from the npm registry by the lock file (never a CDN).
+FROM node:20-slim AS console
+WORKDIR /src
+COPY console/package.json console/package-lock.json ./console/
+COPY scripts/build-console ./scripts/
+RUN mkdir -p src/telematics/console/static && scripts/build-console
+
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src
+COPY --from=console /src/src/telematics/console/static/vendor ./src/telematics/console/static/vendor
 COPY migrations ./migrations
 COPY simulators ./simulators
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .

@@ -48,6 +48,7 @@ def _banner(endpoints: Endpoints, machines: int, first_machine: str, out: TextIO
 telematics demo: {machines} simulated machines publish to {endpoints.mqtt_url} once a second.
 
   API       {endpoints.http_url}   (OpenAPI: {endpoints.http_url}/docs)
+  console   {endpoints.http_url}/console   (sign in with the token)
   token     {token}
   try       curl -H 'Authorization: Bearer {token}' \\
               '{endpoints.http_url}/v1/machines/{first_machine}/readings'

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import secrets
@@ -25,6 +26,7 @@ from diagnosis.rules import RuleBook
 from telematics.aemp.puller import run_puller
 from telematics.api.context import ApiContext
 from telematics.api.request_guard import BodyLimits
+from telematics.api.session_cookie import SessionKeeper
 from telematics.base import embedded
 from telematics.base.config import Settings
 from telematics.base.db import acquire, create_pool, with_retry
@@ -173,6 +175,12 @@ def api_context(
             large_bytes=settings.http_max_import_bytes,
         ),
         settings=settings,
+        sessions=SessionKeeper(
+            None
+            if settings.console_secret is None
+            else hashlib.sha256(settings.console_secret.get_secret_value().encode()).digest(),
+            settings.console_session_s,
+        ),
     )
 
 

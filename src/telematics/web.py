@@ -16,6 +16,7 @@ from telematics.aemp import oauth as aemp_oauth
 from telematics.aemp import sources_admin as aemp_sources
 from telematics.api.app import create_app
 from telematics.api.context import ApiContext
+from telematics.console.routes import console_router
 from telematics.maintenance.router import router as maintenance_router
 from telematics.notices.api import router as notices_router
 from telematics.quality import desk_api, kpi_api, regions_api, satisfaction_api
@@ -32,6 +33,7 @@ def capability_routers() -> list[APIRouter]:
         regions_api.router,
         aemp_admin.router,
         aemp_sources.router,
+        console_router(),
     ]
 
 

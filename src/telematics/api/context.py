@@ -15,12 +15,20 @@ from diagnosis.knowledge import KnowledgeBase
 from diagnosis.rules import RuleBook
 from dispatch.sla import SlaPolicy
 from telematics.api.request_guard import BodyLimits
+from telematics.api.session_cookie import (
+    COOKIE,
+    CSRF_HEADER,
+    SAFE_METHODS,
+    ConsoleSession,
+    SessionKeeper,
+    same_origin,
+)
 from telematics.base.config import Settings
 from telematics.base.db import acquire
 from telematics.base.errors import AuthError, ForbiddenError
 from telematics.base.metrics import Metrics
 from telematics.store.registry import SourceDirectory
-from telematics.store.tokens import Principal, Role, TokenCache
+from telematics.store.tokens import Principal, Role, TokenCache, token_hash
 from telematics.wire.decode import Limits
 
 
@@ -43,6 +51,7 @@ class ApiContext:
         acquire_timeout_s: How long a request waits for a pooled connection.
         body_limits: How large request bodies may be.
         settings: The service's settings, for the capabilities' routers (their tuning).
+        sessions: The web console's signed-in browsers (`api.session_cookie`).
     """
 
     pool: asyncpg.Pool
@@ -59,6 +68,7 @@ class ApiContext:
     acquire_timeout_s: float = 10.0
     body_limits: BodyLimits = field(default_factory=BodyLimits)
     settings: Settings = field(default_factory=Settings)
+    sessions: SessionKeeper = field(default_factory=SessionKeeper)
 
 
 def get_context(request: Request) -> ApiContext:
@@ -73,25 +83,58 @@ _bearer = HTTPBearer(auto_error=False)
 
 
 async def principal(
+    request: Request,
     ctx: Context,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """Who is calling: the admin token from the settings, or a token from `api_tokens`.
+    """Who is calling: the admin token from the settings, or a token from `api_tokens`, sent as
+    a bearer token or, from the web console, as its session cookie (`api.session_cookie`).
 
     Answered from the token cache: no pooled connection is held for it, and none is taken at
     all for a token seen within the cache's lifetime.
 
     Raises:
-        AuthError: No token, or one that is unknown or revoked.
+        AuthError: No token, or one that is unknown or revoked; a console session that is
+            forged, expired or signed out.
+        ForbiddenError: A state-changing request on a console session without its CSRF token
+            or from another origin.
     """
-    if credentials is None or credentials.scheme.lower() != "bearer":
+    if credentials is not None and credentials.scheme.lower() == "bearer":
+        token = credentials.credentials
+        if hmac.compare_digest(token.encode(), ctx.admin_token.encode()):
+            return Principal(Role.ADMIN, "admin")
+        found = await ctx.tokens.principal(ctx.pool, token)
+        if found is None:
+            raise AuthError("invalid token")
+        return found
+    cookie = request.cookies.get(COOKIE)
+    if cookie is None:
         raise AuthError("missing bearer token")
-    token = credentials.credentials
-    if hmac.compare_digest(token.encode(), ctx.admin_token.encode()):
+    session = ctx.sessions.read(cookie)
+    if session is None:
+        raise AuthError("the console session has ended: sign in again")
+    if request.method not in SAFE_METHODS:
+        if not same_origin(request.headers, request.url.scheme):
+            raise ForbiddenError("a console request from another origin")
+        if not ctx.sessions.csrf_ok(session, request.headers.get(CSRF_HEADER)):
+            raise ForbiddenError("missing or wrong X-CSRF-Token")
+    request.state.console_session = session
+    return await session_principal(ctx, session)
+
+
+async def session_principal(ctx: ApiContext, session: ConsoleSession) -> Principal:
+    """Whom a console session speaks for, now (its token may have been revoked since).
+
+    Raises:
+        AuthError: The session has ended, or its token is no longer live.
+    """
+    if not ctx.sessions.is_live(session):
+        raise AuthError("the console session has ended: sign in again")
+    if hmac.compare_digest(session.token_digest, token_hash(ctx.admin_token)):
         return Principal(Role.ADMIN, "admin")
-    found = await ctx.tokens.principal(ctx.pool, token)
+    found = await ctx.tokens.principal_of_digest(ctx.pool, session.token_digest)
     if found is None:
-        raise AuthError("invalid token")
+        raise AuthError("the token of this console session is no longer valid")
     return found
 
 

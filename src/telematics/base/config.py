@@ -91,6 +91,30 @@ class Settings(BaseSettings):
         description="How long the API trusts its copy of the tokens: revocations elsewhere "
         "take effect within this.",
     )
+    console_secret: SecretStr | None = Field(
+        default=None,
+        description="Key that signs the web console's session cookies; random at each start "
+        "when unset (sessions end with the process). Set the same value on every process that "
+        "serves the API.",
+    )
+    console_session_s: int = Field(
+        default=12 * 3600, ge=60, le=30 * 24 * 3600, description="How long a console sign-in lasts."
+    )
+    console_poll_s: float = Field(
+        default=2.0,
+        ge=0.2,
+        le=60,
+        description="How often a console event stream looks for alarm changes.",
+    )
+    console_stream_s: float = Field(
+        default=300.0,
+        ge=5,
+        le=3600,
+        description="How long one console event stream lasts before the browser reconnects.",
+    )
+    console_streams_max: int = Field(
+        default=64, ge=1, le=10_000, description="Console event streams one process holds at most."
+    )
     http_max_body_bytes: int = Field(
         default=1024 * 1024, ge=1024, description="Larger request bodies are refused (413)."
     )

@@ -182,7 +182,15 @@ class TokenCache:
         Raises:
             StoreUnavailableError: The tokens had to be read and the database did not answer.
         """
-        digest = token_hash(token)
+        return await self.principal_of_digest(pool, token_hash(token))
+
+    async def principal_of_digest(self, pool: asyncpg.Pool, digest: bytes) -> Principal | None:
+        """The principal of the live token whose stored form is `digest` (a console session
+        carries the digest, never the token), or None.
+
+        Raises:
+            StoreUnavailableError: The tokens had to be read and the database did not answer.
+        """
         if self._stale():
             await self._read_after(self._reads_started, pool)
         found = self._live.get(digest)
