@@ -1,0 +1,232 @@
+"""The rollup: each committed batch, as the diagnoser hands it on, into the summary tables.
+
+The diagnoser calls `Rollup.consume` after the engine for every batch, live and catch-up, in
+commit order. Per machine, readings newer than its tail are increments: their slot and day
+contributions and the tail's move go in ONE transaction, and the tail moves only if the stored
+one is what this process expected (`UPDATE ... WHERE ts = expected`), so another worker or a
+re-run after a crash finds a mismatch, re-reads the tail and takes the other path. Readings at
+or before the tail (late, buffered, replayed, re-diagnosed) make their machine's affected slots
+be recomputed from the stored readings, synchronously in the same transaction
+(docs/customers.md, "Late readings"). Tails in memory are a cache, forgotten on any failure.
+
+A failure here never stops diagnosis: a database that is away is retried by the diagnoser;
+anything else is logged and the batch's machines forgotten.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import asyncpg
+import numpy as np
+
+from diagnosis.frame import Frame
+from diagnosis.rules import RuleBook
+from diagnosis.usage_limits import UsageLimits
+from telematics.base.db import acquire
+from telematics.base.errors import StoreUnavailableError
+from telematics.summaries import store
+from telematics.summaries.store import StoredReadings, TailMovedError, slot_of
+from telematics.summaries.usage import SLOT_MS, Batch, Tail, contributions
+
+log = logging.getLogger(__name__)
+
+
+def seed_tail(reading: StoredReadings) -> Tail:
+    """A tail standing for a stored reading (the last one before a batch or a range).
+
+    Its fuel and position anchors are the reading's own values: what the formulas carried
+    into it is not kept, so a recompute may count at most one noise amplitude differently.
+    """
+    ts = reading.ts_ms[0]
+
+    def at(value: float) -> int:
+        return -1 if math.isnan(value) else ts
+
+    return Tail(
+        ts_ms=ts,
+        rpm=reading.rpm[0],
+        load_pct=reading.load_pct[0],
+        hours_ts_ms=at(reading.hours[0]),
+        hours=reading.hours[0],
+        fuel_ts_ms=at(reading.fuel_pct[0]),
+        fuel_pct=reading.fuel_pct[0],
+        fuel_anchor_pct=reading.fuel_pct[0],
+        fuel_low_ms=at(reading.fuel_pct[0]),
+        pos_ts_ms=at(reading.lat[0] + reading.lon[0]),
+        anchor_lat=reading.lat[0],
+        anchor_lon=reading.lon[0],
+    )
+
+
+def batch_of(readings: StoredReadings) -> Batch:
+    """One machine's stored readings as a batch (machine index 0)."""
+
+    def arr(values: list[float]) -> np.ndarray:
+        return np.asarray(values, np.float64)
+
+    return Batch(
+        machine_idx=np.zeros(len(readings), np.int64),
+        ts_ms=np.asarray(readings.ts_ms, np.int64),
+        rpm=arr(readings.rpm),
+        load_pct=arr(readings.load_pct),
+        fuel_pct=arr(readings.fuel_pct),
+        hours=arr(readings.hours),
+        lat=arr(readings.lat),
+        lon=arr(readings.lon),
+    )
+
+
+def _joined(a: StoredReadings, b: StoredReadings) -> StoredReadings:
+    return StoredReadings(
+        ts_ms=a.ts_ms + b.ts_ms,
+        rpm=a.rpm + b.rpm,
+        load_pct=a.load_pct + b.load_pct,
+        fuel_pct=a.fuel_pct + b.fuel_pct,
+        hours=a.hours + b.hours,
+        lat=a.lat + b.lat,
+        lon=a.lon + b.lon,
+    )
+
+
+class Rollup:
+    """Keeps `summary_slots` and `summary_days` as batches commit (an after-batch consumer)."""
+
+    def __init__(self, pool: asyncpg.Pool, rules: RuleBook, max_gap_s: int = 300) -> None:
+        """Create the consumer.
+
+        Args:
+            pool: The jobs pool.
+            rules: The rule book: `usage` thresholds per machine class and model.
+            max_gap_s: Longest gap between readings counted as known time (<= 900).
+        """
+        if not 0 < max_gap_s <= SLOT_MS // 1000:
+            raise ValueError("max_gap_s must be within 1..900")
+        self._pool = pool
+        self._rules = rules
+        self._max_gap_ms = max_gap_s * 1000
+        self._limits: dict[str, UsageLimits] = {}
+        self._tails: dict[str, Tail] = {}
+        self.recomputed = 0
+        """Machine ranges recomputed so far (late readings, re-runs)."""
+
+    def forget(self, machine_ids: object) -> None:
+        """Drop cached tails, so that the store's are read again."""
+        for m in machine_ids:  # type: ignore[attr-defined]
+            self._tails.pop(m, None)
+
+    async def consume(self, frame: Frame) -> None:
+        """Apply one committed batch. Never raises but `StoreUnavailableError` (retried)."""
+        if not len(frame):
+            return
+        try:
+            async with acquire(self._pool) as conn:
+                try:
+                    await self._apply(conn, frame)
+                except TailMovedError as exc:
+                    log.info("summary tails moved (%s); applying from the store's", exc)
+                    self.forget(exc.machine_ids)
+                    await self._apply(conn, frame)
+        except StoreUnavailableError:
+            self.forget(frame.machine_ids)
+            raise
+        except Exception:  # a supervisor: summaries must never stop diagnosis or ingestion
+            log.exception("summary rollup of a batch failed; its machines will be re-read")
+            self.forget(frame.machine_ids)
+
+    async def _apply(self, conn: asyncpg.Connection, frame: Frame) -> None:
+        ids = list(frame.machine_ids)
+        unknown = [m for m in ids if m not in self._limits]
+        if unknown:
+            for facts in await store.machine_facts(conn, unknown):
+                thresholds = self._rules.for_machine(facts.model, facts.machine_class)
+                self._limits[facts.machine_id] = thresholds.usage
+        missing = [m for m in ids if m not in self._tails]
+        stored = await store.load_tails(conn, missing) if missing else {}
+        expected: list[Tail | None] = [self._tails.get(m, stored.get(m)) for m in ids]
+        known = np.asarray([m in self._limits for m in ids], np.bool_)
+        tail_ts = np.asarray([t.ts_ms if t is not None else -1 for t in expected], np.int64)
+        rows_known = known[frame.machine_idx]
+        is_late = rows_known & (frame.ts_ms <= tail_ts[frame.machine_idx])
+        fresh = rows_known & ~is_late
+        seeds = list(expected)
+        new = [i for i, t in enumerate(expected) if t is None and known[i]]
+        if new:
+            first_ts = [int(frame.ts_ms[frame.machine_idx == i].min()) for i in new]
+            before = await store.last_before(conn, [ids[i] for i in new], first_ts)
+            for i in new:
+                if ids[i] in before:
+                    seeds[i] = seed_tail(before[ids[i]])
+        limits = [self._limits.get(m, self._rules.default.usage) for m in ids]
+        batch = Batch(
+            machine_idx=frame.machine_idx[fresh],
+            ts_ms=frame.ts_ms[fresh],
+            rpm=frame.signal("engine_speed_rpm")[fresh],
+            load_pct=frame.signal("load_pct")[fresh],
+            fuel_pct=frame.signal("fuel_level_pct")[fresh],
+            hours=frame.signal("engine_hours")[fresh],
+            lat=frame.signal("lat")[fresh],
+            lon=frame.signal("lon")[fresh],
+        )
+        usage = contributions(batch, seeds, limits, self._max_gap_ms)
+        async with conn.transaction():
+            for i in np.unique(frame.machine_idx[is_late]).tolist():
+                late_ts = frame.ts_ms[is_late & (frame.machine_idx == i)]
+                old = expected[i]
+                assert old is not None  # late means at or before a tail
+                await self.recompute(
+                    conn, ids[i], int(late_ts.min()), int(late_ts.max()), old.ts_ms, limits[i]
+                )
+            await store.add_slots(conn, ids, usage.slots)
+            await store.add_events(conn, ids, usage.anomalies, usage.refuels)
+            await store.move_tails(
+                conn, [(ids[i], expected[i], tail) for i, tail in usage.tails.items()]
+            )
+        for i, tail in usage.tails.items():
+            self._tails[ids[i]] = tail
+        for i, t in enumerate(expected):
+            if t is not None and i not in usage.tails:
+                self._tails[ids[i]] = t
+
+    async def recompute(
+        self,
+        conn: asyncpg.Connection,
+        machine_id: str,
+        first_ms: int,
+        last_ms: int,
+        upto_ms: int,
+        limits: UsageLimits,
+    ) -> tuple[int, int]:
+        """Recompute the slots that readings in [first_ms, last_ms] change, from the store.
+
+        Only pairs of readings whose later one is at or before `upto_ms` (the tail) count:
+        what comes after it is the increments' business. Returns the slot range [lo, hi).
+        """
+        self.recomputed += 1
+        before = await store.reading_next_to(conn, machine_id, first_ms, before=True, limit_ms=None)
+        lo = slot_of(before.ts_ms[0]) if len(before) else slot_of(first_ms)
+        after = await store.reading_next_to(
+            conn, machine_id, last_ms, before=False, limit_ms=upto_ms
+        )
+        last_slot = slot_of(last_ms) + SLOT_MS
+        if len(after):
+            last_slot = max(last_slot, slot_of(after.ts_ms[0]))
+        hi = min(last_slot, slot_of(upto_ms)) + SLOT_MS
+        inside = await store.readings(conn, machine_id, lo, min(hi - 1, upto_ms))
+        context = await store.reading_next_to(conn, machine_id, lo, before=True, limit_ms=None)
+        beyond = await store.reading_next_to(
+            conn, machine_id, hi - 1, before=False, limit_ms=upto_ms
+        )
+        seed = seed_tail(context) if len(context) else None
+        usage = contributions(batch_of(_joined(inside, beyond)), [seed], [limits], self._max_gap_ms)
+        await store.replace_range(
+            conn,
+            machine_id,
+            lo,
+            hi,
+            usage.slots.within(lo, hi),
+            [a for a in usage.anomalies if lo <= a.ts_ms < hi],
+            [r for r in usage.refuels if lo <= r.ts_ms < hi],
+        )
+        return lo, hi
