@@ -12,11 +12,12 @@ from fastapi import APIRouter, FastAPI
 
 from telematics.api.app import create_app
 from telematics.api.context import ApiContext
+from telematics.summaries.router import router as summaries_router
 
 
 def capability_routers() -> list[APIRouter]:
     """The routers of the capabilities above `api/`, in the order they are mounted."""
-    return []
+    return [summaries_router]
 
 
 def build_app(ctx: ApiContext) -> FastAPI:

@@ -86,6 +86,10 @@ RULES: dict[tuple[str, str], set[str]] = {
     ("POST", "/v1/tokens"): {A},
     ("GET", "/v1/tokens"): {A},
     ("DELETE", "/v1/tokens/{token_id}"): {A},
+    ("GET", "/v1/machines/{machine_id}/summary"): {A, E, G, C},
+    ("GET", "/v1/fleet/summary"): {A, E, C, D},
+    ("GET", "/v1/customers/{customer_id}/settings"): {A, E, C},
+    ("PUT", "/v1/customers/{customer_id}/settings"): {A, E, C},
 }
 
 
@@ -114,6 +118,7 @@ def body_for(method: str, path: str, machine_id: str) -> object:
         "/v1/orders/{order_id}/close": {},
         "/v1/orders/{order_id}/transfer": {"to_engineer_id": ENGINEER},
         "/v1/orders/{order_id}/cancel": {"reason": "roles test"},
+        "/v1/customers/{customer_id}/settings": {"tz": "UTC", "shift_hours_per_day": 8.0},
     }
     return bodies.get(path) if method in ("POST", "PUT", "PATCH") else None
 
@@ -178,6 +183,7 @@ async def world(pool: asyncpg.Pool) -> AsyncIterator[tuple[httpx.AsyncClient, di
         "kind": "parts",
         "tokens": tokens,
         "customer": customer,
+        "customer_id": customer,
     }
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://api"
