@@ -31,9 +31,17 @@ def script(start_ms: int) -> list[dict[str, float]]:
             fuel -= 0.02 if phase == 0 else 0.005
         if phase == 0:
             lat += 0.0001
-        rows.append({"ts": start_ms + i * 20_000, "engine_speed_rpm": rpm, "load_pct": load,
-                     "engine_hours": round(hours, 3), "fuel_level_pct": round(fuel, 3),
-                     "lat": lat, "lon": 121.5})  # fmt: skip
+        rows.append(
+            {
+                "ts": start_ms + i * 20_000,
+                "engine_speed_rpm": rpm,
+                "load_pct": load,
+                "engine_hours": round(hours, 3),
+                "fuel_level_pct": round(fuel, 3),
+                "lat": lat,
+                "lon": 121.5,
+            }
+        )
     return rows
 
 
@@ -42,9 +50,11 @@ async def feed(
 ) -> None:
     async with pool.acquire() as conn:
         decoded, _ = await ingest(
-            conn, SourceDirectory(), [(f"machines/{machine}/telemetry",
-                                       orjson.dumps({"readings": rows}))], limits=Limits(),
-        )  # fmt: skip
+            conn,
+            SourceDirectory(),
+            [(f"machines/{machine}/telemetry", orjson.dumps({"readings": rows}))],
+            limits=Limits(),
+        )
     await rollup.consume(frame_of(decoded.readings))
 
 

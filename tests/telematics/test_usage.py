@@ -42,8 +42,16 @@ def run(
     for lo, hi in itertools.pairwise(bounds):
         usage = contributions(batch(rows[lo:hi]), tails, [LIMITS], 300_000)
         tails = [usage.tails.get(0, tails[0])]
-        for name in ("known_s", "working_s", "idle_s", "engine_h", "fuel_used_pct", "refuel_pct",
-                     "distance_m", "meter_anomalies"):  # fmt: skip
+        for name in (
+            "known_s",
+            "working_s",
+            "idle_s",
+            "engine_h",
+            "fuel_used_pct",
+            "refuel_pct",
+            "distance_m",
+            "meter_anomalies",
+        ):
             totals[name] = totals.get(name, 0.0) + float(usage.slots.column(name).sum())
     assert usage is not None
     return totals, usage
@@ -74,16 +82,21 @@ def test_no_load_reported_uses_engine_speed_near_idle() -> None:
 
 
 def test_a_gap_longer_than_the_setting_is_unknown_not_running() -> None:
-    rows = [{"ts": T0, "rpm": 1800, "load": 50}, {"ts": T0 + 301_000, "rpm": 1800, "load": 50},
-            {"ts": T0 + 311_000, "rpm": 1800, "load": 50}]  # fmt: skip
+    rows = [
+        {"ts": T0, "rpm": 1800, "load": 50},
+        {"ts": T0 + 301_000, "rpm": 1800, "load": 50},
+        {"ts": T0 + 311_000, "rpm": 1800, "load": 50},
+    ]
     totals, _ = run(rows)
     assert totals["known_s"] == pytest.approx(10)
     assert totals["working_s"] == pytest.approx(10)
 
 
 def test_an_interval_is_split_exactly_at_the_slot_boundary() -> None:
-    rows = [{"ts": T0 + SLOT_MS - 100_000, "rpm": 1800, "load": 50, "hours": 100.0},
-            {"ts": T0 + SLOT_MS + 100_000, "rpm": 1800, "load": 50, "hours": 100.05}]  # fmt: skip
+    rows = [
+        {"ts": T0 + SLOT_MS - 100_000, "rpm": 1800, "load": 50, "hours": 100.0},
+        {"ts": T0 + SLOT_MS + 100_000, "rpm": 1800, "load": 50, "hours": 100.05},
+    ]
     _, usage = run(rows)
     assert usage.slots.slot_ms.tolist() == [T0, T0 + SLOT_MS]
     assert usage.slots.column("working_s").tolist() == pytest.approx([100, 100])
@@ -104,9 +117,17 @@ def test_cutting_the_stream_into_batches_changes_nothing() -> None:
         hours += 5 / 3600 if rpm else 0.0
         lat += 0.0002 if rpm == 1800 else 0.0
         noisy = level + float(rng.uniform(-0.3, 0.3))
-        rows.append({"ts": T0 + i * 5000 + int(rng.integers(0, 3)) * 1000, "rpm": rpm,
-                     "load": float(rng.uniform(0, 90)), "fuel": noisy,
-                     "hours": round(hours, 2), "lat": lat, "lon": 121.5})  # fmt: skip
+        rows.append(
+            {
+                "ts": T0 + i * 5000 + int(rng.integers(0, 3)) * 1000,
+                "rpm": rpm,
+                "load": float(rng.uniform(0, 90)),
+                "fuel": noisy,
+                "hours": round(hours, 2),
+                "lat": lat,
+                "lon": 121.5,
+            }
+        )
     whole, _ = run(rows)
     cut, _ = run(
         rows, cuts=sorted(int(c) for c in rng.choice(np.arange(1, 2000), 25, replace=False))
@@ -116,8 +137,10 @@ def test_cutting_the_stream_into_batches_changes_nothing() -> None:
 
 
 def test_a_backwards_counter_is_flagged_and_not_summed() -> None:
-    rows = [{"ts": T0 + i * 60_000, "rpm": 1800, "load": 50, "hours": h}
-            for i, h in enumerate([100.0, 100.0, 100.1, 95.0, 95.0, 95.1])]  # fmt: skip
+    rows = [
+        {"ts": T0 + i * 60_000, "rpm": 1800, "load": 50, "hours": h}
+        for i, h in enumerate([100.0, 100.0, 100.1, 95.0, 95.0, 95.1])
+    ]
     totals, usage = run(rows)
     assert [(a.reason, a.previous_h, a.value_h) for a in usage.anomalies] == [
         ("backwards", 100.1, 95.0)
@@ -154,8 +177,14 @@ def test_a_refuel_is_one_event_at_the_start_of_the_rise() -> None:
 
 def test_gps_jitter_adds_no_distance() -> None:
     rng = np.random.default_rng(1)
-    rows = [{"ts": T0 + i * 1000, "lat": 31.2 + float(rng.normal(0, 2e-5)),
-             "lon": 121.5 + float(rng.normal(0, 2e-5))} for i in range(3000)]  # fmt: skip
+    rows = [
+        {
+            "ts": T0 + i * 1000,
+            "lat": 31.2 + float(rng.normal(0, 2e-5)),
+            "lon": 121.5 + float(rng.normal(0, 2e-5)),
+        }
+        for i in range(3000)
+    ]
     totals, _ = run(rows, cuts=[1000])
     assert totals["distance_m"] == 0
 

@@ -38,7 +38,7 @@ From = Annotated[
     date | None, Query(alias="from", description="First local date (default: `to` - 29 days).")
 ]
 To = Annotated[
-    date | None, Query(description="Last local date, inclusive (default: today in the zone).")
+    date | None, Query(alias="to", description="Last local date, inclusive (default: today).")
 ]
 Tz = Annotated[
     str | None, Query(max_length=64, description="IANA zone; default the customer's own.")
