@@ -75,17 +75,3 @@ CREATE TABLE summary_meter_anomalies (
     PRIMARY KEY (machine_id, ts)
 );
 COMMENT ON TABLE summary_meter_anomalies IS 'Engine-hours steps that cannot be true: flagged, never summed.';
-
--- Working seconds per local hour (0..23) as a 24-element array.
-CREATE FUNCTION summary_hours(hours integer[], seconds double precision[])
-RETURNS double precision[] LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN (
-    SELECT array_agg(coalesce(s.v, 0) ORDER BY h.h)
-    FROM generate_series(0, 23) AS h(h)
-    LEFT JOIN (SELECT hr, sum(v) AS v FROM unnest(hours, seconds) AS t(hr, v) GROUP BY hr) AS s
-        ON s.hr = h.h
-);
-
-CREATE FUNCTION summary_add(a double precision[], b double precision[])
-RETURNS double precision[] LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN (SELECT array_agg(x + y ORDER BY i) FROM unnest(a, b) WITH ORDINALITY AS t(x, y, i));

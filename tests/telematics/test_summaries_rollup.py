@@ -56,6 +56,7 @@ async def feed(
             limits=Limits(),
         )
     await rollup.consume(frame_of(decoded.readings))
+    await rollup.flush()
 
 
 async def figures(pool: asyncpg.Pool, machine: str) -> dict[str, float]:

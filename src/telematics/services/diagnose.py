@@ -65,6 +65,11 @@ class AfterBatch(Protocol):
         must be handled (logged) inside: one batch's failure must not stop diagnosis.
         """
 
+    async def flush(self) -> None:
+        """Make durable what the batches taken so far did; called before they are marked
+        diagnosed (about every `done_flush_s`). Raise only `StoreUnavailableError`.
+        """
+
 
 @dataclass(frozen=True, slots=True)
 class DiagnoserConfig:
@@ -244,6 +249,13 @@ class Diagnoser:
         return True
 
     async def _flush_done(self) -> None:
+        # The consumers first: a batch is marked diagnosed only once what they did with it is
+        # stored, so a crash before that feeds it to them again on restart.
+        try:
+            for consumer in self._consumers:
+                await consumer.flush()
+        except StoreUnavailableError:
+            return  # the batches stay pending; flushed next time
         if not self._done:
             return
         seqs, self._done = self._done, []

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable, Sequence
 
 import asyncpg
 import numpy as np
@@ -28,7 +29,7 @@ from telematics.base.db import acquire
 from telematics.base.errors import StoreUnavailableError
 from telematics.summaries import store
 from telematics.summaries.store import StoredReadings, TailMovedError, slot_of
-from telematics.summaries.usage import SLOT_MS, Batch, Tail, contributions
+from telematics.summaries.usage import COLUMNS, SLOT_MS, Batch, Slots, Tail, Usage, contributions
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +91,50 @@ def _joined(a: StoredReadings, b: StoredReadings) -> StoredReadings:
     )
 
 
+def merge_slots(parts: Sequence[tuple[list[str], Slots]]) -> tuple[list[str], Slots]:
+    """Slot contributions of several batches as one, summed per (machine, slot)."""
+    names: dict[str, int] = {}
+    machine, slot, values, first, last = [], [], [], [], []
+    for ids, slots in parts:
+        index = np.asarray([names.setdefault(m, len(names)) for m in ids], np.int64)
+        machine.append(index[slots.machine_idx] if len(ids) else slots.machine_idx)
+        slot.append(slots.slot_ms)
+        values.append(slots.values)
+        first.append(slots.first_start_ms)
+        last.append(slots.last_stop_ms)
+    ids = list(names)
+    if not parts:
+        empty = np.zeros(0, np.int64)
+        return ids, Slots(empty, empty, np.zeros((len(COLUMNS), 0), np.float64), empty, empty)
+    m_all, s_all = np.concatenate(machine), np.concatenate(slot)
+    key = m_all * (np.int64(1) << np.int64(40)) + s_all // SLOT_MS
+    keys, inverse = np.unique(key, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    rows = len(keys)
+    v_all = np.concatenate(values, axis=1)
+    summed = np.stack([np.bincount(inverse, weights=v, minlength=rows) for v in v_all]).astype(
+        np.float64
+    )
+    f_all = np.concatenate(first).astype(np.int64)
+    f_all = np.where(f_all < 0, np.iinfo(np.int64).max, f_all)
+    lo = np.full(rows, np.iinfo(np.int64).max, np.int64)
+    np.minimum.at(lo, inverse, f_all)
+    lo[lo == np.iinfo(np.int64).max] = -1
+    hi = np.full(rows, -1, np.int64)
+    np.maximum.at(hi, inverse, np.concatenate(last).astype(np.int64))
+    first_keys = keys // (np.int64(1) << np.int64(40))
+    slots_ms = keys % (np.int64(1) << np.int64(40)) * SLOT_MS
+    return ids, Slots(first_keys, slots_ms, summed, lo, hi)
+
+
 class Rollup:
-    """Keeps `summary_slots` and `summary_days` as batches commit (an after-batch consumer)."""
+    """Keeps `summary_slots` and `summary_days` as batches commit (an after-batch consumer).
+
+    `consume` computes a batch's increments in memory; `flush` writes what the batches since
+    the last flush added in one transaction (the diagnoser flushes before it marks batches
+    done, about once a second, so a crash loses nothing: those batches are fed again on
+    restart). Late readings flush first, then recompute at once.
+    """
 
     def __init__(self, pool: asyncpg.Pool, rules: RuleBook, max_gap_s: int = 300) -> None:
         """Create the consumer.
@@ -108,32 +151,75 @@ class Rollup:
         self._max_gap_ms = max_gap_s * 1000
         self._limits: dict[str, UsageLimits] = {}
         self._tails: dict[str, Tail] = {}
+        """Each machine's tail including what is buffered."""
+        self._moves: dict[str, tuple[Tail | None, Tail]] = {}
+        """Per machine with buffered increments: (the stored tail they start from, the new)."""
+        self._parts: list[tuple[list[str], Usage]] = []
+        self._frames: list[Frame] = []
         self.recomputed = 0
         """Machine ranges recomputed so far (late readings, re-runs)."""
 
-    def forget(self, machine_ids: object) -> None:
-        """Drop cached tails, so that the store's are read again."""
-        for m in machine_ids:  # type: ignore[attr-defined]
-            self._tails.pop(m, None)
+    def forget(self, machine_ids: Iterable[str]) -> None:
+        """Drop cached tails of machines with nothing buffered, so the store's are read again."""
+        for m in machine_ids:
+            if m not in self._moves:
+                self._tails.pop(m, None)
 
     async def consume(self, frame: Frame) -> None:
-        """Apply one committed batch. Never raises but `StoreUnavailableError` (retried)."""
+        """Take one committed batch. Never raises but `StoreUnavailableError` (retried)."""
         if not len(frame):
             return
         try:
             async with acquire(self._pool) as conn:
-                try:
-                    await self._apply(conn, frame)
-                except TailMovedError as exc:
-                    log.info("summary tails moved (%s); applying from the store's", exc)
-                    self.forget(exc.machine_ids)
-                    await self._apply(conn, frame)
+                await self._apply(conn, frame)
         except StoreUnavailableError:
             self.forget(frame.machine_ids)
             raise
         except Exception:  # a supervisor: summaries must never stop diagnosis or ingestion
             log.exception("summary rollup of a batch failed; its machines will be re-read")
             self.forget(frame.machine_ids)
+
+    async def flush(self) -> None:
+        """Write what the batches taken since the last flush added, in one transaction.
+
+        Raises:
+            StoreUnavailableError: The database is away; everything stays buffered.
+        """
+        if not self._moves:
+            return
+        async with acquire(self._pool) as conn:
+            await self._flush(conn)
+
+    async def _flush(self, conn: asyncpg.Connection) -> None:
+        if not self._moves:
+            return
+        ids, slots = merge_slots([(i, u.slots) for i, u in self._parts])
+        try:
+            async with conn.transaction():
+                await store.add_slots(conn, ids, slots)
+                for part_ids, usage in self._parts:
+                    await store.add_events(conn, part_ids, usage.anomalies, usage.refuels)
+                await store.move_tails(
+                    conn, [(m, old, new) for m, (old, new) in self._moves.items()]
+                )
+        except TailMovedError as exc:
+            # Another writer moved these machines' tails (or a re-run after a crash): their
+            # buffered batches are applied again from the store's tails, the rest flushed.
+            log.info("summary tails moved (%s); re-applying from the store's", exc)
+            frames, moved = self._frames, set(exc.machine_ids)
+            self._clear()
+            for m in moved:
+                self._tails.pop(m, None)
+            for frame in frames:
+                await self._apply(conn, frame)
+            await self._flush(conn)
+            return
+        self._clear()
+
+    def _clear(self) -> None:
+        self._moves.clear()
+        self._parts.clear()
+        self._frames.clear()
 
     async def _apply(self, conn: asyncpg.Connection, frame: Frame) -> None:
         ids = list(frame.machine_ids)
@@ -144,12 +230,25 @@ class Rollup:
                 self._limits[facts.machine_id] = thresholds.usage
         missing = [m for m in ids if m not in self._tails]
         stored = await store.load_tails(conn, missing) if missing else {}
-        expected: list[Tail | None] = [self._tails.get(m, stored.get(m)) for m in ids]
+        self._tails.update(stored)
+        expected: list[Tail | None] = [self._tails.get(m) for m in ids]
         known = np.asarray([m in self._limits for m in ids], np.bool_)
         tail_ts = np.asarray([t.ts_ms if t is not None else -1 for t in expected], np.int64)
         rows_known = known[frame.machine_idx]
         is_late = rows_known & (frame.ts_ms <= tail_ts[frame.machine_idx])
         fresh = rows_known & ~is_late
+        limits = [self._limits.get(m, self._rules.default.usage) for m in ids]
+        if bool(is_late.any()):
+            await self._flush(conn)  # the store must hold everything before a recompute
+            async with conn.transaction():
+                for i in np.unique(frame.machine_idx[is_late]).tolist():
+                    late_ts = frame.ts_ms[is_late & (frame.machine_idx == i)]
+                    old = expected[i]
+                    assert old is not None  # late means at or before a tail
+                    lo, hi = int(late_ts.min()), int(late_ts.max())
+                    await self.recompute(conn, ids[i], lo, hi, old.ts_ms, limits[i])
+        if not bool(fresh.any()):
+            return
         seeds = list(expected)
         new = [i for i, t in enumerate(expected) if t is None and known[i]]
         if new:
@@ -158,7 +257,6 @@ class Rollup:
             for i in new:
                 if ids[i] in before:
                     seeds[i] = seed_tail(before[ids[i]])
-        limits = [self._limits.get(m, self._rules.default.usage) for m in ids]
         batch = Batch(
             machine_idx=frame.machine_idx[fresh],
             ts_ms=frame.ts_ms[fresh],
@@ -170,24 +268,13 @@ class Rollup:
             lon=frame.signal("lon")[fresh],
         )
         usage = contributions(batch, seeds, limits, self._max_gap_ms)
-        async with conn.transaction():
-            for i in np.unique(frame.machine_idx[is_late]).tolist():
-                late_ts = frame.ts_ms[is_late & (frame.machine_idx == i)]
-                old = expected[i]
-                assert old is not None  # late means at or before a tail
-                await self.recompute(
-                    conn, ids[i], int(late_ts.min()), int(late_ts.max()), old.ts_ms, limits[i]
-                )
-            await store.add_slots(conn, ids, usage.slots)
-            await store.add_events(conn, ids, usage.anomalies, usage.refuels)
-            await store.move_tails(
-                conn, [(ids[i], expected[i], tail) for i, tail in usage.tails.items()]
-            )
+        self._parts.append((ids, usage))
+        self._frames.append(frame.take(fresh))
         for i, tail in usage.tails.items():
-            self._tails[ids[i]] = tail
-        for i, t in enumerate(expected):
-            if t is not None and i not in usage.tails:
-                self._tails[ids[i]] = t
+            m = ids[i]
+            start = self._moves[m][0] if m in self._moves else expected[i]
+            self._moves[m] = (start, tail)
+            self._tails[m] = tail
 
     async def recompute(
         self,

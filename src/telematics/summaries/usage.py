@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -100,6 +100,10 @@ class Tail:
     pos_ts_ms: int = -1
     anchor_lat: float = NAN
     anchor_lon: float = NAN
+
+
+_TAIL_FIELDS = tuple(Tail.__dataclass_fields__)
+_EMPTY_TAIL: dict[str, Any] = {f: getattr(Tail(ts_ms=-1), f) for f in _TAIL_FIELDS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,12 +289,14 @@ def _series(
     """
     has = ~np.isnan(batch_v)
     t_idx, t_ts, t_v = [], [], []
-    for m in np.unique(batch_idx[has]):
-        tail = tails[int(m)]
-        if tail is not None and getattr(tail, prev_ts) >= 0:
-            t_idx.append(int(m))
-            t_ts.append(int(getattr(tail, prev_ts)))
-            t_v.append(float(getattr(tail, prev_v)))
+    for m in np.unique(batch_idx[has]).tolist():
+        tail = tails[m]
+        if tail is not None:
+            at = getattr(tail, prev_ts)
+            if at >= 0:
+                t_idx.append(m)
+                t_ts.append(at)
+                t_v.append(getattr(tail, prev_v))
     machine = np.concatenate([np.asarray(t_idx, np.int64), batch_idx[has]])
     ts = np.concatenate([np.asarray(t_ts, np.int64), batch_ts[has]])
     value = np.concatenate([np.asarray(t_v, np.float64), batch_v[has]])
@@ -330,15 +336,23 @@ def contributions(
     if len(batch):
         is_last = np.ones(len(batch), np.bool_)
         is_last[:-1] = batch.machine_idx[1:] != batch.machine_idx[:-1]
-        for i in np.flatnonzero(is_last):
-            m = int(batch.machine_idx[i])
-            old = tails[m] or Tail(ts_ms=-1)
-            new = replace(
-                old, ts_ms=int(batch.ts_ms[i]), rpm=float(batch.rpm[i]),
-                load_pct=float(batch.load_pct[i]),
-            )  # fmt: skip
-            new = replace(new, **hours_tail.get(m, {}), **fuel_tail.get(m, {}))
-            new_tails[m] = replace(new, **pos_tail.get(m, {}))
+        last = np.flatnonzero(is_last)
+        for m, ts, rpm, load in zip(
+            batch.machine_idx[last].tolist(),
+            batch.ts_ms[last].tolist(),
+            batch.rpm[last].tolist(),
+            batch.load_pct[last].tolist(),
+            strict=True,
+        ):
+            old = tails[m]
+            fields = (
+                _EMPTY_TAIL.copy() if old is None else {f: getattr(old, f) for f in _TAIL_FIELDS}
+            )
+            fields.update(ts_ms=ts, rpm=rpm, load_pct=load)
+            fields.update(hours_tail.get(m, ()))
+            fields.update(fuel_tail.get(m, ()))
+            fields.update(pos_tail.get(m, ()))
+            new_tails[m] = Tail(**fields)
     return Usage(acc.slots(), anomalies, refuels, new_tails)
 
 
@@ -395,8 +409,11 @@ def _engine_hours(
         return anomalies, last
     is_last = np.ones(len(ts), np.bool_)
     is_last[:-1] = machine[1:] != machine[:-1]
-    for i in np.flatnonzero(is_last):
-        last[int(machine[i])] = {"hours_ts_ms": int(ts[i]), "hours": float(value[i])}
+    li = np.flatnonzero(is_last)
+    last = {
+        m: {"hours_ts_ms": t, "hours": v}
+        for m, t, v in zip(machine[li].tolist(), ts[li].tolist(), value[li].tolist(), strict=True)
+    }
     same = machine[1:] == machine[:-1]
     m, t0, t1 = machine[1:][same], ts[:-1][same], ts[1:][same]
     delta = (value[1:] - value[:-1])[same]
@@ -437,9 +454,10 @@ def _fuel(
     # else the machine's first level.
     seeds = level[starts].copy()
     rising = np.zeros(len(starts), np.bool_)
-    for k, first_i in enumerate(starts.tolist()):
-        tail = tails[int(machine[first_i])]
-        if tail is not None and is_tail[first_i]:
+    run_ml = run_m.tolist()
+    for k, (m, first_is_tail) in enumerate(zip(run_ml, is_tail[starts].tolist(), strict=True)):
+        tail = tails[m]
+        if tail is not None and first_is_tail:
             if not math.isnan(tail.fuel_anchor_pct):
                 seeds[k] = tail.fuel_anchor_pct
             rising[k] = tail.refuel_from_ms >= 0
@@ -447,7 +465,7 @@ def _fuel(
     # Runs are shifted apart so that one running minimum serves all (levels are 0..100).
     shift = np.repeat(-1000.0 * np.arange(len(starts)), lengths)
     run_min = np.minimum.accumulate(np.minimum(level, seed) + shift) - shift
-    min_rise = np.asarray([limits[int(k)].refuel_min_pct for k in run_m], np.float64)
+    min_rise = np.asarray([limits[m].refuel_min_pct for m in run_ml], np.float64)
     rise = np.maximum.reduceat(level - run_min, starts) >= min_rise
     special = rising | rise
     prev_min = np.empty(n, np.float64)
@@ -456,15 +474,18 @@ def _fuel(
     plain = ~np.repeat(special, lengths)
     used[plain] = (prev_min - run_min)[plain]
     ends = starts + lengths - 1
-    noise = np.repeat([limits[int(k)].fuel_noise_pct for k in run_m], lengths)
+    noise = np.repeat([limits[m].fuel_noise_pct for m in run_ml], lengths)
     low = np.maximum.reduceat(np.where(level <= run_min + noise, ts, -1), starts)
-    for k in np.flatnonzero(~special).tolist():
-        e = int(ends[k])
-        tail = tails[int(machine[e])]
-        state[int(machine[e])] = {
-            "fuel_ts_ms": int(ts[e]), "fuel_pct": float(level[e]),
-            "fuel_anchor_pct": float(run_min[e]), "refuel_from_ms": -1,
-            "fuel_low_ms": int(low[k]) if low[k] >= 0 or tail is None else tail.fuel_low_ms,
+    k_plain = np.flatnonzero(~special)
+    e_plain = ends[k_plain]
+    for m, t, x, anchor, lo in zip(
+        run_m[k_plain].tolist(), ts[e_plain].tolist(), level[e_plain].tolist(),
+        run_min[e_plain].tolist(), low[k_plain].tolist(), strict=True,
+    ):  # fmt: skip
+        tail = tails[m]
+        state[m] = {
+            "fuel_ts_ms": t, "fuel_pct": x, "fuel_anchor_pct": anchor, "refuel_from_ms": -1,
+            "fuel_low_ms": lo if lo >= 0 or tail is None else tail.fuel_low_ms,
         }  # fmt: skip
     for k in np.flatnonzero(special).tolist():
         rows = np.arange(starts[k], starts[k] + lengths[k])
@@ -556,11 +577,12 @@ def _distance(
     run_m = idx[starts]
     a_lat, a_lon = lat[starts].copy(), lon[starts].copy()
     a_ts = ts[starts].copy()
-    for k, m in enumerate(run_m):
-        tail = tails[int(m)]
+    run_ml = run_m.tolist()
+    for k, m in enumerate(run_ml):
+        tail = tails[m]
         if tail is not None and tail.pos_ts_ms >= 0:
             a_lat[k], a_lon[k], a_ts[k] = tail.anchor_lat, tail.anchor_lon, tail.pos_ts_ms
-    min_move = np.asarray([limits[int(m)].min_move_m for m in run_m], np.float64)
+    min_move = np.asarray([limits[m].min_move_m for m in run_ml], np.float64)
     dist = haversine_m(np.repeat(a_lat, lengths), np.repeat(a_lon, lengths), lat, lon)
     away = np.maximum.reduceat(dist, starts) >= min_move
     col = COLUMNS.index("distance_m")
@@ -568,29 +590,25 @@ def _distance(
     t1s: list[int] = []
     ms: list[int] = []
     moved: list[float] = []
-    for k in range(len(starts)):
-        m = int(run_m[k])
+    ends = (starts + lengths - 1).tolist()
+    lat_l, lon_l, ts_l = lat.tolist(), lon.tolist(), ts.tolist()
+    for k, (m, lo, hi, is_away) in enumerate(
+        zip(run_ml, starts.tolist(), ends, away.tolist(), strict=True)
+    ):
         anchor_lat, anchor_lon = float(a_lat[k]), float(a_lon[k])
-        if away[k]:
+        if is_away:
             # Moving: the anchor rule reading by reading (it depends on where the last was).
             prev_ts, limit = int(a_ts[k]), float(min_move[k])
-            lo = int(starts[k])
-            for j_lat, j_lon, j_ts in zip(
-                lat[lo : lo + lengths[k]].tolist(), lon[lo : lo + lengths[k]].tolist(),
-                ts[lo : lo + lengths[k]].tolist(), strict=True,
-            ):  # fmt: skip
-                d = _haversine(anchor_lat, anchor_lon, j_lat, j_lon)
+            for j in range(lo, hi + 1):
+                d = _haversine(anchor_lat, anchor_lon, lat_l[j], lon_l[j])
                 if d >= limit:
                     t0s.append(prev_ts)
-                    t1s.append(j_ts)
+                    t1s.append(ts_l[j])
                     ms.append(m)
                     moved.append(d)
-                    anchor_lat, anchor_lon = j_lat, j_lon
-                prev_ts = j_ts
-        state[m] = {
-            "pos_ts_ms": int(ts[starts[k] + lengths[k] - 1]),
-            "anchor_lat": anchor_lat, "anchor_lon": anchor_lon,
-        }  # fmt: skip
+                    anchor_lat, anchor_lon = lat_l[j], lon_l[j]
+                prev_ts = ts_l[j]
+        state[m] = {"pos_ts_ms": ts_l[hi], "anchor_lat": anchor_lat, "anchor_lon": anchor_lon}
     if moved:
         _split(
             acc, np.asarray(ms, np.int64), np.asarray(t0s, np.int64), np.asarray(t1s, np.int64),
