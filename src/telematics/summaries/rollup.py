@@ -187,8 +187,15 @@ class Rollup:
         """
         if not self._moves:
             return
-        async with acquire(self._pool) as conn:
-            await self._flush(conn)
+        try:
+            async with acquire(self._pool) as conn:
+                await self._flush(conn)
+        except StoreUnavailableError:
+            raise
+        except Exception:  # a supervisor: summaries must never stop diagnosis or ingestion
+            log.exception("summary flush failed; %d machines' increments dropped", len(self._moves))
+            self._tails.clear()
+            self._clear()
 
     async def _flush(self, conn: asyncpg.Connection) -> None:
         if not self._moves:
