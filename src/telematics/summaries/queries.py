@@ -18,8 +18,6 @@ from telematics.summaries.periods import Bucket, Period
 from telematics.summaries.usage import COLUMNS
 
 _HOURS_DAYS = ", ".join(f"sum(src.working_by_hour[{h + 1}])" for h in range(24))
-_HOURS_SLOTS = ", ".join(f"coalesce(sum(src.working_s) FILTER (WHERE src.hr = {h}), 0)"
-                         for h in range(24))  # fmt: skip
 _SUMS = ", ".join(f"sum(src.{c}) AS {c}" for c in COLUMNS)
 
 _FROM_DAYS = """
@@ -93,25 +91,40 @@ async def summarise(
     where, key = scope.sql()
     first, last = buckets[0].first, date.fromordinal(buckets[-1].after.toordinal() - 1)
     source = (_FROM_DAYS if use_days else _FROM_SLOTS).format(scope=where)
-    hours = _HOURS_DAYS if use_days else _HOURS_SLOTS
+    hours = _HOURS_DAYS
     args: list[object] = [key, first, last, period.value]
     if not use_days:
         args += [tz_name, buckets[0].start, buckets[-1].end]
     bucket_sql = "GREATEST(date_trunc($4, src.day::timestamp)::date, $2)"
     fuel_l = "sum(src.fuel_used_pct * src.fuel_tank_l / 100)"
-    by_bucket = await conn.fetch(
-        f"WITH src AS ({source}) SELECT {bucket_sql} AS bucket, {_SUMS}, {fuel_l} AS fuel_l,"
-        f" min(src.first_start) AS first_start, max(src.last_stop) AS last_stop,"
-        f" ARRAY[{hours}] AS by_hour FROM src GROUP BY 1",
-        *args,
-    )
     starts = [b.first for b in buckets]
     totals = [Totals() for _ in buckets]
-    for row in by_bucket:
-        i = bisect.bisect_right(starts, row["bucket"]) - 1
-        if 0 <= i < len(totals):
-            _fill(totals[i], row)
-            totals[i].working_by_hour = [float(x) for x in row["by_hour"]]
+    if use_days:
+        by_bucket = await conn.fetch(
+            f"WITH src AS ({source}) SELECT {bucket_sql} AS bucket, {_SUMS}, {fuel_l} AS fuel_l,"
+            f" min(src.first_start) AS first_start, max(src.last_stop) AS last_stop,"
+            f" ARRAY[{hours}] AS by_hour FROM src GROUP BY 1",
+            *args,
+        )
+        for row in by_bucket:
+            i = bisect.bisect_right(starts, row["bucket"]) - 1
+            if 0 <= i < len(totals):
+                _fill(totals[i], row)
+                totals[i].working_by_hour = [float(x) for x in row["by_hour"]]
+    else:
+        # Per (bucket, local hour): the hour is computed once a row (24 FILTERs over an
+        # inlined CTE would convert every slot's time 24 times), summed up here.
+        by_hour = await conn.fetch(
+            f"WITH src AS ({source}) SELECT {bucket_sql} AS bucket, src.hr, {_SUMS},"
+            f" {fuel_l} AS fuel_l, min(src.first_start) AS first_start,"
+            f" max(src.last_stop) AS last_stop FROM src GROUP BY 1, 2",
+            *args,
+        )
+        for row in by_hour:
+            i = bisect.bisect_right(starts, row["bucket"]) - 1
+            if 0 <= i < len(totals):
+                _add(totals[i], row)
+                totals[i].working_by_hour[row["hr"]] += float(row["working_s"] or 0.0)
     machines: dict[str, Totals] = {}
     if per_machine:
         rows = await conn.fetch(
@@ -136,6 +149,20 @@ async def summarise(
         litres = None if row["litres"] is None else float(row["litres"])
         totals[i].refuels.append((row["machine_id"], row["ts"], litres))
     return Found(totals, machines)
+
+
+def _add(t: Totals, row: asyncpg.Record) -> None:
+    """Add a partial row (one local hour of a bucket) to a bucket's totals."""
+    for c in COLUMNS:
+        t.values[c] += float(row[c] or 0.0)
+    if row["fuel_l"] is not None:
+        t.fuel_used_l = (t.fuel_used_l or 0.0) + float(row["fuel_l"])
+    if row["first_start"] is not None and (
+        t.first_start is None or row["first_start"] < t.first_start
+    ):
+        t.first_start = row["first_start"]
+    if row["last_stop"] is not None and (t.last_stop is None or row["last_stop"] > t.last_stop):
+        t.last_stop = row["last_stop"]
 
 
 def _fill(t: Totals, row: asyncpg.Record) -> Totals:
