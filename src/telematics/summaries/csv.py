@@ -9,8 +9,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
-
-from telematics.summaries.schemas import BucketOut, MachineFiguresOut
+from typing import Any
 
 _FIGURES = (
     "engine_hours",
@@ -35,7 +34,9 @@ def _cell(value: object) -> str:
     return str(value)
 
 
-def buckets_csv(buckets: Sequence[BucketOut], per_machine: Sequence[MachineFiguresOut] = ()) -> str:
+def buckets_csv(
+    buckets: Sequence[dict[str, Any]], per_machine: Sequence[dict[str, Any]] = ()
+) -> str:
     """The buckets as CSV text (header first); a fleet's per-machine table follows after a
     blank line, with its own header.
     """
@@ -43,20 +44,20 @@ def buckets_csv(buckets: Sequence[BucketOut], per_machine: Sequence[MachineFigur
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(HEADER)
     for b in buckets:
-        litres = [r.litres for r in b.refuels if r.litres is not None]
+        litres = [r["litres"] for r in b["refuels"] if r["litres"] is not None]
         writer.writerow(
             [
-                _cell(b.start),
-                _cell(b.end),
-                *(_cell(getattr(b, f)) for f in _FIGURES),
-                len(b.refuels),
+                _cell(b["start"]),
+                _cell(b["end"]),
+                *(_cell(b[f]) for f in _FIGURES),
+                len(b["refuels"]),
                 round(sum(litres), 3) if litres else "",
-                *(_cell(h) for h in b.hours_by_hour),
+                *(_cell(h) for h in b["hours_by_hour"]),
             ]
         )
     if per_machine:
         writer.writerow([])
         writer.writerow(("machine_id", *_FIGURES))
         for m in per_machine:
-            writer.writerow([m.machine_id, *(_cell(getattr(m, f)) for f in _FIGURES)])
+            writer.writerow([m["machine_id"], *(_cell(m[f]) for f in _FIGURES)])
     return out.getvalue()

@@ -109,17 +109,23 @@ def figures(
     }
 
 
-def bucket_out(b: Bucket, t: Totals, machines: int, shift_h: float, tz_of: tzinfo) -> BucketOut:
-    """A bucket's answer."""
-    return BucketOut(
-        start=b.start.astimezone(tz_of),
-        end=b.end.astimezone(tz_of),
-        refuels=[
-            RefuelOut(
-                machine_id=m, ts=ts.astimezone(tz_of), litres=None if lt is None else round(lt, 3)
-            )
+def bucket_out(
+    b: Bucket, t: Totals, machines: int, shift_h: float, tz_of: tzinfo
+) -> dict[str, Any]:
+    """A bucket's answer, as `BucketOut` describes it (plain values: a fleet's month is
+    thousands of them, and building models for each cost more than the query).
+    """
+    return {
+        "start": b.start.astimezone(tz_of),
+        "end": b.end.astimezone(tz_of),
+        **figures(t, b.seconds, b.days, machines, shift_h, tz_of),
+        "refuels": [
+            {
+                "machine_id": m,
+                "ts": ts.astimezone(tz_of),
+                "litres": None if lt is None else round(lt, 3),
+            }
             for m, ts, lt in t.refuels
         ],
-        hours_by_hour=[round(s / 3600, 4) for s in t.working_by_hour],
-        **figures(t, b.seconds, b.days, machines, shift_h, tz_of),
-    )
+        "hours_by_hour": [round(s / 3600, 4) for s in t.working_by_hour],
+    }
