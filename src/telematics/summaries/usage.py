@@ -30,9 +30,7 @@ import numpy as np
 from diagnosis.usage_limits import UsageLimits
 from telematics.summaries.usage_base import (
     COLUMNS,
-    EMPTY_TAIL,
     SLOT_MS,
-    TAIL_FIELDS,
     Acc,
     Batch,
     Fields,
@@ -42,11 +40,14 @@ from telematics.summaries.usage_base import (
     Slots,
     Tail,
     Usage,
+    runs,
     series,
     split,
 )
 from telematics.summaries.usage_distance import distance, haversine_m
 from telematics.summaries.usage_fuel import fuel
+
+_NO_TAIL = Tail(ts_ms=-1)
 
 __all__ = [
     "COLUMNS",
@@ -101,13 +102,28 @@ def contributions(
             batch.load_pct[last].tolist(),
             strict=True,
         ):
-            old = tails[m]
-            fields = EMPTY_TAIL.copy() if old is None else {f: getattr(old, f) for f in TAIL_FIELDS}
-            fields.update(ts_ms=ts, rpm=rpm, load_pct=load)
-            fields.update(hours_tail.get(m, ()))
-            fields.update(fuel_tail.get(m, ()))
-            fields.update(pos_tail.get(m, ()))
-            new_tails[m] = Tail(**fields)
+            old = tails[m] or _NO_TAIL
+            h = hours_tail.get(m)
+            f = fuel_tail.get(m)
+            p = pos_tail.get(m)
+            # Positional, field by field: a dict of every field per machine cost more than
+            # the rest of the tail handling.
+            new_tails[m] = Tail(
+                ts, rpm, load,
+                h["hours_ts_ms"] if h else old.hours_ts_ms,
+                h["hours"] if h else old.hours,
+                f["fuel_ts_ms"] if f else old.fuel_ts_ms,
+                f["fuel_pct"] if f else old.fuel_pct,
+                f["fuel_anchor_pct"] if f else old.fuel_anchor_pct,
+                f.get("fuel_low_ms", old.fuel_low_ms) if f else old.fuel_low_ms,
+                f.get("refuel_from_ms", old.refuel_from_ms) if f else old.refuel_from_ms,
+                f.get("refuel_base_pct", old.refuel_base_pct) if f else old.refuel_base_pct,
+                f.get("refuel_peak_pct", old.refuel_peak_pct) if f else old.refuel_peak_pct,
+                f.get("refuel_peak_ms", old.refuel_peak_ms) if f else old.refuel_peak_ms,
+                p["pos_ts_ms"] if p else old.pos_ts_ms,
+                p["anchor_lat"] if p else old.anchor_lat,
+                p["anchor_lon"] if p else old.anchor_lon,
+            )  # fmt: skip
     return Usage(acc.slots(), anomalies, refuels, new_tails)
 
 
@@ -116,15 +132,23 @@ def _intervals(
     idle_rpm: FloatArray, max_gap_ms: int,
 ) -> None:  # fmt: skip
     """Known, working and idle seconds, and running times, of each reading's interval."""
-    t_rows = [(m, t) for m, t in enumerate(tails) if t is not None and t.ts_ms >= 0]
-    present = set(np.unique(batch.machine_idx).tolist())
-    t_rows = [(m, t) for m, t in t_rows if m in present]
-    machine = np.concatenate([np.asarray([m for m, _ in t_rows], np.int64), batch.machine_idx])
-    ts = np.concatenate([np.asarray([t.ts_ms for _, t in t_rows], np.int64), batch.ts_ms])
-    rpm = np.concatenate([np.asarray([t.rpm for _, t in t_rows], np.float64), batch.rpm])
-    load = np.concatenate([np.asarray([t.load_pct for _, t in t_rows], np.float64), batch.load_pct])
-    order = np.lexsort((ts, machine))
-    machine, ts, rpm, load = machine[order], ts[order], rpm[order], load[order]
+    if not len(batch):
+        return
+    starts, _ = runs(batch.machine_idx)
+    at, t_ts, t_rpm, t_load = [], [], [], []
+    for start, m in zip(starts.tolist(), batch.machine_idx[starts].tolist(), strict=True):
+        tail = tails[m]
+        if tail is not None and tail.ts_ms >= 0:
+            at.append(start)
+            t_ts.append(tail.ts_ms)
+            t_rpm.append(tail.rpm)
+            t_load.append(tail.load_pct)
+    # Each machine's tail goes in front of its run (the batch is sorted by machine, time).
+    where = np.asarray(at, np.int64)
+    machine = np.insert(batch.machine_idx, where, batch.machine_idx[where])
+    ts = np.insert(batch.ts_ms, where, np.asarray(t_ts, np.int64))
+    rpm = np.insert(batch.rpm, where, np.asarray(t_rpm, np.float64))
+    load = np.insert(batch.load_pct, where, np.asarray(t_load, np.float64))
     if len(ts) < 2:
         return
     same = machine[1:] == machine[:-1]

@@ -83,10 +83,6 @@ class Tail:
     anchor_lon: float = NAN
 
 
-TAIL_FIELDS = tuple(Tail.__dataclass_fields__)
-EMPTY_TAIL: dict[str, Any] = {f: getattr(Tail(ts_ms=-1), f) for f in TAIL_FIELDS}
-
-
 @dataclass(frozen=True, slots=True)
 class Batch:
     """Readings of several machines, sorted by (machine, time), one array per signal.
@@ -272,18 +268,23 @@ def series(
     Returns (machine, ts, value, is_tail as 0/1), sorted by (machine, ts).
     """
     has = ~np.isnan(batch_v)
-    t_idx, t_ts, t_v = [], [], []
-    for m in np.unique(batch_idx[has]).tolist():
+    idx, ts, value = batch_idx[has], batch_ts[has], batch_v[has]
+    if not len(idx):
+        return idx, ts, value, np.zeros(0, np.int64)
+    starts, _ = runs(idx)
+    at, t_ts, t_v = [], [], []
+    for start, m in zip(starts.tolist(), idx[starts].tolist(), strict=True):
         tail = tails[m]
         if tail is not None:
-            at = getattr(tail, prev_ts)
-            if at >= 0:
-                t_idx.append(m)
-                t_ts.append(at)
+            when = getattr(tail, prev_ts)
+            if when >= 0:
+                at.append(start)
+                t_ts.append(when)
                 t_v.append(getattr(tail, prev_v))
-    machine = np.concatenate([np.asarray(t_idx, np.int64), batch_idx[has]])
-    ts = np.concatenate([np.asarray(t_ts, np.int64), batch_ts[has]])
-    value = np.concatenate([np.asarray(t_v, np.float64), batch_v[has]])
-    is_tail = np.concatenate([np.ones(len(t_idx), np.int64), np.zeros(int(has.sum()), np.int64)])
-    order = np.lexsort((ts, machine))
-    return machine[order], ts[order], value[order], is_tail[order]
+    # Each machine's tail goes in front of its run (the batch is sorted by machine, time).
+    where = np.asarray(at, np.int64)
+    machine = np.insert(idx, where, idx[where])
+    ts = np.insert(ts, where, np.asarray(t_ts, np.int64))
+    value = np.insert(value, where, np.asarray(t_v, np.float64))
+    is_tail = np.insert(np.zeros(len(idx), np.int64), where, 1)
+    return machine, ts, value, is_tail
