@@ -33,6 +33,8 @@ from telematics.summaries.usage import COLUMNS, SLOT_MS, Batch, Slots, Tail, Usa
 
 log = logging.getLogger(__name__)
 
+_RECOMPUTE_CHUNK_MS = 96 * SLOT_MS
+
 
 def seed_tail(reading: StoredReadings) -> Tail:
     """A tail standing for a stored reading (the last one before a batch or a range).
@@ -158,6 +160,8 @@ class Rollup:
         self._frames: list[Frame] = []
         self.recomputed = 0
         """Machine ranges recomputed so far (late readings, re-runs)."""
+        self.recompute_chunk_ms = _RECOMPUTE_CHUNK_MS
+        """A recompute reads the store this many slots' worth at a time (a day)."""
 
     def forget(self, machine_ids: Iterable[str]) -> None:
         """Drop cached tails of machines with nothing buffered, so the store's are read again."""
@@ -307,6 +311,24 @@ class Rollup:
         if len(after):
             last_slot = max(last_slot, slot_of(after.ts_ms[0]))
         hi = min(last_slot, slot_of(upto_ms)) + SLOT_MS
+        # A day of slots at a time: a replay of weeks of readings must not be read whole.
+        step = self.recompute_chunk_ms
+        for chunk_lo in range(lo, hi, step):
+            await self._recompute_range(
+                conn, machine_id, chunk_lo, min(chunk_lo + step, hi), upto_ms, limits
+            )
+        return lo, hi
+
+    async def _recompute_range(
+        self,
+        conn: asyncpg.Connection,
+        machine_id: str,
+        lo: int,
+        hi: int,
+        upto_ms: int,
+        limits: UsageLimits,
+    ) -> None:
+        """Replace the slots [lo, hi) with what the stored readings give (pairs up to upto)."""
         inside = await store.readings(conn, machine_id, lo, min(hi - 1, upto_ms))
         context = await store.reading_next_to(conn, machine_id, lo, before=True, limit_ms=None)
         beyond = await store.reading_next_to(
@@ -323,4 +345,3 @@ class Rollup:
             [a for a in usage.anomalies if lo <= a.ts_ms < hi],
             [r for r in usage.refuels if lo <= r.ts_ms < hi],
         )
-        return lo, hi
