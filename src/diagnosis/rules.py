@@ -23,6 +23,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 from diagnosis.errors import DiagnosisError
+from diagnosis.usage_limits import UsageLimits
 
 __all__ = [
     "AnomalyTiming",
@@ -38,6 +39,7 @@ __all__ = [
     "RuleBookError",
     "TemperatureLimit",
     "Thresholds",
+    "UsageLimits",
 ]
 
 
@@ -314,6 +316,7 @@ class Thresholds:
     outside_site: OutsideSite
     dtc: DtcTiming
     anomaly: AnomalyTiming
+    usage: UsageLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -451,6 +454,8 @@ def _build(cls: type[_T], raw: Mapping[str, Any], key: str) -> _T:
     check = getattr(value, "_check", None)
     if check is not None:
         check(key)
+    if isinstance(value, UsageLimits) and (problem := value.problem()) is not None:
+        raise RuleBookError(f"{key}.{problem[0]}", problem[1])
     return value
 
 

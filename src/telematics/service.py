@@ -47,6 +47,7 @@ from telematics.services.notify import AlarmPublisher
 from telematics.store import partitions
 from telematics.store.registry import SourceDirectory
 from telematics.store.tokens import TokenCache
+from telematics.summaries.rollup import Rollup
 from telematics.web import build_app
 
 log = logging.getLogger(__name__)
@@ -265,6 +266,9 @@ def _diagnosis(
         metrics,
         DiagnoserConfig(history_s=settings.diagnosis_history_s, source=settings.mqtt_client_id),
         notify=publisher.publish if publisher is not None else None,
+        consumers=[Rollup(pool, rules, settings.summary_max_gap_s)]
+        if settings.summaries_enabled
+        else [],
     )
     return diagnoser, publisher, knowledge
 

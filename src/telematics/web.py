@@ -20,11 +20,13 @@ from telematics.console.routes import console_router
 from telematics.maintenance.router import router as maintenance_router
 from telematics.notices.api import router as notices_router
 from telematics.quality import desk_api, kpi_api, regions_api, satisfaction_api
+from telematics.summaries.router import router as summaries_router
 
 
 def capability_routers() -> list[APIRouter]:
     """The routers of the capabilities above `api/`, in the order they are mounted."""
     return [
+        summaries_router,
         maintenance_router,
         notices_router,
         desk_api.router,

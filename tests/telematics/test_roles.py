@@ -112,6 +112,10 @@ RULES: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/satisfaction"): {A, E, C, D, M},
     ("PUT", "/v1/machines/{machine_id}/region"): {A},
     ("GET", "/v1/service/kpis"): {A, E, M},
+    ("GET", "/v1/machines/{machine_id}/summary"): {A, E, G, C},
+    ("GET", "/v1/fleet/summary"): {A, E, C, D},
+    ("GET", "/v1/customers/{customer_id}/settings"): {A, E, C},
+    ("PUT", "/v1/customers/{customer_id}/settings"): {A, E, C},
 }
 
 
@@ -163,6 +167,7 @@ def body_for(method: str, path: str, machine_id: str) -> object:
             "answered_at": "2024-01-01T00:00:00Z",
         },
         "/v1/machines/{machine_id}/region": {"region": "east"},
+        "/v1/customers/{customer_id}/settings": {"tz": "UTC", "shift_hours_per_day": 8.0},
     }
     return bodies.get(path) if method in ("POST", "PUT", "PATCH") else None
 
@@ -234,6 +239,7 @@ async def world(pool: asyncpg.Pool) -> AsyncIterator[tuple[httpx.AsyncClient, di
         "customer": customer,
         "class_or_model": "ROLES-PLAN",
         "item": "engine_oil",
+        "customer_id": customer,
     }
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://api"

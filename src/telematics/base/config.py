@@ -145,6 +145,16 @@ class Settings(BaseSettings):
     alarm_notices: bool = Field(
         default=True, description="Publish alarm changes on machines/{machine_id}/alarms."
     )
+    summaries_enabled: bool = Field(
+        default=True,
+        description="Keep the work-summary rollups as batches commit (needs diagnosis enabled).",
+    )
+    summary_max_gap_s: int = Field(
+        default=300,
+        ge=1,
+        le=900,
+        description="Longest gap between readings counted as known time in work summaries.",
+    )
     sla_callback_s: int = Field(
         default=15 * 60, ge=1, description="After a dispatch, by when the customer is called."
     )

@@ -12,6 +12,10 @@ between the two, the restore on restart replays the stored readings (persistence
 included) and takes the open episodes from the store, so a missed raise or clear happens on the
 machine's next reading instead.
 
+After the engine, every batch (live and catch-up) goes to the after-batch consumers
+(`AfterBatch`, e.g. the work-summary rollup), in the same order; a consumer's database being
+away is retried like diagnosis, and a batch it could not take stays pending.
+
 Backpressure: the backlog of committed readings not yet diagnosed is bounded; past the bound,
 `room` makes the gateway's writers wait, which holds acknowledgements, which stops the broker.
 """
@@ -26,6 +30,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 import asyncpg
 
@@ -50,6 +55,20 @@ log = logging.getLogger(__name__)
 Notify = Callable[[Sequence[alarm_store.AlarmChange]], None]
 _RESTORE_CHUNK = 500
 _CATCH_UP_BATCHES = 10
+
+
+class AfterBatch(Protocol):
+    """Work done on every committed batch after the engine, in commit order."""
+
+    async def consume(self, frame: Frame) -> None:
+        """Take one batch. Raise only `StoreUnavailableError` (it is retried); anything else
+        must be handled (logged) inside: one batch's failure must not stop diagnosis.
+        """
+
+    async def flush(self) -> None:
+        """Make durable what the batches taken so far did; called before they are marked
+        diagnosed (about every `done_flush_s`). Raise only `StoreUnavailableError`.
+        """
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,8 +113,10 @@ class Diagnoser:
         metrics: Metrics,
         config: DiagnoserConfig | None = None,
         notify: Notify | None = None,
+        consumers: Sequence[AfterBatch] = (),
     ) -> None:
         """Create a diagnoser; `run` does the work."""
+        self._consumers = tuple(consumers)
         self._pool = pool
         self.engine = engine
         self._knowledge = knowledge
@@ -216,9 +237,25 @@ class Diagnoser:
             return True  # diagnosing it again would fail again
         self._metrics.diagnosis_seconds.observe(time.monotonic() - started)
         self._published(changes)
+        for consumer in self._consumers:
+            try:
+                await with_retry(
+                    lambda c=consumer: c.consume(frame),  # type: ignore[misc]
+                    what="after-batch work",
+                    stop=stop,
+                )
+            except StoreUnavailableError:
+                return False  # stopping with the database away: left pending, done next run
         return True
 
     async def _flush_done(self) -> None:
+        # The consumers first: a batch is marked diagnosed only once what they did with it is
+        # stored, so a crash before that feeds it to them again on restart.
+        try:
+            for consumer in self._consumers:
+                await consumer.flush()
+        except StoreUnavailableError:
+            return  # the batches stay pending; flushed next time
         if not self._done:
             return
         seqs, self._done = self._done, []

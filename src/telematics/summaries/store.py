@@ -1,0 +1,387 @@
+"""The SQL of the work summaries: slots, days, tails, refuels, meter anomalies.
+
+Owns every statement on the `summary_*` tables (migration 009); asyncpg records never leave it.
+Slot rows are added to (increments) or replaced (recomputes); day rows follow in the same
+transaction, in the owning customer's time zone, read under a share lock on its settings row so
+that a time-zone change (which rebuilds the days) never interleaves with a write.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+import numpy as np
+import orjson
+
+from telematics.summaries.usage import COLUMNS, SLOT_MS, MeterAnomaly, Refuel, Slots, Tail
+
+_ADD = ", ".join(f"{c} = s.{c} + EXCLUDED.{c}" for c in COLUMNS)
+_COLS = ", ".join(COLUMNS)
+_SUMS = ", ".join(f"sum({c})" for c in COLUMNS)
+_TYPES = ", ".join(
+    f"${i + 3}::{'integer' if c == 'meter_anomalies' else 'float8'}[]"
+    for i, c in enumerate(COLUMNS)
+)
+_N = len(COLUMNS)
+# Working seconds per local hour as a 24-element array, and two such arrays added: inline
+# expressions (a SQL function per row cost several times the rest of the statement).
+_BY_HOUR = (
+    "ARRAY["
+    + ", ".join(f"coalesce(sum(working_s) FILTER (WHERE hr = {h}), 0)" for h in range(24))
+    + "]"
+)
+_ADD_HOURS = (
+    "ARRAY["
+    + ", ".join(f"s.working_by_hour[{h}] + EXCLUDED.working_by_hour[{h}]" for h in range(1, 25))
+    + "]"
+)
+
+_UPSERT_SLOTS = f"""
+INSERT INTO summary_slots AS s (machine_id, slot, {_COLS}, first_start, last_stop)
+SELECT u.machine_id, to_timestamp(u.slot_ms / 1000.0), {", ".join(f"u.{c}" for c in COLUMNS)},
+       to_timestamp(nullif(u.fs, -1) / 1000.0), to_timestamp(nullif(u.ls, -1) / 1000.0)
+FROM unnest($1::text[], $2::bigint[], {_TYPES}, ${_N + 3}::bigint[], ${_N + 4}::bigint[])
+    AS u(machine_id, slot_ms, {_COLS}, fs, ls)
+ON CONFLICT (machine_id, slot) DO UPDATE SET {_ADD},
+    first_start = LEAST(s.first_start, EXCLUDED.first_start),
+    last_stop = GREATEST(s.last_stop, EXCLUDED.last_stop)
+"""
+
+_INSERT_SLOTS = f"""
+INSERT INTO summary_slots (machine_id, slot, {_COLS}, first_start, last_stop)
+SELECT u.machine_id, to_timestamp(u.slot_ms / 1000.0), {", ".join(f"u.{c}" for c in COLUMNS)},
+       to_timestamp(nullif(u.fs, -1) / 1000.0), to_timestamp(nullif(u.ls, -1) / 1000.0)
+FROM unnest($1::text[], $2::bigint[], {_TYPES}, ${_N + 3}::bigint[], ${_N + 4}::bigint[])
+    AS u(machine_id, slot_ms, {_COLS}, fs, ls)
+"""
+
+# Day rows from slot increments, in each machine's customer's time zone.
+_UPSERT_DAYS = f"""
+WITH inc AS (
+    SELECT u.machine_id, to_timestamp(u.slot_ms / 1000.0) AS slot, {_COLS},
+           to_timestamp(nullif(u.fs, -1) / 1000.0) AS fs,
+           to_timestamp(nullif(u.ls, -1) / 1000.0) AS ls
+    FROM unnest($1::text[], $2::bigint[], {_TYPES}, ${_N + 3}::bigint[], ${_N + 4}::bigint[])
+        AS u(machine_id, slot_ms, {_COLS}, fs, ls)
+), zone AS (
+    SELECT m.machine_id, cs.tz FROM machines m JOIN customer_settings cs USING (customer_id)
+    WHERE m.machine_id = ANY($1::text[]) FOR SHARE OF cs
+), local AS (
+    SELECT inc.*, (inc.slot AT TIME ZONE zone.tz)::date AS day,
+           extract(hour FROM inc.slot AT TIME ZONE zone.tz)::integer AS hr
+    FROM inc JOIN zone USING (machine_id)
+)
+INSERT INTO summary_days AS s (machine_id, day, {_COLS}, first_start, last_stop, working_by_hour)
+SELECT machine_id, day, {_SUMS}, min(fs), max(ls), {_BY_HOUR}
+FROM local GROUP BY machine_id, day
+ON CONFLICT (machine_id, day) DO UPDATE SET {_ADD},
+    first_start = LEAST(s.first_start, EXCLUDED.first_start),
+    last_stop = GREATEST(s.last_stop, EXCLUDED.last_stop),
+    working_by_hour = {_ADD_HOURS}
+"""
+
+# Day rows rebuilt from the slots of the local days that [$2, $3] touches (deleted first).
+_ZONE_SPAN = """
+WITH zone AS (
+    SELECT m.machine_id, cs.tz FROM machines m JOIN customer_settings cs USING (customer_id)
+    WHERE m.machine_id = ANY($1::text[]) FOR SHARE OF cs
+), span AS (
+    SELECT machine_id, tz, ($2::timestamptz AT TIME ZONE tz)::date AS d0,
+           ($3::timestamptz AT TIME ZONE tz)::date AS d1 FROM zone
+)"""
+_DELETE_DAYS = f"""{_ZONE_SPAN}
+DELETE FROM summary_days d USING span
+WHERE d.machine_id = span.machine_id AND d.day BETWEEN span.d0 AND span.d1
+"""
+_REBUILD_DAYS = f"""{_ZONE_SPAN}, local AS (
+    SELECT s.*, (s.slot AT TIME ZONE span.tz)::date AS day,
+           extract(hour FROM s.slot AT TIME ZONE span.tz)::integer AS hr
+    FROM summary_slots s JOIN span USING (machine_id)
+    WHERE s.slot >= (span.d0::timestamp AT TIME ZONE span.tz)
+      AND s.slot < ((span.d1 + 1)::timestamp AT TIME ZONE span.tz)
+)
+INSERT INTO summary_days (machine_id, day, {_COLS}, first_start, last_stop, working_by_hour)
+SELECT machine_id, day, {_SUMS}, min(first_start), max(last_stop), {_BY_HOUR}
+FROM local GROUP BY machine_id, day
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class MachineFacts:
+    """What the rollup needs of a machine: which thresholds apply to it."""
+
+    machine_id: str
+    model: str
+    machine_class: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReadings:
+    """One machine's stored readings as columns, oldest first."""
+
+    ts_ms: list[int]
+    rpm: list[float]
+    load_pct: list[float]
+    fuel_pct: list[float]
+    hours: list[float]
+    lat: list[float]
+    lon: list[float]
+
+    def __len__(self) -> int:
+        return len(self.ts_ms)
+
+
+def _ms(ts: datetime) -> int:
+    return round(ts.timestamp() * 1000)
+
+
+def _dt(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def _num(value: object) -> float:
+    return float(value) if isinstance(value, int | float) else math.nan
+
+
+def tail_json(tail: Tail) -> str:
+    """A tail as JSON (NaN as null)."""
+    return orjson.dumps({k: (None if isinstance(v, float) and math.isnan(v) else v)
+                         for k, v in asdict(tail).items()}).decode()  # fmt: skip
+
+
+def tail_of_json(raw: str) -> Tail:
+    """A tail back from `tail_json`."""
+    data = orjson.loads(raw)
+    fields: dict[str, int | float] = {}
+    for name, default in asdict(Tail(ts_ms=0)).items():
+        value = data.get(name, default)
+        if isinstance(default, float):
+            fields[name] = _num(value)
+        else:
+            fields[name] = int(value) if isinstance(value, int) else int(default)
+    return Tail(**fields)  # type: ignore[arg-type]
+
+
+async def machine_facts(conn: asyncpg.Connection, machine_ids: Sequence[str]) -> list[MachineFacts]:
+    """Registered machines among `machine_ids`; their customers get default settings rows, so
+    that day rows can lock one (docs/customers.md).
+    """
+    rows = await conn.fetch(
+        "SELECT machine_id, model, machine_class, customer_id FROM machines"
+        " WHERE machine_id = ANY($1::text[])",
+        list(machine_ids),
+    )
+    customers = sorted({r["customer_id"] for r in rows})
+    if customers:
+        await conn.execute(
+            "INSERT INTO customer_settings (customer_id) SELECT unnest($1::text[])"
+            " ON CONFLICT DO NOTHING",
+            customers,
+        )
+    return [MachineFacts(r["machine_id"], r["model"], r["machine_class"]) for r in rows]
+
+
+async def load_tails(conn: asyncpg.Connection, machine_ids: Sequence[str]) -> dict[str, Tail]:
+    """The stored tails of those machines that have one."""
+    rows = await conn.fetch(
+        "SELECT machine_id, state::text AS state FROM summary_tails"
+        " WHERE machine_id = ANY($1::text[])",
+        list(machine_ids),
+    )
+    return {r["machine_id"]: tail_of_json(r["state"]) for r in rows}
+
+
+class TailMovedError(Exception):
+    """A stored tail was not what the writer expected: another writer, or a re-run."""
+
+    def __init__(self, machine_ids: Sequence[str]) -> None:
+        super().__init__(f"summary tails moved under us: {', '.join(machine_ids[:5])}")
+        self.machine_ids = list(machine_ids)
+
+
+async def move_tails(
+    conn: asyncpg.Connection, moves: Sequence[tuple[str, Tail | None, Tail]]
+) -> None:
+    """Set each (machine, expected, new) tail, only where the stored one is `expected`.
+
+    Raises:
+        TailMovedError: Some tail was not as expected (the caller's transaction must roll back).
+    """
+    known = [(m, old, new) for m, old, new in moves if old is not None]
+    fresh = [(m, new) for m, old, new in moves if old is None]
+    moved: set[str] = set()
+    if known:
+        rows = await conn.fetch(
+            "UPDATE summary_tails t SET ts = to_timestamp(u.ts / 1000.0), state = u.state::jsonb"
+            " FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[])"
+            " AS u(m, prev, ts, state)"
+            " WHERE t.machine_id = u.m AND t.ts = to_timestamp(u.prev / 1000.0)"
+            " RETURNING t.machine_id",
+            [m for m, _, _ in known],
+            [old.ts_ms for _, old, _ in known if old is not None],
+            [new.ts_ms for _, _, new in known],
+            [tail_json(new) for _, _, new in known],
+        )
+        moved.update(r["machine_id"] for r in rows)
+    if fresh:
+        rows = await conn.fetch(
+            "INSERT INTO summary_tails (machine_id, ts, state)"
+            " SELECT u.m, to_timestamp(u.ts / 1000.0), u.state::jsonb"
+            " FROM unnest($1::text[], $2::bigint[], $3::text[]) AS u(m, ts, state)"
+            " ON CONFLICT DO NOTHING RETURNING machine_id",
+            [m for m, _ in fresh],
+            [new.ts_ms for _, new in fresh],
+            [tail_json(new) for _, new in fresh],
+        )
+        moved.update(r["machine_id"] for r in rows)
+    missed = [m for m, _, _ in moves if m not in moved]
+    if missed:
+        raise TailMovedError(missed)
+
+
+def _slot_args(machine_ids: Sequence[str], slots: Slots) -> list[object]:
+    ids = np.asarray(machine_ids, dtype=object)[slots.machine_idx].tolist()
+    cols: list[object] = []
+    for name in COLUMNS:
+        column = slots.column(name)
+        cols.append(
+            column.astype(np.int64).tolist() if name == "meter_anomalies" else column.tolist()
+        )
+    return [ids, slots.slot_ms.tolist(), *cols, slots.first_start_ms.tolist(),
+            slots.last_stop_ms.tolist()]  # fmt: skip
+
+
+async def add_slots(conn: asyncpg.Connection, machine_ids: Sequence[str], slots: Slots) -> None:
+    """Add increments to the slot rows and to the day rows they fall in."""
+    if not len(slots):
+        return
+    args = _slot_args(machine_ids, slots)
+    await conn.execute(_UPSERT_SLOTS, *args)
+    await conn.execute(_UPSERT_DAYS, *args)
+
+
+async def add_events(
+    conn: asyncpg.Connection,
+    machine_ids: Sequence[str],
+    anomalies: Sequence[MeterAnomaly],
+    refuels: Sequence[Refuel],
+) -> None:
+    """Record meter anomalies and refuels (a repeat is absorbed)."""
+    if anomalies:
+        await conn.execute(
+            "INSERT INTO summary_meter_anomalies (machine_id, ts, previous_h, value_h, reason)"
+            " SELECT u.m, to_timestamp(u.ts / 1000.0), u.p, u.v, u.r FROM unnest($1::text[],"
+            " $2::bigint[], $3::float8[], $4::float8[], $5::text[]) AS u(m, ts, p, v, r)"
+            " ON CONFLICT DO NOTHING",
+            [machine_ids[a.machine_idx] for a in anomalies],
+            [a.ts_ms for a in anomalies],
+            [a.previous_h for a in anomalies],
+            [a.value_h for a in anomalies],
+            [a.reason for a in anomalies],
+        )
+    if refuels:
+        await conn.execute(
+            "INSERT INTO summary_refuels (machine_id, ts, added_pct) SELECT u.m,"
+            " to_timestamp(u.ts / 1000.0), u.p FROM unnest($1::text[], $2::bigint[],"
+            " $3::float8[]) AS u(m, ts, p) ON CONFLICT (machine_id, ts)"
+            " DO UPDATE SET added_pct = EXCLUDED.added_pct",
+            [machine_ids[r.machine_idx] for r in refuels],
+            [r.ts_ms for r in refuels],
+            [r.added_pct for r in refuels],
+        )
+
+
+async def replace_range(
+    conn: asyncpg.Connection,
+    machine_id: str,
+    lo_ms: int,
+    hi_ms: int,
+    slots: Slots,
+    anomalies: Sequence[MeterAnomaly],
+    refuels: Sequence[Refuel],
+) -> None:
+    """Replace one machine's slots and events in [lo_ms, hi_ms), then rebuild its days there."""
+    lo, hi = _dt(lo_ms), _dt(hi_ms)
+    for table, column in (("summary_slots", "slot"), ("summary_refuels", "ts"),
+                          ("summary_meter_anomalies", "ts")):  # fmt: skip
+        await conn.execute(
+            f"DELETE FROM {table} WHERE machine_id = $1 AND {column} >= $2 AND {column} < $3",
+            machine_id, lo, hi,
+        )  # fmt: skip
+    ids = [machine_id]
+    if len(slots):
+        await conn.execute(_INSERT_SLOTS, *_slot_args(ids, slots))
+    await add_events(conn, ids, anomalies, refuels)
+    await rebuild_days(conn, ids, lo, _dt(hi_ms - 1))
+
+
+async def rebuild_days(
+    conn: asyncpg.Connection, machine_ids: Sequence[str], lo: datetime, hi: datetime
+) -> None:
+    """Rebuild the day rows of the local days from `lo` to `hi` (inclusive) from the slots."""
+    await conn.execute(_DELETE_DAYS, list(machine_ids), lo, hi)
+    await conn.execute(_REBUILD_DAYS, list(machine_ids), lo, hi)
+
+
+_READING_COLS = "ts, engine_speed_rpm, load_pct, fuel_level_pct, engine_hours, lat, lon"
+
+
+async def readings(
+    conn: asyncpg.Connection, machine_id: str, lo_ms: int, hi_ms: int
+) -> StoredReadings:
+    """A machine's readings with lo_ms <= ts <= hi_ms, oldest first."""
+    rows = await conn.fetch(
+        f"SELECT {_READING_COLS} FROM readings WHERE machine_id = $1 AND ts >= $2 AND ts <= $3"
+        " ORDER BY ts",
+        machine_id, _dt(lo_ms), _dt(hi_ms),
+    )  # fmt: skip
+    return _columns(rows)
+
+
+async def reading_next_to(
+    conn: asyncpg.Connection, machine_id: str, ts_ms: int, *, before: bool, limit_ms: int | None
+) -> StoredReadings:
+    """The reading just before `ts_ms` (or just after it, not past `limit_ms`), if any."""
+    if before:
+        sql = (f"SELECT {_READING_COLS} FROM readings WHERE machine_id = $1 AND ts < $2"
+               " ORDER BY ts DESC LIMIT 1")  # fmt: skip
+        rows = await conn.fetch(sql, machine_id, _dt(ts_ms))
+    else:
+        sql = (f"SELECT {_READING_COLS} FROM readings WHERE machine_id = $1 AND ts > $2"
+               " AND ts <= $3 ORDER BY ts LIMIT 1")  # fmt: skip
+        rows = await conn.fetch(sql, machine_id, _dt(ts_ms), _dt(limit_ms or ts_ms))
+    return _columns(rows)
+
+
+async def last_before(
+    conn: asyncpg.Connection, machine_ids: Sequence[str], before_ms: Sequence[int]
+) -> dict[str, StoredReadings]:
+    """Per machine, its newest stored reading before the given time, if any."""
+    rows = await conn.fetch(
+        f"SELECT u.m, r.{_READING_COLS.replace(', ', ', r.')} FROM unnest($1::text[],"
+        " $2::bigint[]) AS u(m, b) CROSS JOIN LATERAL (SELECT * FROM readings WHERE"
+        " machine_id = u.m AND ts < to_timestamp(u.b / 1000.0) ORDER BY ts DESC LIMIT 1) r",
+        list(machine_ids), list(before_ms),
+    )  # fmt: skip
+    return {r["m"]: _columns([r]) for r in rows}
+
+
+def _columns(rows: Sequence[asyncpg.Record]) -> StoredReadings:
+    return StoredReadings(
+        ts_ms=[_ms(r["ts"]) for r in rows],
+        rpm=[_num(r["engine_speed_rpm"]) for r in rows],
+        load_pct=[_num(r["load_pct"]) for r in rows],
+        fuel_pct=[_num(r["fuel_level_pct"]) for r in rows],
+        hours=[_num(r["engine_hours"]) for r in rows],
+        lat=[_num(r["lat"]) for r in rows],
+        lon=[_num(r["lon"]) for r in rows],
+    )
+
+
+def slot_of(ts_ms: int) -> int:
+    """The start of the slot `ts_ms` falls in."""
+    return ts_ms // SLOT_MS * SLOT_MS

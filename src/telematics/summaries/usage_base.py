@@ -1,0 +1,290 @@
+"""The values the work-summary arithmetic works on: slots, tails, batches, events. Pure numpy.
+
+Owns the shapes shared by `usage` (intervals and engine hours), `usage_fuel` and
+`usage_distance`, and the accumulator that groups contributions by (machine, 15-minute UTC
+slot). No I/O library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+SLOT_MS = 15 * 60 * 1000
+"""Slot length: every UTC offset in use is a multiple of 15 minutes, so local hours, days, weeks
+and months are exact unions of slots."""
+REFUEL_SETTLE_MS = 120_000
+"""A refuel whose level has not risen for this long is over, even without a fall."""
+_EARTH_M = 6_371_008.8
+_KEY_WIDTH = np.int64(1) << np.int64(40)
+NAN = float("nan")
+
+Fields = dict[str, Any]
+"""Fields of a new `Tail`, by name."""
+
+COLUMNS = (
+    "known_s",
+    "working_s",
+    "idle_s",
+    "engine_h",
+    "fuel_used_pct",
+    "refuel_pct",
+    "distance_m",
+    "meter_anomalies",
+)
+"""The additive columns of a slot, in the order of `Slots.values` rows."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tail:
+    """What the readings of a machine so far leave for the next ones.
+
+    Attributes:
+        ts_ms: Time of the newest reading.
+        rpm: Its engine speed (NaN if it had none): the state of the interval it starts.
+        load_pct: Its load (NaN if none).
+        hours_ts_ms: Time of the newest reading with engine hours (-1: none yet).
+        hours: That counter value.
+        fuel_ts_ms: Time of the newest reading with a fuel level (-1: none yet).
+        fuel_pct: That level.
+        fuel_anchor_pct: The consumption anchor (lowest level since the last refuel).
+        fuel_low_ms: The newest reading within noise of the anchor: where a rise would begin.
+        refuel_from_ms: While a refuel is under way, where its rise began; -1 otherwise.
+        refuel_base_pct: The anchor when it began.
+        refuel_peak_pct: Its highest level so far.
+        refuel_peak_ms: When that was read.
+        pos_ts_ms: Time of the newest reading with a position (-1: none yet).
+        anchor_lat: Latitude of the last position counted for distance.
+        anchor_lon: Its longitude.
+    """
+
+    ts_ms: int
+    rpm: float = NAN
+    load_pct: float = NAN
+    hours_ts_ms: int = -1
+    hours: float = NAN
+    fuel_ts_ms: int = -1
+    fuel_pct: float = NAN
+    fuel_anchor_pct: float = NAN
+    fuel_low_ms: int = -1
+    refuel_from_ms: int = -1
+    refuel_base_pct: float = NAN
+    refuel_peak_pct: float = NAN
+    refuel_peak_ms: int = -1
+    pos_ts_ms: int = -1
+    anchor_lat: float = NAN
+    anchor_lon: float = NAN
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Readings of several machines, sorted by (machine, time), one array per signal.
+
+    Attributes:
+        machine_idx: Per reading, its machine's index (into the caller's list); non-decreasing.
+        ts_ms: Per reading, epoch milliseconds; increasing within a machine.
+        rpm: Engine speed, NaN where absent.
+        load_pct: Engine load, NaN where absent.
+        fuel_pct: Fuel level, NaN where absent.
+        hours: Engine-hours counter, NaN where absent.
+        lat: Latitude, NaN where absent.
+        lon: Longitude, NaN where absent.
+    """
+
+    machine_idx: IntArray
+    ts_ms: IntArray
+    rpm: FloatArray
+    load_pct: FloatArray
+    fuel_pct: FloatArray
+    hours: FloatArray
+    lat: FloatArray
+    lon: FloatArray
+
+    def __len__(self) -> int:
+        return len(self.ts_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class MeterAnomaly:
+    """An engine-hours step that cannot be true: flagged, not summed."""
+
+    machine_idx: int
+    ts_ms: int
+    previous_h: float
+    value_h: float
+    reason: str  # "backwards" or "too_fast"
+
+
+@dataclass(frozen=True, slots=True)
+class Refuel:
+    """A rise of the fuel level beyond noise: its start and how many points it added."""
+
+    machine_idx: int
+    ts_ms: int
+    added_pct: float
+
+
+@dataclass(frozen=True, slots=True)
+class Slots:
+    """Contributions per (machine, slot), sorted by both.
+
+    Attributes:
+        machine_idx: Per row, the machine.
+        slot_ms: Per row, the slot's start (epoch ms, a multiple of `SLOT_MS`).
+        values: Shape (len(COLUMNS), rows).
+        first_start_ms: Per row, the earliest running time in the slot (-1: never running).
+        last_stop_ms: Per row, the latest running time in the slot (-1: never running).
+    """
+
+    machine_idx: IntArray
+    slot_ms: IntArray
+    values: FloatArray
+    first_start_ms: IntArray
+    last_stop_ms: IntArray
+
+    def __len__(self) -> int:
+        return len(self.slot_ms)
+
+    def column(self, name: str) -> FloatArray:
+        """One additive column, by name."""
+        row: FloatArray = self.values[COLUMNS.index(name)]
+        return row
+
+    def within(self, lo_ms: int, hi_ms: int) -> Slots:
+        """Only the rows with lo_ms <= slot < hi_ms."""
+        keep = (self.slot_ms >= lo_ms) & (self.slot_ms < hi_ms)
+        return Slots(
+            self.machine_idx[keep],
+            self.slot_ms[keep],
+            self.values[:, keep],
+            self.first_start_ms[keep],
+            self.last_stop_ms[keep],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What a batch adds: slot contributions, events, and each machine's new tail."""
+
+    slots: Slots
+    anomalies: list[MeterAnomaly]
+    refuels: list[Refuel]
+    tails: dict[int, Tail]
+
+
+class Acc:
+    """Contributions as flat lists of (row key, column, value) before grouping."""
+
+    def __init__(self) -> None:
+        self.machine: list[IntArray] = []
+        self.slot: list[IntArray] = []
+        self.col: list[IntArray] = []
+        self.value: list[FloatArray] = []
+        self.run_machine: list[IntArray] = []
+        self.run_slot: list[IntArray] = []
+        self.run_lo: list[IntArray] = []
+        self.run_hi: list[IntArray] = []
+
+    def add(self, machine: IntArray, slot: IntArray, col: int, value: FloatArray) -> None:
+        """Add `value` to column `col` of each (machine, slot)."""
+        self.machine.append(machine)
+        self.slot.append(slot)
+        self.col.append(np.full(len(slot), col, np.int64))
+        self.value.append(value)
+
+    def running(self, machine: IntArray, slot: IntArray, lo: IntArray, hi: IntArray) -> None:
+        """Record running from `lo` to `hi` within each (machine, slot)."""
+        self.run_machine.append(machine)
+        self.run_slot.append(slot)
+        self.run_lo.append(lo)
+        self.run_hi.append(hi)
+
+    def slots(self) -> Slots:
+        """Everything added, grouped per (machine, slot)."""
+        cat = np.concatenate
+        empty_i = np.zeros(0, np.int64)
+        machine = cat([*self.machine, *self.run_machine, empty_i])
+        slot = cat([*self.slot, *self.run_slot, empty_i])
+        # One integer key per (machine, slot): slots since 1970 fit well under 2**40.
+        flat = machine * _KEY_WIDTH + slot // SLOT_MS
+        keys, inverse = np.unique(flat, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        rows = len(keys)
+        values = np.zeros((len(COLUMNS), rows), np.float64)
+        first = np.full(rows, np.iinfo(np.int64).max, np.int64)
+        last = np.full(rows, -1, np.int64)
+        n_add = sum(len(s) for s in self.slot)
+        if n_add:
+            col, value, where = cat(self.col), cat(self.value), inverse[:n_add]
+            for c in np.unique(col):
+                pick = col == c
+                values[c] = np.bincount(where[pick], weights=value[pick], minlength=rows)
+        if self.run_machine:
+            where = inverse[n_add:]
+            np.minimum.at(first, where, cat(self.run_lo))
+            np.maximum.at(last, where, cat(self.run_hi))
+        first[first == np.iinfo(np.int64).max] = -1
+        return Slots(keys // _KEY_WIDTH, keys % _KEY_WIDTH * SLOT_MS, values, first, last)
+
+
+def runs(machine_idx: IntArray) -> tuple[IntArray, IntArray]:
+    """Start index and length of each machine's run of elements."""
+    n = len(machine_idx)
+    is_first = np.ones(n, np.bool_)
+    is_first[1:] = machine_idx[1:] != machine_idx[:-1]
+    starts = np.flatnonzero(is_first)
+    lengths = np.diff(np.append(starts, n))
+    return starts, lengths
+
+
+def split(
+    acc: Acc, machine: IntArray, t0: IntArray, t1: IntArray, col: int, value: FloatArray,
+    max_gap_ms: int,
+) -> None:  # fmt: skip
+    """Add `value` of each pair (t0, t1]: split at a slot boundary, or all at t1 past a gap."""
+    s0 = t0 // SLOT_MS * SLOT_MS
+    s1 = t1 // SLOT_MS * SLOT_MS
+    span = np.maximum(t1 - t0, 1)
+    crosses = (s1 > s0) & (t1 - t0 <= max_gap_ms)
+    before = np.where(crosses, (s1 - t0) / span, 0.0)
+    acc.add(machine, s1, col, value * (1.0 - before))
+    if bool(crosses.any()):
+        acc.add(machine[crosses], s0[crosses], col, (value * before)[crosses])
+
+
+def series(
+    batch_idx: IntArray, batch_ts: IntArray, batch_v: FloatArray,
+    tails: Sequence[Tail | None], prev_ts: str, prev_v: str,
+) -> tuple[IntArray, IntArray, FloatArray, IntArray]:  # fmt: skip
+    """One signal's readings that carry it, each machine's tail value first (where known).
+
+    Returns (machine, ts, value, is_tail as 0/1), sorted by (machine, ts).
+    """
+    has = ~np.isnan(batch_v)
+    idx, ts, value = batch_idx[has], batch_ts[has], batch_v[has]
+    if not len(idx):
+        return idx, ts, value, np.zeros(0, np.int64)
+    starts, _ = runs(idx)
+    at, t_ts, t_v = [], [], []
+    for start, m in zip(starts.tolist(), idx[starts].tolist(), strict=True):
+        tail = tails[m]
+        if tail is not None:
+            when = getattr(tail, prev_ts)
+            if when >= 0:
+                at.append(start)
+                t_ts.append(when)
+                t_v.append(getattr(tail, prev_v))
+    # Each machine's tail goes in front of its run (the batch is sorted by machine, time).
+    where = np.asarray(at, np.int64)
+    machine = np.insert(idx, where, idx[where])
+    ts = np.insert(ts, where, np.asarray(t_ts, np.int64))
+    value = np.insert(value, where, np.asarray(t_v, np.float64))
+    is_tail = np.insert(np.zeros(len(idx), np.int64), where, 1)
+    return machine, ts, value, is_tail

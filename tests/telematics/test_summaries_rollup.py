@@ -1,0 +1,193 @@
+"""The rollup against the real store: increments, re-runs and late readings give one answer."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import orjson
+import pytest
+
+from diagnosis.engine import Engine
+from diagnosis.knowledge import KnowledgeBase
+from diagnosis.rules import RuleBook
+from telematics.base.metrics import Metrics
+from telematics.ingest.pipeline import ingest
+from telematics.services.diagnose import Diagnoser, DiagnoserConfig, frame_of
+from telematics.store.registry import SourceDirectory, add_machine
+from telematics.summaries.rollup import Rollup
+from telematics.wire.decode import Limits
+from tests.conftest import unique
+from tests.telematics.harness import now_ms
+
+SLOT = 900_000
+
+
+def script(start_ms: int) -> list[dict[str, float]]:
+    """Two hours, a reading every 20 s: working, idle, off, with hours, fuel and a drive."""
+    rows = []
+    hours, fuel, lat = 500.0, 70.0, 31.2
+    for i in range(360):
+        phase = (i // 60) % 3  # 20 min working, 20 idle, 20 off
+        rpm = (1800.0, 800.0, 0.0)[phase]
+        load = (60.0, 5.0, 0.0)[phase]
+        if rpm:
+            hours += 20 / 3600
+            fuel -= 0.02 if phase == 0 else 0.005
+        if phase == 0:
+            lat += 0.0001
+        rows.append(
+            {
+                "ts": start_ms + i * 20_000,
+                "engine_speed_rpm": rpm,
+                "load_pct": load,
+                "engine_hours": round(hours, 3),
+                "fuel_level_pct": round(fuel, 3),
+                "lat": lat,
+                "lon": 121.5,
+            }
+        )
+    return rows
+
+
+async def feed(
+    pool: asyncpg.Pool, rollup: Rollup, machine: str, rows: list[dict[str, float]]
+) -> None:
+    async with pool.acquire() as conn:
+        decoded, _ = await ingest(
+            conn,
+            SourceDirectory(),
+            [(f"machines/{machine}/telemetry", orjson.dumps({"readings": rows}))],
+            limits=Limits(),
+        )
+    await rollup.consume(frame_of(decoded.readings))
+    await rollup.flush()
+
+
+async def figures(pool: asyncpg.Pool, machine: str) -> dict[str, float]:
+    row = await pool.fetchrow(
+        "SELECT count(*) AS n, sum(known_s) AS known_s, sum(working_s) AS working_s,"
+        " sum(idle_s) AS idle_s, sum(engine_h) AS engine_h, sum(fuel_used_pct) AS fuel,"
+        " sum(distance_m) AS distance_m, sum(meter_anomalies) AS anomalies,"
+        " min(first_start) AS first_start, max(last_stop) AS last_stop"
+        " FROM summary_slots WHERE machine_id = $1",
+        machine,
+    )
+    days = await pool.fetchrow(
+        "SELECT sum(working_s) AS working_s, sum(engine_h) AS engine_h,"
+        " sum((SELECT sum(x) FROM unnest(working_by_hour) x)) AS by_hour"
+        " FROM summary_days WHERE machine_id = $1",
+        machine,
+    )
+    out = {k: (v.timestamp() if hasattr(v, "timestamp") else float(v or 0)) for k, v in row.items()}
+    out["days_working_s"] = float(days["working_s"] or 0)
+    out["days_engine_h"] = float(days["engine_h"] or 0)
+    out["days_by_hour"] = float(days["by_hour"] or 0)
+    return out
+
+
+async def machines(pool: asyncpg.Pool, *ids: str) -> None:
+    async with pool.acquire() as conn:
+        for m in ids:
+            await add_machine(conn, m, "excavator", unique("CS"), None, fuel_tank_l=400.0)
+
+
+def start() -> int:
+    return (now_ms() - 6 * 3600_000) // SLOT * SLOT + 7_000
+
+
+async def test_batches_in_order_add_up_and_days_follow_slots(pool: asyncpg.Pool) -> None:
+    m = unique("SU")
+    await machines(pool, m)
+    rows = script(start())
+    rollup = Rollup(pool, RuleBook.load())
+    for lo in range(0, len(rows), 50):
+        await feed(pool, rollup, m, rows[lo : lo + 50])
+    f = await figures(pool, m)
+    assert f["working_s"] == pytest.approx(2 * 1200)  # two 20-minute working phases
+    assert f["idle_s"] == pytest.approx(2 * 1200)
+    assert f["known_s"] == pytest.approx(359 * 20)
+    assert f["engine_h"] == pytest.approx(rows[-1]["engine_hours"] - rows[0]["engine_hours"])
+    assert f["days_working_s"] == pytest.approx(f["working_s"])
+    assert f["days_by_hour"] == pytest.approx(f["working_s"])
+    assert f["days_engine_h"] == pytest.approx(f["engine_h"])
+    assert f["anomalies"] == 0
+    assert rollup.recomputed == 0
+
+
+async def test_a_batch_applied_twice_or_after_a_restart_counts_once(pool: asyncpg.Pool) -> None:
+    m = unique("SI")
+    await machines(pool, m)
+    rows = script(start())
+    first = Rollup(pool, RuleBook.load())
+    await feed(pool, first, m, rows[:200])
+    once = await figures(pool, m)
+    await feed(pool, first, m, rows[100:200])  # re-diagnosed after a crash
+    await feed(pool, Rollup(pool, RuleBook.load()), m, rows[:200])  # a restarted worker
+    assert await figures(pool, m) == pytest.approx(once)
+    await feed(pool, first, m, rows[200:])  # its cached tail is still right
+    straight = unique("SI")
+    await machines(pool, straight)
+    await feed(pool, Rollup(pool, RuleBook.load()), straight, rows)
+    assert await figures(pool, m) == pytest.approx(await figures(pool, straight))
+
+
+@pytest.mark.parametrize("chunk_slots", [96, 1])
+async def test_late_readings_are_recomputed_into_the_slots_they_fall_in(
+    pool: asyncpg.Pool, chunk_slots: int
+) -> None:
+    late, straight = unique("SL"), unique("SL")
+    await machines(pool, late, straight)
+    rows = script(start())
+    await feed(pool, Rollup(pool, RuleBook.load()), straight, rows)
+    rollup = Rollup(pool, RuleBook.load())
+    rollup.recompute_chunk_ms = chunk_slots * SLOT  # a recompute read a slot at a time, too
+    # Live: everything but readings 100..179, which a buffered controller sends an hour later,
+    # out of order.
+    await feed(pool, rollup, late, rows[:100])
+    await feed(pool, rollup, late, rows[180:])
+    gap = await figures(pool, late)
+    assert gap["known_s"] < (await figures(pool, straight))["known_s"]
+    await feed(pool, rollup, late, rows[140:180])
+    await feed(pool, rollup, late, rows[100:140])
+    assert rollup.recomputed == 2
+    got, want = await figures(pool, late), await figures(pool, straight)
+    # The distance anchor at a recomputed range's start is its context reading's position
+    # (docs/customers.md): at most one GPS threshold of difference per range.
+    chunks = 2 if chunk_slots > 1 else 8  # each chunk starts its anchor afresh
+    assert abs(got.pop("distance_m") - want.pop("distance_m")) <= chunks * 15.0
+    assert got == pytest.approx(want, abs=1e-6)
+
+
+async def test_batches_left_pending_by_a_crash_are_rolled_up_on_restart(pool: asyncpg.Pool) -> None:
+    """The gateway committed, the process died before the rollup flushed: the next run's
+    catch-up feeds the pending batches to the rollup, and only then takes them off."""
+    crashed, straight, source = unique("SP"), unique("SP"), unique("gw")
+    await machines(pool, crashed, straight)
+    rows = script(start())
+    await feed(pool, Rollup(pool, RuleBook.load()), straight, rows)
+    async with pool.acquire() as conn:
+        for lo in range(0, len(rows), 120):
+            payload = orjson.dumps({"readings": rows[lo : lo + 120]})
+            await ingest(
+                conn,
+                SourceDirectory(),
+                [(f"machines/{crashed}/telemetry", payload)],
+                limits=Limits(),
+                pending_source=source,
+            )
+    diagnoser = Diagnoser(
+        pool,
+        Engine(RuleBook.load()),
+        KnowledgeBase.load(),
+        Metrics(),
+        DiagnoserConfig(source=source),
+        consumers=[Rollup(pool, RuleBook.load())],
+    )
+    stop = asyncio.Event()
+    stop.set()
+    await asyncio.wait_for(diagnoser.run(stop), 60)
+    got, want = await figures(pool, crashed), await figures(pool, straight)
+    assert got == pytest.approx(want, abs=1e-6)
+    left = await pool.fetchval("SELECT count(*) FROM diagnosis_pending WHERE source = $1", source)
+    assert left == 0
