@@ -200,7 +200,7 @@ async def test_caution_codes_are_the_alarms_open_within_the_range(
         ("Locations", "9999-12-31T23:59:59-05:00", "2026-01-01T00:00:00Z", 422),
         ("Locations", "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z" + "0" * 60, 422),
         ("NoSuchElement", "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z", 404),
-        ("FuelUsed", "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z", 404),  # not available yet
+        ("FuelUsed", "2026-01-01T00:00:00Z", "2026-03-01T00:00:00Z", 422),  # summary, too long
     ],
 )
 async def test_bad_series_requests_are_refused_as_problems(

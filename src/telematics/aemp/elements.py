@@ -187,3 +187,66 @@ def snapshot(latest: LatestValues | None, tank_l: float | None) -> list[Element]
     if latest.running is not None:
         found.append(engine("EngineStatus", latest.ts, running=latest.running))
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryValues:
+    """A machine's work-summary figures at one instant, cumulative since its first rolled-up
+    slot (not the machine's lifetime counters).
+
+    Attributes:
+        ts: The end of the newest slot summed, or the rollup tail's reading time when that is
+            inside it (the `datetime` of every element made from these values).
+        idle_s: Idle seconds summed.
+        fuel_used_pct: Fuel used, in points of the tank, summed.
+        fuel_used_last24_pct: The same over the 96 slots (24 h) ending with the newest one.
+        distance_m: Metres driven, summed.
+        tank_l: The machine's tank in litres; None (or not above 0) leaves the fuel out.
+    """
+
+    ts: datetime
+    idle_s: float
+    fuel_used_pct: float
+    fuel_used_last24_pct: float
+    distance_m: float
+    tank_l: float | None
+
+
+def _litres(pct: float, tank_l: float) -> float:
+    return round(pct * tank_l / 100, 3)
+
+
+def summary(values: SummaryValues) -> list[Element]:
+    """`CumulativeIdleHours` (`Hour`), `FuelUsed` and `FuelUsedLast24` (`FuelUnits` litre,
+    `FuelConsumed`) and `Distance` (`OdometerUnits` kilometre, `Odometer`), rounded to 0.001;
+    the fuel elements only for a machine whose tank size is known.
+    """
+    ts = values.ts
+    found = [Element("CumulativeIdleHours", ts, (("Hour", round(values.idle_s / 3600, 3)),))]
+    tank = values.tank_l
+    if tank is not None and tank > 0:
+        for name, pct in (
+            ("FuelUsed", values.fuel_used_pct),
+            ("FuelUsedLast24", values.fuel_used_last24_pct),
+        ):
+            found.append(
+                Element(name, ts, (("FuelUnits", "litre"), ("FuelConsumed", _litres(pct, tank))))
+            )
+    found.append(
+        Element(
+            "Distance",
+            ts,
+            (("OdometerUnits", "kilometre"), ("Odometer", round(values.distance_m / 1000, 3))),
+        )
+    )
+    return found
+
+
+def summary_point(series: Series, values: SummaryValues) -> Element | None:
+    """The point of a work-summary series at `values`; None where the series has no value there
+    (fuel without a tank size).
+    """
+    for element in summary(values):
+        if element.name == ITEM_NAME[series]:
+            return element
+    return None

@@ -25,7 +25,11 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from telematics.aemp import document, elements, store
 from telematics.aemp.auth import FeedCallerDep
 from telematics.aemp.elements import ITEM_NAME, series_named
-from telematics.aemp.summary_elements import SUMMARY_SERIES, work_summary_elements
+from telematics.aemp.summary_elements import (
+    SUMMARY_SERIES,
+    summary_series_page,
+    work_summary_elements,
+)
 from telematics.aemp.xmltext import parse_utc
 from telematics.api.context import Context
 from telematics.base.db import acquire
@@ -193,11 +197,24 @@ async def series(
     named = series_named(dataElement)
     if named is None:
         raise NotFoundError("data element", dataElement)
-    if named in SUMMARY_SERIES:
-        raise NotFoundError("data element (not available on this server yet)", named.value)
     start, end = _range(startDateUTC, endDateUTC, ctx.settings.aemp_max_range_days)
     machine = await store.machine_snapshot(conn, equipmentId, caller.customer_id)
-    page = await store.series_page(conn, named, machine, start, end, pageNumber, document.PAGE_SIZE)
+    if named in SUMMARY_SERIES:
+        total, points = await summary_series_page(
+            conn,
+            named,
+            equipmentId,
+            machine.fuel_tank_l,
+            start,
+            end,
+            pageNumber,
+            document.PAGE_SIZE,
+        )
+    else:
+        page = await store.series_page(
+            conn, named, machine, start, end, pageNumber, document.PAGE_SIZE
+        )
+        total, points = page.total, page.points
     header = elements.header(machine.header)
     # The links repeat the range as the client wrote it (it parsed): following them asks for
     # exactly the same range, fractions of a second included.
@@ -205,11 +222,9 @@ async def series(
         f"{_base(request, ctx)}/Fleet/Equipment/ID/{quote(equipmentId, safe='')}/{named.value}/"
         f"{quote(startDateUTC, safe=':')}/{quote(endDateUTC, safe=':')}"
     )
-    links = document.page_links(pageNumber, page.total, lambda n: f"{path}/{n}")
+    links = document.page_links(pageNumber, total, lambda n: f"{path}/{n}")
     return _answer(
         request,
-        lambda: document.series_xml(named.value, now, links, header, page.points),
-        lambda: document.series_json(
-            named.value, ITEM_NAME[named], now, links, header, page.points
-        ),
+        lambda: document.series_xml(named.value, now, links, header, points),
+        lambda: document.series_json(named.value, ITEM_NAME[named], now, links, header, points),
     )
