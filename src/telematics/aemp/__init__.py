@@ -8,7 +8,7 @@ A capability above `api/` (docs/aemp.md):
 * `ratelimit`  pure: the token bucket per client
 * `store`      the SQL of the feed: fleet pages, one machine, time series
 * `clients`    the SQL of OAuth clients and their access tokens (hashes only)
-* `summary_elements` the elements that come from work summaries (not available yet)
+* `summary_elements` the elements that come from work summaries (`summary_slots`)
 * `auth`       who calls the feed (an AEMP client or a product token), scoped and rate limited
 * `feed`       the `/aemp` routes; `oauth` the token endpoint; `admin` `/v1/aemp/clients`
 
