@@ -1,5 +1,6 @@
 """AEMP elements from work summaries: `CumulativeIdleHours`, `FuelUsed`, `FuelUsedLast24` and
-`Distance` summed from `summary_slots` rows (inserted here with SQL), in the snapshot (one
+`Distance` summed from `summary_slots` rows (inserted here with SQL, with the `summary_days`
+rows the rollup keeps with them), in the snapshot (one
 machine and fleet pages, XML and JSON) and as hourly series over a range, paged.
 """
 
@@ -107,6 +108,14 @@ async def world(pool: asyncpg.Pool) -> AsyncIterator[World]:
                 for m in (tanked, tankless, other)
                 for s in slots
             ],
+        )
+        # The day rows the rollup keeps with the slots (per UTC day: no customer settings).
+        await conn.execute(
+            "INSERT INTO summary_days (machine_id, day, idle_s, fuel_used_pct, distance_m, "
+            "working_by_hour) SELECT machine_id, (slot AT TIME ZONE 'UTC')::date, sum(idle_s), "
+            "sum(fuel_used_pct), sum(distance_m), array_fill(0::float8, ARRAY[24]) "
+            "FROM summary_slots WHERE machine_id = ANY($1::text[]) GROUP BY 1, 2",
+            [tanked, tankless, other],
         )
         await conn.execute(
             "INSERT INTO summary_tails (machine_id, ts, state) VALUES ($1, $2, '{}')", tanked, tail
