@@ -320,3 +320,31 @@ async def test_series_edges(world: World) -> None:
     assert hidden.headers["content-type"] == "application/problem+json"
     backwards = await http.get(_series_path(world.tanked, "Distance", end, start, 1), headers=auth)
     assert backwards.status_code == 422
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/aemp/Fleet/Equipment/ID/a%00b/Distance/2026-03-01T00:00:00Z/2026-03-02T00:00:00Z/1",
+        "/aemp/Fleet/Equipment/ID/a%00b",
+        "/aemp/Fleet/Equipment/ID/{m}/Distance/2026-03-01T00:00:00Z%00/2026-03-02T00:00:00Z/1",
+        "/aemp/Fleet/Equipment/ID/{m}/Distance/2026-03-01T00:00:00Z/2026-04-02T00:00:00Z/1",
+        "/aemp/Fleet/Equipment/ID/{m}/Distance/2026-03-01T00:00:00Z/2026-03-02T00:00:00Z/0",
+    ],
+)
+async def test_junk_summary_requests_are_problems(world: World, path: str) -> None:
+    answer = await world.http.get(path.format(m=world.tanked), headers=world.auth)
+    assert answer.status_code in (400, 404, 422), answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+
+
+async def test_page_far_past_the_last_is_empty(world: World) -> None:
+    start, end = BASE, BASE + timedelta(days=2)
+    answer = await world.http.get(
+        _series_path(world.tanked, "DISTANCE", start, end, 1_000_000),
+        headers={**world.auth, "Accept": "application/json"},
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["Distance"] == []
+    assert {link["rel"] for link in body["Links"]} == {"self", "first", "prev", "last"}
