@@ -8,7 +8,8 @@ slot). No I/O library.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -81,6 +82,54 @@ class Tail:
     pos_ts_ms: int = -1
     anchor_lat: float = NAN
     anchor_lon: float = NAN
+
+
+TAIL_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Tail))
+"""The fields of a `Tail`, in order."""
+_INT_FIELDS = frozenset(f.name for f in fields(Tail) if f.type == "int")
+_ROW_OF = attrgetter(*TAIL_FIELDS)
+_NO_ROW = _ROW_OF(Tail(ts_ms=-1))
+
+
+class TailColumns:
+    """Tails as columns (struct of arrays): one array per `Tail` field, indexed by machine.
+
+    A machine without a tail has the defaults of `Tail(ts_ms=-1)` (every time -1). The
+    arithmetic reads the tails of a batch's machines and writes their new ones through these
+    columns, so that no step costs Python per machine.
+    """
+
+    __slots__ = ("cols",)
+
+    def __init__(self, cols: dict[str, NDArray[Any]]) -> None:
+        """Wrap columns, by field name (see `of`)."""
+        self.cols = cols
+
+    @classmethod
+    def of(cls, tails: Sequence[Tail | None]) -> TailColumns:
+        """The columns of per-machine tails (None: no tail)."""
+        n = len(tails)
+        table = np.asarray(
+            [_NO_ROW if t is None else _ROW_OF(t) for t in tails], np.float64
+        ).reshape(n, len(TAIL_FIELDS))  # epoch ms are exact in float64 (< 2**53)
+        return cls(
+            {
+                name: table[:, j].astype(np.int64 if name in _INT_FIELDS else np.float64)
+                for j, name in enumerate(TAIL_FIELDS)
+            }
+        )
+
+    def __getitem__(self, name: str) -> NDArray[Any]:
+        return self.cols[name]
+
+    def copy(self) -> TailColumns:
+        """An independent copy."""
+        return TailColumns({name: col.copy() for name, col in self.cols.items()})
+
+    def tails(self, machines: IntArray) -> dict[int, Tail]:
+        """The tails of those machines, as objects, by machine index."""
+        columns = [self.cols[name][machines].tolist() for name in TAIL_FIELDS]
+        return dict(zip(machines.tolist(), map(Tail, *columns), strict=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +310,7 @@ def split(
 
 def series(
     batch_idx: IntArray, batch_ts: IntArray, batch_v: FloatArray,
-    tails: Sequence[Tail | None], prev_ts: str, prev_v: str,
+    tails: TailColumns, prev_ts: str, prev_v: str,
 ) -> tuple[IntArray, IntArray, FloatArray, IntArray]:  # fmt: skip
     """One signal's readings that carry it, each machine's tail value first (where known).
 
@@ -272,19 +321,13 @@ def series(
     if not len(idx):
         return idx, ts, value, np.zeros(0, np.int64)
     starts, _ = runs(idx)
-    at, t_ts, t_v = [], [], []
-    for start, m in zip(starts.tolist(), idx[starts].tolist(), strict=True):
-        tail = tails[m]
-        if tail is not None:
-            when = getattr(tail, prev_ts)
-            if when >= 0:
-                at.append(start)
-                t_ts.append(when)
-                t_v.append(getattr(tail, prev_v))
+    run_m = idx[starts]
+    when = tails[prev_ts][run_m]
+    known = when >= 0
     # Each machine's tail goes in front of its run (the batch is sorted by machine, time).
-    where = np.asarray(at, np.int64)
+    where = starts[known]
     machine = np.insert(idx, where, idx[where])
-    ts = np.insert(ts, where, np.asarray(t_ts, np.int64))
-    value = np.insert(value, where, np.asarray(t_v, np.float64))
+    ts = np.insert(ts, where, when[known])
+    value = np.insert(value, where, tails[prev_v][run_m[known]])
     is_tail = np.insert(np.zeros(len(idx), np.int64), where, 1)
     return machine, ts, value, is_tail
