@@ -12,14 +12,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from operator import attrgetter
 
 import asyncpg
 import numpy as np
 import orjson
 
 from telematics.summaries.usage import COLUMNS, SLOT_MS, MeterAnomaly, Refuel, Slots, Tail
-from telematics.summaries.usage_base import TAIL_FIELDS
+from telematics.summaries.usage_base import TAIL_FIELDS, TAIL_INT_FIELDS
 
 _ADD = ", ".join(f"{c} = s.{c} + EXCLUDED.{c}" for c in COLUMNS)
 _COLS = ", ".join(COLUMNS)
@@ -149,15 +148,14 @@ def _num(value: object) -> float:
     return float(value) if isinstance(value, int | float) else math.nan
 
 
-_TAIL_ROW = attrgetter(*TAIL_FIELDS)
-_TAIL_DEFAULTS = tuple(zip(TAIL_FIELDS, _TAIL_ROW(Tail(ts_ms=0)), strict=True))
+_TAIL_DEFAULTS = tuple(zip(TAIL_FIELDS, Tail(ts_ms=0), strict=True))
 
 
 def tail_json(tail: Tail) -> str:
     """A tail as JSON (NaN as null)."""
     # Field by field, not `dataclasses.asdict` (which deep-copies): a flush writes a tail
     # for every machine, and asdict was most of the flush's Python. orjson writes NaN as null.
-    return orjson.dumps(dict(zip(TAIL_FIELDS, _TAIL_ROW(tail), strict=True))).decode()
+    return orjson.dumps(dict(zip(TAIL_FIELDS, tail, strict=True))).decode()
 
 
 def tail_of_json(raw: str) -> Tail:
@@ -166,7 +164,7 @@ def tail_of_json(raw: str) -> Tail:
     fields: dict[str, int | float] = {}
     for name, default in _TAIL_DEFAULTS:
         value = data.get(name, default)
-        if isinstance(default, float):
+        if name not in TAIL_INT_FIELDS:
             fields[name] = _num(value)
         else:
             fields[name] = int(value) if isinstance(value, int) else int(default)

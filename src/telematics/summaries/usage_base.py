@@ -8,9 +8,8 @@ slot). No I/O library.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
-from operator import attrgetter
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple, get_type_hints
 
 import numpy as np
 from numpy.typing import NDArray
@@ -43,9 +42,12 @@ COLUMNS = (
 """The additive columns of a slot, in the order of `Slots.values` rows."""
 
 
-@dataclass(frozen=True, slots=True)
-class Tail:
+class Tail(NamedTuple):
     """What the readings of a machine so far leave for the next ones.
+
+    A named tuple, not a frozen dataclass: a batch makes a new tail for every machine in it,
+    and a frozen dataclass's field-by-field `__init__` cost more than the rest of the tails'
+    handling.
 
     Attributes:
         ts_ms: Time of the newest reading.
@@ -84,11 +86,11 @@ class Tail:
     anchor_lon: float = NAN
 
 
-TAIL_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Tail))
+TAIL_FIELDS: tuple[str, ...] = Tail._fields
 """The fields of a `Tail`, in order."""
-_INT_FIELDS = frozenset(f.name for f in fields(Tail) if f.type == "int")
-_ROW_OF = attrgetter(*TAIL_FIELDS)
-_NO_ROW = _ROW_OF(Tail(ts_ms=-1))
+TAIL_INT_FIELDS = frozenset(n for n, kind in get_type_hints(Tail).items() if kind is int)
+"""The integer fields of a `Tail` (times); the others are floats."""
+_NO_TAIL = Tail(ts_ms=-1)
 
 
 class TailColumns:
@@ -109,12 +111,12 @@ class TailColumns:
     def of(cls, tails: Sequence[Tail | None]) -> TailColumns:
         """The columns of per-machine tails (None: no tail)."""
         n = len(tails)
-        table = np.asarray(
-            [_NO_ROW if t is None else _ROW_OF(t) for t in tails], np.float64
-        ).reshape(n, len(TAIL_FIELDS))  # epoch ms are exact in float64 (< 2**53)
+        table = np.asarray([_NO_TAIL if t is None else t for t in tails], np.float64).reshape(
+            n, len(TAIL_FIELDS)
+        )  # epoch ms are exact in float64 (< 2**53)
         return cls(
             {
-                name: table[:, j].astype(np.int64 if name in _INT_FIELDS else np.float64)
+                name: table[:, j].astype(np.int64 if name in TAIL_INT_FIELDS else np.float64)
                 for j, name in enumerate(TAIL_FIELDS)
             }
         )
