@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, NamedTuple, get_type_hints
 
 import numpy as np
@@ -110,10 +111,11 @@ class TailColumns:
     @classmethod
     def of(cls, tails: Sequence[Tail | None]) -> TailColumns:
         """The columns of per-machine tails (None: no tail)."""
-        n = len(tails)
-        table = np.asarray([_NO_TAIL if t is None else t for t in tails], np.float64).reshape(
-            n, len(TAIL_FIELDS)
-        )  # epoch ms are exact in float64 (< 2**53)
+        n, width = len(tails), len(TAIL_FIELDS)
+        # One flat pass (np.asarray of a list of tuples is several times slower); epoch ms
+        # are exact in float64 (< 2**53).
+        flat = chain.from_iterable(_NO_TAIL if t is None else t for t in tails)
+        table = np.fromiter(flat, np.float64, count=n * width).reshape(n, width)
         return cls(
             {
                 name: table[:, j].astype(np.int64 if name in TAIL_INT_FIELDS else np.float64)
