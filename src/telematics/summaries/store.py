@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
@@ -18,6 +18,7 @@ import numpy as np
 import orjson
 
 from telematics.summaries.usage import COLUMNS, SLOT_MS, MeterAnomaly, Refuel, Slots, Tail
+from telematics.summaries.usage_base import TAIL_FIELDS, TAIL_INT_FIELDS
 
 _ADD = ", ".join(f"{c} = s.{c} + EXCLUDED.{c}" for c in COLUMNS)
 _COLS = ", ".join(COLUMNS)
@@ -147,19 +148,23 @@ def _num(value: object) -> float:
     return float(value) if isinstance(value, int | float) else math.nan
 
 
+_TAIL_DEFAULTS = tuple(zip(TAIL_FIELDS, Tail(ts_ms=0), strict=True))
+
+
 def tail_json(tail: Tail) -> str:
     """A tail as JSON (NaN as null)."""
-    return orjson.dumps({k: (None if isinstance(v, float) and math.isnan(v) else v)
-                         for k, v in asdict(tail).items()}).decode()  # fmt: skip
+    # Field by field, not `dataclasses.asdict` (which deep-copies): a flush writes a tail
+    # for every machine, and asdict was most of the flush's Python. orjson writes NaN as null.
+    return orjson.dumps(dict(zip(TAIL_FIELDS, tail, strict=True))).decode()
 
 
 def tail_of_json(raw: str) -> Tail:
     """A tail back from `tail_json`."""
     data = orjson.loads(raw)
     fields: dict[str, int | float] = {}
-    for name, default in asdict(Tail(ts_ms=0)).items():
+    for name, default in _TAIL_DEFAULTS:
         value = data.get(name, default)
-        if isinstance(default, float):
+        if name not in TAIL_INT_FIELDS:
             fields[name] = _num(value)
         else:
             fields[name] = int(value) if isinstance(value, int) else int(default)

@@ -33,12 +33,12 @@ from telematics.summaries.usage_base import (
     SLOT_MS,
     Acc,
     Batch,
-    Fields,
     FloatArray,
     MeterAnomaly,
     Refuel,
     Slots,
     Tail,
+    TailColumns,
     Usage,
     runs,
     series,
@@ -46,8 +46,6 @@ from telematics.summaries.usage_base import (
 )
 from telematics.summaries.usage_distance import distance, haversine_m
 from telematics.summaries.usage_fuel import fuel
-
-_NO_TAIL = Tail(ts_ms=-1)
 
 __all__ = [
     "COLUMNS",
@@ -86,69 +84,41 @@ def contributions(
     idle_load = np.asarray([u.idle_load_pct for u in limits], np.float64)
     idle_rpm = np.asarray([u.idle_rpm_max for u in limits], np.float64)
     tol_h = np.asarray([u.meter_tolerance_h for u in limits], np.float64)
-    _intervals(acc, batch, tails, idle_load, idle_rpm, max_gap_ms)
-    anomalies, hours_tail = _engine_hours(acc, batch, tails, tol_h, max_gap_ms)
-    refuels, fuel_tail = fuel(acc, batch, tails, limits, max_gap_ms)
-    pos_tail = distance(acc, batch, tails, limits, max_gap_ms)
+    old = TailColumns.of(tails)
+    new = old.copy()  # the new tails, written column by column below
+    _intervals(acc, batch, old, idle_load, idle_rpm, max_gap_ms)
+    anomalies = _engine_hours(acc, batch, old, new, tol_h, max_gap_ms)
+    refuels = fuel(acc, batch, tails, old, new, limits, max_gap_ms)
+    distance(acc, batch, old, new, limits, max_gap_ms)
     new_tails: dict[int, Tail] = {}
     if len(batch):
         is_last = np.ones(len(batch), np.bool_)
         is_last[:-1] = batch.machine_idx[1:] != batch.machine_idx[:-1]
         last = np.flatnonzero(is_last)
-        for m, ts, rpm, load in zip(
-            batch.machine_idx[last].tolist(),
-            batch.ts_ms[last].tolist(),
-            batch.rpm[last].tolist(),
-            batch.load_pct[last].tolist(),
-            strict=True,
-        ):
-            old = tails[m] or _NO_TAIL
-            h = hours_tail.get(m)
-            f = fuel_tail.get(m)
-            p = pos_tail.get(m)
-            # Positional, field by field: a dict of every field per machine cost more than
-            # the rest of the tail handling.
-            new_tails[m] = Tail(
-                ts, rpm, load,
-                h["hours_ts_ms"] if h else old.hours_ts_ms,
-                h["hours"] if h else old.hours,
-                f["fuel_ts_ms"] if f else old.fuel_ts_ms,
-                f["fuel_pct"] if f else old.fuel_pct,
-                f["fuel_anchor_pct"] if f else old.fuel_anchor_pct,
-                f.get("fuel_low_ms", old.fuel_low_ms) if f else old.fuel_low_ms,
-                f.get("refuel_from_ms", old.refuel_from_ms) if f else old.refuel_from_ms,
-                f.get("refuel_base_pct", old.refuel_base_pct) if f else old.refuel_base_pct,
-                f.get("refuel_peak_pct", old.refuel_peak_pct) if f else old.refuel_peak_pct,
-                f.get("refuel_peak_ms", old.refuel_peak_ms) if f else old.refuel_peak_ms,
-                p["pos_ts_ms"] if p else old.pos_ts_ms,
-                p["anchor_lat"] if p else old.anchor_lat,
-                p["anchor_lon"] if p else old.anchor_lon,
-            )  # fmt: skip
+        machines = batch.machine_idx[last]
+        new["ts_ms"][machines] = batch.ts_ms[last]
+        new["rpm"][machines] = batch.rpm[last]
+        new["load_pct"][machines] = batch.load_pct[last]
+        new_tails = new.tails(machines)
     return Usage(acc.slots(), anomalies, refuels, new_tails)
 
 
 def _intervals(
-    acc: Acc, batch: Batch, tails: Sequence[Tail | None], idle_load: FloatArray,
+    acc: Acc, batch: Batch, tails: TailColumns, idle_load: FloatArray,
     idle_rpm: FloatArray, max_gap_ms: int,
 ) -> None:  # fmt: skip
     """Known, working and idle seconds, and running times, of each reading's interval."""
     if not len(batch):
         return
     starts, _ = runs(batch.machine_idx)
-    at, t_ts, t_rpm, t_load = [], [], [], []
-    for start, m in zip(starts.tolist(), batch.machine_idx[starts].tolist(), strict=True):
-        tail = tails[m]
-        if tail is not None and tail.ts_ms >= 0:
-            at.append(start)
-            t_ts.append(tail.ts_ms)
-            t_rpm.append(tail.rpm)
-            t_load.append(tail.load_pct)
+    run_m = batch.machine_idx[starts]
+    known = tails["ts_ms"][run_m] >= 0
     # Each machine's tail goes in front of its run (the batch is sorted by machine, time).
-    where = np.asarray(at, np.int64)
-    machine = np.insert(batch.machine_idx, where, batch.machine_idx[where])
-    ts = np.insert(batch.ts_ms, where, np.asarray(t_ts, np.int64))
-    rpm = np.insert(batch.rpm, where, np.asarray(t_rpm, np.float64))
-    load = np.insert(batch.load_pct, where, np.asarray(t_load, np.float64))
+    where, tm = starts[known], run_m[known]
+    machine = np.insert(batch.machine_idx, where, tm)
+    ts = np.insert(batch.ts_ms, where, tails["ts_ms"][tm])
+    rpm = np.insert(batch.rpm, where, tails["rpm"][tm])
+    load = np.insert(batch.load_pct, where, tails["load_pct"][tm])
     if len(ts) < 2:
         return
     same = machine[1:] == machine[:-1]
@@ -176,23 +146,24 @@ def _intervals(
 
 
 def _engine_hours(
-    acc: Acc, batch: Batch, tails: Sequence[Tail | None], tol_h: FloatArray, max_gap_ms: int
-) -> tuple[list[MeterAnomaly], dict[int, Fields]]:
-    """Counter increases, split over slots; impossible steps flagged instead of summed."""
+    acc: Acc, batch: Batch, tails: TailColumns, new: TailColumns, tol_h: FloatArray,
+    max_gap_ms: int,
+) -> list[MeterAnomaly]:  # fmt: skip
+    """Counter increases, split over slots; impossible steps flagged instead of summed.
+
+    Writes the hours fields of the machines' new tails into `new`.
+    """
     machine, ts, value, _ = series(
         batch.machine_idx, batch.ts_ms, batch.hours, tails, "hours_ts_ms", "hours"
     )
-    last: dict[int, Fields] = {}
     anomalies: list[MeterAnomaly] = []
     if len(ts) == 0:
-        return anomalies, last
+        return anomalies
     is_last = np.ones(len(ts), np.bool_)
     is_last[:-1] = machine[1:] != machine[:-1]
     li = np.flatnonzero(is_last)
-    last = {
-        m: {"hours_ts_ms": t, "hours": v}
-        for m, t, v in zip(machine[li].tolist(), ts[li].tolist(), value[li].tolist(), strict=True)
-    }
+    new["hours_ts_ms"][machine[li]] = ts[li]
+    new["hours"][machine[li]] = value[li]
     same = machine[1:] == machine[:-1]
     m, t0, t1 = machine[1:][same], ts[:-1][same], ts[1:][same]
     delta = (value[1:] - value[:-1])[same]
@@ -210,4 +181,4 @@ def _engine_hours(
     split(acc, m[good], t0[good], t1[good], COLUMNS.index("engine_h"), delta[good], max_gap_ms)
     s1 = t1[bad] // SLOT_MS * SLOT_MS
     acc.add(m[bad], s1, COLUMNS.index("meter_anomalies"), np.ones(int(bad.sum())))
-    return anomalies, last
+    return anomalies

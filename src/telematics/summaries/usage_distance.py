@@ -17,9 +17,8 @@ from telematics.summaries.usage_base import (
     COLUMNS,
     Acc,
     Batch,
-    Fields,
     FloatArray,
-    Tail,
+    TailColumns,
     runs,
     split,
 )
@@ -46,55 +45,60 @@ def _haversine(lat0: float, lon0: float, lat1: float, lon1: float) -> float:
 
 
 def distance(
-    acc: Acc, batch: Batch, tails: Sequence[Tail | None], limits: Sequence[UsageLimits],
-    max_gap_ms: int,
-) -> dict[int, Fields]:  # fmt: skip
-    """Distance between anchors at least `min_move_m` apart (GPS jitter never adds up)."""
+    acc: Acc, batch: Batch, tails: TailColumns, new: TailColumns,
+    limits: Sequence[UsageLimits], max_gap_ms: int,
+) -> None:  # fmt: skip
+    """Distance between anchors at least `min_move_m` apart (GPS jitter never adds up).
+
+    Writes the position fields of the machines' new tails into `new`.
+    """
     has = ~(np.isnan(batch.lat) | np.isnan(batch.lon))
     idx, ts = batch.machine_idx[has], batch.ts_ms[has]
     lat, lon = batch.lat[has], batch.lon[has]
-    state: dict[int, Fields] = {}
     if len(ts) == 0:
-        return state
+        return
     starts, lengths = runs(idx)
     run_m = idx[starts]
     a_lat, a_lon = lat[starts].copy(), lon[starts].copy()
     a_ts = ts[starts].copy()
+    tail_ts = tails["pos_ts_ms"][run_m]
+    known = tail_ts >= 0
+    a_lat[known] = tails["anchor_lat"][run_m[known]]
+    a_lon[known] = tails["anchor_lon"][run_m[known]]
+    a_ts[known] = tail_ts[known]
     run_ml = run_m.tolist()
-    for k, m in enumerate(run_ml):
-        tail = tails[m]
-        if tail is not None and tail.pos_ts_ms >= 0:
-            a_lat[k], a_lon[k], a_ts[k] = tail.anchor_lat, tail.anchor_lon, tail.pos_ts_ms
     min_move = np.asarray([limits[m].min_move_m for m in run_ml], np.float64)
     dist = haversine_m(np.repeat(a_lat, lengths), np.repeat(a_lon, lengths), lat, lon)
     away = np.maximum.reduceat(dist, starts) >= min_move
-    col = COLUMNS.index("distance_m")
+    ends = starts + lengths - 1
+    # Machines that stayed put keep their anchors; the moving ones are walked below.
+    new["pos_ts_ms"][run_m] = ts[ends]
+    new["anchor_lat"][run_m] = a_lat
+    new["anchor_lon"][run_m] = a_lon
     t0s: list[int] = []
     t1s: list[int] = []
     ms: list[int] = []
     moved: list[float] = []
-    ends = (starts + lengths - 1).tolist()
     lat_l, lon_l, ts_l = lat.tolist(), lon.tolist(), ts.tolist()
-    for k, (m, lo, hi, is_away) in enumerate(
-        zip(run_ml, starts.tolist(), ends, away.tolist(), strict=True)
-    ):
+    for k in np.flatnonzero(away).tolist():
+        # Moving: the anchor rule reading by reading (it depends on where the last was).
+        m, lo, hi = run_ml[k], int(starts[k]), int(ends[k])
         anchor_lat, anchor_lon = float(a_lat[k]), float(a_lon[k])
-        if is_away:
-            # Moving: the anchor rule reading by reading (it depends on where the last was).
-            prev_ts, limit = int(a_ts[k]), float(min_move[k])
-            for j in range(lo, hi + 1):
-                d = _haversine(anchor_lat, anchor_lon, lat_l[j], lon_l[j])
-                if d >= limit:
-                    t0s.append(prev_ts)
-                    t1s.append(ts_l[j])
-                    ms.append(m)
-                    moved.append(d)
-                    anchor_lat, anchor_lon = lat_l[j], lon_l[j]
-                prev_ts = ts_l[j]
-        state[m] = {"pos_ts_ms": ts_l[hi], "anchor_lat": anchor_lat, "anchor_lon": anchor_lon}
+        prev_ts, limit = int(a_ts[k]), float(min_move[k])
+        for j in range(lo, hi + 1):
+            d = _haversine(anchor_lat, anchor_lon, lat_l[j], lon_l[j])
+            if d >= limit:
+                t0s.append(prev_ts)
+                t1s.append(ts_l[j])
+                ms.append(m)
+                moved.append(d)
+                anchor_lat, anchor_lon = lat_l[j], lon_l[j]
+            prev_ts = ts_l[j]
+        new["anchor_lat"][m] = anchor_lat
+        new["anchor_lon"][m] = anchor_lon
     if moved:
+        col = COLUMNS.index("distance_m")
         split(
             acc, np.asarray(ms, np.int64), np.asarray(t0s, np.int64), np.asarray(t1s, np.int64),
             col, np.asarray(moved, np.float64), max_gap_ms,
         )  # fmt: skip
-    return state

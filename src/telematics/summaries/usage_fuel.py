@@ -27,6 +27,7 @@ from telematics.summaries.usage_base import (
     IntArray,
     Refuel,
     Tail,
+    TailColumns,
     runs,
     series,
     split,
@@ -34,32 +35,33 @@ from telematics.summaries.usage_base import (
 
 
 def fuel(
-    acc: Acc, batch: Batch, tails: Sequence[Tail | None], limits: Sequence[UsageLimits],
-    max_gap_ms: int,
-) -> tuple[list[Refuel], dict[int, Fields]]:  # fmt: skip
-    """Consumption (falls of the anchor) and refuels (rises past `refuel_min_pct`)."""
+    acc: Acc, batch: Batch, tails: Sequence[Tail | None], old: TailColumns, new: TailColumns,
+    limits: Sequence[UsageLimits], max_gap_ms: int,
+) -> list[Refuel]:  # fmt: skip
+    """Consumption (falls of the anchor) and refuels (rises past `refuel_min_pct`).
+
+    `old` holds the same tails as `tails`, as columns; the fuel fields of the machines' new
+    tails are written into `new`.
+    """
     machine, ts, level, is_tail = series(
-        batch.machine_idx, batch.ts_ms, batch.fuel_pct, tails, "fuel_ts_ms", "fuel_pct"
+        batch.machine_idx, batch.ts_ms, batch.fuel_pct, old, "fuel_ts_ms", "fuel_pct"
     )
     refuels: list[Refuel] = []
-    state: dict[int, Fields] = {}
     n = len(ts)
     if n == 0:
-        return refuels, state
+        return refuels
     used = np.zeros(n, np.float64)
     starts, lengths = runs(machine)
     run_m = machine[starts]
     # The anchor each run starts from: the tail's (its first element is the tail's level),
     # else the machine's first level.
     seeds = level[starts].copy()
-    rising = np.zeros(len(starts), np.bool_)
+    first_is_tail = is_tail[starts] == 1
+    tail_anchor = old["fuel_anchor_pct"][run_m]
+    has_anchor = first_is_tail & ~np.isnan(tail_anchor)
+    seeds[has_anchor] = tail_anchor[has_anchor]
+    rising = first_is_tail & (old["refuel_from_ms"][run_m] >= 0)
     run_ml = run_m.tolist()
-    for k, (m, first_is_tail) in enumerate(zip(run_ml, is_tail[starts].tolist(), strict=True)):
-        tail = tails[m]
-        if tail is not None and first_is_tail:
-            if not math.isnan(tail.fuel_anchor_pct):
-                seeds[k] = tail.fuel_anchor_pct
-            rising[k] = tail.refuel_from_ms >= 0
     seed = np.repeat(seeds, lengths)
     # Runs are shifted apart so that one running minimum serves all (levels are 0..100).
     shift = np.repeat(-1000.0 * np.arange(len(starts)), lengths)
@@ -77,20 +79,20 @@ def fuel(
     low = np.maximum.reduceat(np.where(level <= run_min + noise, ts, -1), starts)
     k_plain = np.flatnonzero(~special)
     e_plain = ends[k_plain]
-    for m, t, x, anchor, lo in zip(
-        run_m[k_plain].tolist(), ts[e_plain].tolist(), level[e_plain].tolist(),
-        run_min[e_plain].tolist(), low[k_plain].tolist(), strict=True,
-    ):  # fmt: skip
-        tail = tails[m]
-        state[m] = {
-            "fuel_ts_ms": t, "fuel_pct": x, "fuel_anchor_pct": anchor, "refuel_from_ms": -1,
-            "fuel_low_ms": lo if lo >= 0 or tail is None else tail.fuel_low_ms,
-        }  # fmt: skip
+    m_plain = run_m[k_plain]
+    new["fuel_ts_ms"][m_plain] = ts[e_plain]
+    new["fuel_pct"][m_plain] = level[e_plain]
+    new["fuel_anchor_pct"][m_plain] = run_min[e_plain]
+    new["refuel_from_ms"][m_plain] = -1
+    lo = low[k_plain]
+    new["fuel_low_ms"][m_plain] = np.where(lo >= 0, lo, old["fuel_low_ms"][m_plain])
     for k in np.flatnonzero(special).tolist():
         rows = np.arange(starts[k], starts[k] + lengths[k])
         m = int(run_m[k])
-        first_is_tail = bool(is_tail[starts[k]])
-        state[m] = _fuel_loop(m, rows, ts, level, used, tails[m], limits[m], refuels, first_is_tail)
+        with_tail = bool(first_is_tail[k])
+        state = _fuel_loop(m, rows, ts, level, used, tails[m], limits[m], refuels, with_tail)
+        for name, value in state.items():
+            new[name][m] = value
     same = machine[1:] == machine[:-1]
     m2, t0, t1, u = machine[1:][same], ts[:-1][same], ts[1:][same], used[1:][same]
     nz = u != 0
@@ -102,7 +104,7 @@ def fuel(
             COLUMNS.index("refuel_pct"),
             np.asarray([r.added_pct for r in refuels], np.float64),
         )
-    return refuels, state
+    return refuels
 
 
 def _fuel_loop(
