@@ -51,6 +51,7 @@ from telematics.summaries.rollup import Rollup
 from telematics.web import build_app
 
 log = logging.getLogger(__name__)
+_READY_WAIT_S = 30.0
 
 UPKEEP_INTERVAL_S = 3600.0
 
@@ -425,6 +426,14 @@ async def run_service(
             while not server.started and not api.done():  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
             port = server.servers[0].sockets[0].getsockname()[1] if server.servers else 0
+            # Ready means taking messages: a controller (or the demo's fleet) that publishes on
+            # the word would otherwise lose what it sends before the gateway's first session
+            # subscribes (the broker keeps nothing for a subscription that does not exist yet).
+            # A broker that stays away does not keep the endpoints from being told.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(gateway.connected.wait(), _READY_WAIT_S)
+            if not gateway.connected.is_set():
+                log.warning("ready without the broker: the gateway is not subscribed yet")
             if on_ready is not None:
                 on_ready(
                     Endpoints(
