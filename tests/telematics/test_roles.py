@@ -112,7 +112,7 @@ RULES: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/satisfaction"): {A, E, C, D, M},
     ("PUT", "/v1/machines/{machine_id}/region"): {A},
     ("GET", "/v1/service/kpis"): {A, E, M},
-    ("GET", "/v1/machines/{machine_id}/summary"): {A, E, G, C},
+    ("GET", "/v1/machines/{machine_id}/summary"): {A, E, G, C, M},
     ("GET", "/v1/fleet/summary"): {A, E, C, D},
     ("GET", "/v1/customers/{customer_id}/settings"): {A, E, C},
     ("PUT", "/v1/customers/{customer_id}/settings"): {A, E, C},
