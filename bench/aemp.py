@@ -20,53 +20,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 import asyncpg
 import httpx
-import uvicorn
 
-from bench.registry_import import AUTH, TOKEN, bench_database, fleet_csv, store_readings
+from bench.harness import bench_database, serve
+from bench.registry_import import AUTH, api_context, fleet_csv, store_readings
 from telematics.api.context import ApiContext
 from telematics.base.config import Settings
 from telematics.base.db import acquire, create_pool
-from telematics.base.metrics import Metrics
-from telematics.store.registry import SourceDirectory
 from telematics.web import build_app
-from telematics.wire.decode import Limits
 
 
-@asynccontextmanager
-async def feed_server(pool: asyncpg.Pool) -> AsyncIterator[str]:
-    """The service's app on a free local port, rate limit out of the way; yields its base URL."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ctx = ApiContext(
-        pool=pool,
-        directory=SourceDirectory(),
-        metrics=Metrics(),
-        admin_token=TOKEN,
-        limits=Limits(),
-        settings=Settings(aemp_burst=100_000, aemp_rate_per_s=10_000),
-    )
-    config = uvicorn.Config(
-        build_app(ctx), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no event
-        await asyncio.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+def feed_context(pool: asyncpg.Pool) -> ApiContext:
+    """The service's context on `pool`, the AEMP rate limit out of the way."""
+    return replace(api_context(pool), settings=Settings(aemp_burst=100_000, aemp_rate_per_s=10_000))
 
 
 async def baseline(http: httpx.AsyncClient) -> int:
@@ -104,11 +75,11 @@ def feed(accept: str) -> Callable[[httpx.AsyncClient], Awaitable[int]]:
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    async with bench_database() as dsn:
+    async with bench_database("bench_registry") as dsn:
         pool = await create_pool(dsn, max_size=4)
         try:
             async with (
-                feed_server(pool) as url,
+                serve(build_app(feed_context(pool))) as url,
                 httpx.AsyncClient(base_url=url, timeout=300.0) as http,
             ):
                 answer = await http.post(

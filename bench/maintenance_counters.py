@@ -21,23 +21,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from bench.harness import bench_database
 from telematics.base.config import Settings
 from telematics.base.db import acquire, create_pool
-from telematics.base.migrate import migrate
 from telematics.maintenance import counters, job
 from telematics.store import partitions
 
-ADMIN_DSN = os.environ.get(
-    "TELEMATICS_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
 DAYS = 29
 
 _SCAN = """
@@ -106,15 +101,10 @@ async def measure(pool: asyncpg.Pool, settings: Settings, machines: int, every_s
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(ADMIN_DSN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    dsn = ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
-    try:
+    async with bench_database("bench_counters") as dsn:
         pool = await create_pool(dsn, max_size=2)
         try:
             async with acquire(pool) as conn:
-                await migrate(conn)
                 await partitions.upkeep(
                     conn, today=datetime.now(UTC).date(), retention_days=30, ahead_days=3
                 )
@@ -123,9 +113,6 @@ async def main_async(args: argparse.Namespace) -> None:
             await measure(pool, settings, args.machines, args.every_s * 10)
         finally:
             await pool.close()
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 def main() -> None:

@@ -16,25 +16,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import time
-import uuid
 
 import asyncpg
 import httpx
 
+from bench.harness import bench_database
 from diagnosis.events import LOW_OIL_PRESSURE, AlarmEvent, Severity, Transition
 from telematics.base.db import acquire, create_pool
-from telematics.base.migrate import migrate
 from telematics.notices import worker
 from telematics.notices.payload import sign
 from telematics.notices.retry import RetryPolicy
 from telematics.notices.webhook import WebhookSender
 from telematics.store import alarms as alarm_store
 
-ADMIN_DSN = os.environ.get(
-    "TELEMATICS_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
 SECRET = "bench-secret-0123456789"
 CHUNK = 500
 
@@ -147,23 +142,13 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--alarms", type=int, default=5000)
     args = parser.parse_args()
-    admin = await asyncpg.connect(ADMIN_DSN)
-    name = f"bench_notices_{uuid.uuid4().hex[:8]}"
-    await admin.execute(f"CREATE DATABASE {name}")
-    try:
-        dsn = ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
-        conn = await asyncpg.connect(dsn)
-        try:
-            await migrate(conn)
-        finally:
-            await conn.close()
+    async with bench_database("bench_notices") as dsn:
         pool = await create_pool(dsn, max_size=4)
-        await bench_trigger(pool, args.alarms)
-        await bench_outbox(pool, args.alarms)
-        await pool.close()
-    finally:
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        await admin.close()
+        try:
+            await bench_trigger(pool, args.alarms)
+            await bench_outbox(pool, args.alarms)
+        finally:
+            await pool.close()
 
 
 if __name__ == "__main__":

@@ -22,31 +22,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import os
-import socket
 import time
-import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import asyncpg
 import httpx
-import uvicorn
 
+from bench.harness import bench_database, serve
 from telematics.api.app import create_app
 from telematics.api.context import ApiContext
 from telematics.base.db import acquire, create_pool
 from telematics.base.metrics import Metrics
-from telematics.base.migrate import migrate
 from telematics.store import partitions
 from telematics.store.registry import SourceDirectory
 from telematics.wire.decode import Limits
 
-ADMIN_DSN = os.environ.get(
-    "TELEMATICS_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
 TOKEN = "bench-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 TARGET_S = 60.0
@@ -78,51 +68,15 @@ def fleet_csv(count: int, prefix: str) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-@asynccontextmanager
-async def bench_database() -> AsyncIterator[str]:
-    """A fresh, migrated database, dropped afterwards."""
-    name = f"bench_registry_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(ADMIN_DSN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    dsn = f"{ADMIN_DSN.rsplit('/', 1)[0]}/{name}"
-    try:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await migrate(conn)
-        finally:
-            await conn.close()
-        yield dsn
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
-
-@asynccontextmanager
-async def api_server(pool: asyncpg.Pool) -> AsyncIterator[str]:
-    """The HTTP API on a free local port; yields its base URL."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ctx = ApiContext(
+def api_context(pool: asyncpg.Pool) -> ApiContext:
+    """The API's context on `pool`, admin token `TOKEN`."""
+    return ApiContext(
         pool=pool,
         directory=SourceDirectory(),
         metrics=Metrics(),
         admin_token=TOKEN,
         limits=Limits(),
     )
-    config = uvicorn.Config(
-        create_app(ctx), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no event
-        await asyncio.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def timed_import(http: httpx.AsyncClient, body: bytes) -> tuple[float, dict[str, object]]:
@@ -185,11 +139,11 @@ async def list_fleet(http: httpx.AsyncClient) -> tuple[int, float]:
 async def main_async(args: argparse.Namespace) -> None:
     body = fleet_csv(args.machines, "FLEET")
     print(f"CSV of {args.machines:,} machines: {len(body) / 1e6:.1f} MB", flush=True)
-    async with bench_database() as dsn:
+    async with bench_database("bench_registry") as dsn:
         pool = await create_pool(dsn, max_size=4)
         try:
             async with (
-                api_server(pool) as url,
+                serve(create_app(api_context(pool))) as url,
                 httpx.AsyncClient(base_url=url, timeout=300.0) as http,
             ):
                 first_s, first = await timed_import(http, body)

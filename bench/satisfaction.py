@@ -16,24 +16,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import numpy as np
 
-from telematics.base.migrate import migrate
+from bench.harness import bench_database
 from telematics.quality.index import answer_matrix, period_index
 from telematics.quality.instrument import load
 from telematics.quality.kpi_store import KpiScope, alarm_facts, order_facts
 from telematics.quality.kpis import by_period
 from telematics.quality.periods import Period, period_start, starts
 
-ADMIN_DSN = os.environ.get(
-    "TELEMATICS_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
 ACSI = load()
 
 
@@ -114,13 +109,8 @@ INSERT INTO engineers (engineer_id, name) SELECT 'BE-' || i, 'E' FROM generate_s
 
 async def bench_kpis(orders: int, machines: int) -> None:
     """Seed a fresh database and time the KPI computation over a year, month by month."""
-    name = f"bench_quality_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(ADMIN_DSN)
-    await admin.execute(f"CREATE DATABASE {name}")
-    dsn = ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
-    try:
+    async with bench_database("bench_quality") as dsn:
         conn = await asyncpg.connect(dsn)
-        await migrate(conn)
         since = datetime(2025, 1, 1, tzinfo=UTC)
         t = time.perf_counter()
         await conn.execute(SEED_SQL, machines)
@@ -153,9 +143,6 @@ async def bench_kpis(orders: int, machines: int) -> None:
               f"{computed:.2f} s ({groups} groups); baseline plain read of {len(rows)} orders "
               f"{baseline:.2f} s; query / baseline {fetched / baseline:.1f}x")  # fmt: skip
         await conn.close()
-    finally:
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        await admin.close()
 
 
 def main() -> None:

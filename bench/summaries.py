@@ -20,17 +20,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import time
-import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 import httpx
 
+from bench.harness import bench_database
 from diagnosis.rules import RuleBook
 from simulators.fleet import Fleet
 from simulators.machines import make_fleet
@@ -38,7 +35,6 @@ from simulators.wire import encode_batch, frame_rows
 from telematics.api.context import ApiContext
 from telematics.base.db import acquire, create_pool
 from telematics.base.metrics import Metrics
-from telematics.base.migrate import migrate
 from telematics.ingest.pipeline import ingest
 from telematics.services.diagnose import frame_of
 from telematics.store.registry import SourceDirectory
@@ -46,30 +42,8 @@ from telematics.summaries.rollup import Rollup
 from telematics.web import build_app
 from telematics.wire.decode import Limits
 
-ADMIN_DSN = os.environ.get(
-    "TELEMATICS_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
 TOKEN = "bench-admin-token"
 GATEWAY_US = 8.47  # bench/README.md: the gateway's whole cost per reading, batched
-
-
-@asynccontextmanager
-async def bench_database() -> AsyncIterator[str]:
-    """A fresh, migrated database, dropped afterwards."""
-    name = f"bench_summaries_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(ADMIN_DSN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    dsn = f"{ADMIN_DSN.rsplit('/', 1)[0]}/{name}"
-    try:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await migrate(conn)
-        finally:
-            await conn.close()
-        yield dsn
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def bench_rollup(pool: asyncpg.Pool, args: argparse.Namespace) -> None:
@@ -227,7 +201,7 @@ async def bench_query(pool: asyncpg.Pool, args: argparse.Namespace) -> None:
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    async with bench_database() as dsn:
+    async with bench_database("bench_summaries") as dsn:
         pool = await create_pool(dsn, max_size=4)
         try:
             if args.batches:
