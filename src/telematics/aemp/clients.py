@@ -10,7 +10,6 @@ request). asyncpg records never leave this module.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import re
 import secrets
@@ -23,6 +22,7 @@ import asyncpg
 
 from telematics.base.db import acquire
 from telematics.base.errors import NotFoundError
+from telematics.store.tokens import token_hash
 
 ACCESS_PREFIX = "aemp."
 CLIENT_ID = re.compile(r"^[A-Za-z0-9._~-]{1,100}$")
@@ -50,10 +50,6 @@ class IssuedToken:
     expires_in_s: int
 
 
-def _digest(secret: str) -> bytes:
-    return hashlib.sha256(secret.encode()).digest()
-
-
 def _client(row: asyncpg.Record) -> Client:
     return Client(
         row["client_id"], row["customer_id"], row["name"], row["created_at"], row["revoked_at"]
@@ -70,7 +66,7 @@ async def create_client(
         "INSERT INTO aemp_clients (client_id, secret_hash, customer_id, name) "
         "VALUES ($1, $2, $3, $4) RETURNING *",
         client_id,
-        _digest(secret),
+        token_hash(secret),
         customer_id,
         name,
     )
@@ -114,7 +110,7 @@ async def issue_token(
         "SELECT secret_hash FROM aemp_clients WHERE client_id = $1 AND revoked_at IS NULL",
         client_id,
     )
-    if stored is None or not hmac.compare_digest(bytes(stored), _digest(secret)):
+    if stored is None or not hmac.compare_digest(bytes(stored), token_hash(secret)):
         return None
     token = ACCESS_PREFIX + secrets.token_urlsafe(32)
     async with conn.transaction():
@@ -124,7 +120,7 @@ async def issue_token(
         await conn.execute(
             "INSERT INTO aemp_access_tokens (token_hash, client_id, expires_at) "
             "VALUES ($1, $2, now() + make_interval(secs => $3))",
-            _digest(token),
+            token_hash(token),
             client_id,
             float(ttl_s),
         )
@@ -177,7 +173,7 @@ class AccessTokens:
         """
         if not token.startswith(ACCESS_PREFIX) or len(token) > MAX_SECRET_CHARS:
             return None
-        digest = _digest(token)
+        digest = token_hash(token)
         found = self._fresh(digest)
         if found is not None:
             return found

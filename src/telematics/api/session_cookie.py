@@ -28,6 +28,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from telematics.store.tokens import token_hash
+
 COOKIE = "telematics_session"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -82,7 +84,7 @@ class SessionKeeper:
         """A new session for `token`: the cookie value and what it stands for."""
         session = ConsoleSession(
             session_id=_b64(secrets.token_bytes(16)),
-            token_digest=hashlib.sha256(token.encode()).digest(),
+            token_digest=token_hash(token),
             expires_at=int(self._clock()) + self.lifetime_s,
         )
         body = f"{_VERSION}.{session.session_id}.{_b64(session.token_digest)}.{session.expires_at}"
