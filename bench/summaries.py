@@ -131,6 +131,14 @@ async def seed_summaries(pool: asyncpg.Pool, machines: int, days: int, slots: in
             days,
             timeout=900,
         )
+        # The customer's day rows (migration 016), as the rollup keeps them with the days.
+        await conn.execute(
+            "SELECT summary_rebuild_customer_days(ARRAY[$1], ARRAY[$2::date],"
+            " ARRAY[$2::date + $3::int])",
+            customer,
+            first,
+            days,
+        )
         await conn.execute(
             "INSERT INTO summary_slots (machine_id, slot, known_s, working_s, idle_s, engine_h,"
             " fuel_used_pct, refuel_pct, distance_m, meter_anomalies, first_start, last_stop)"
@@ -144,7 +152,10 @@ async def seed_summaries(pool: asyncpg.Pool, machines: int, days: int, slots: in
             slots,
             timeout=900,
         )
-        await conn.execute("ANALYZE summary_days; ANALYZE summary_slots; ANALYZE machines")
+        await conn.execute(
+            "ANALYZE summary_days; ANALYZE summary_customer_days; ANALYZE summary_slots;"
+            " ANALYZE machines"
+        )
         print(
             f"query: seeded {machines} machines x {days} days ({slots} slots a day) in "
             f"{time.perf_counter() - began:.1f} s"

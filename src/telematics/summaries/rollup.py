@@ -130,7 +130,9 @@ def merge_slots(parts: Sequence[tuple[list[str], Slots]]) -> tuple[list[str], Sl
 
 
 class Rollup:
-    """Keeps `summary_slots` and `summary_days` as batches commit (an after-batch consumer).
+    """Keeps `summary_slots`, `summary_days` and `summary_customer_days` as batches commit.
+
+    An after-batch consumer.
 
     `consume` computes a batch's increments in memory; `flush` writes what the batches since
     the last flush added in one transaction (the diagnoser flushes before it marks batches
@@ -252,12 +254,16 @@ class Rollup:
         if bool(is_late.any()):
             await self._flush(conn)  # the store must hold everything before a recompute
             async with conn.transaction():
+                ranges: list[tuple[str, int, int]] = []
                 for i in np.unique(frame.machine_idx[is_late]).tolist():
                     late_ts = frame.ts_ms[is_late & (frame.machine_idx == i)]
                     old = expected[i]
                     assert old is not None  # late means at or before a tail
                     lo, hi = int(late_ts.min()), int(late_ts.max())
-                    await self.recompute(conn, ids[i], lo, hi, old.ts_ms, limits[i])
+                    span = await self.recompute(conn, ids[i], lo, hi, old.ts_ms, limits[i])
+                    ranges.append((ids[i], span[0], span[1] - 1))
+                # Once for the batch: a re-run of a whole batch is late for every machine in it.
+                await store.rebuild_customer_days(conn, ranges)
         if not bool(fresh.any()):
             return
         seeds = list(expected)
@@ -299,7 +305,9 @@ class Rollup:
         """Recompute the slots that readings in [first_ms, last_ms] change, from the store.
 
         Only pairs of readings whose later one is at or before `upto_ms` (the tail) count:
-        what comes after it is the increments' business. Returns the slot range [lo, hi).
+        what comes after it is the increments' business. Returns the slot range [lo, hi); the
+        machine's day rows there are rebuilt, its customer's are left to the caller
+        (`store.rebuild_customer_days` over that range).
         """
         self.recomputed += 1
         before = await store.reading_next_to(conn, machine_id, first_ms, before=True, limit_ms=None)
