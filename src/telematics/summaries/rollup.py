@@ -30,6 +30,7 @@ from telematics.base.errors import StoreUnavailableError
 from telematics.summaries import store
 from telematics.summaries.store import StoredReadings, TailMovedError, slot_of
 from telematics.summaries.usage import COLUMNS, SLOT_MS, Batch, Slots, Tail, Usage, contributions
+from telematics.summaries.usage_base import group
 
 log = logging.getLogger(__name__)
 
@@ -108,11 +109,8 @@ def merge_slots(parts: Sequence[tuple[list[str], Slots]]) -> tuple[list[str], Sl
     if not parts:
         empty = np.zeros(0, np.int64)
         return ids, Slots(empty, empty, np.zeros((len(COLUMNS), 0), np.float64), empty, empty)
-    m_all, s_all = np.concatenate(machine), np.concatenate(slot)
-    key = m_all * (np.int64(1) << np.int64(40)) + s_all // SLOT_MS
-    keys, inverse = np.unique(key, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    rows = len(keys)
+    rows_machine, rows_slot, inverse = group(np.concatenate(machine), np.concatenate(slot))
+    rows = len(rows_slot)
     v_all = np.concatenate(values, axis=1)
     summed = np.stack([np.bincount(inverse, weights=v, minlength=rows) for v in v_all]).astype(
         np.float64
@@ -124,9 +122,7 @@ def merge_slots(parts: Sequence[tuple[list[str], Slots]]) -> tuple[list[str], Sl
     lo[lo == np.iinfo(np.int64).max] = -1
     hi = np.full(rows, -1, np.int64)
     np.maximum.at(hi, inverse, np.concatenate(last).astype(np.int64))
-    first_keys = keys // (np.int64(1) << np.int64(40))
-    slots_ms = keys % (np.int64(1) << np.int64(40)) * SLOT_MS
-    return ids, Slots(first_keys, slots_ms, summed, lo, hi)
+    return ids, Slots(rows_machine, rows_slot, summed, lo, hi)
 
 
 class Rollup:
