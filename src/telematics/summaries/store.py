@@ -18,7 +18,7 @@ import numpy as np
 import orjson
 
 from telematics.summaries.usage import COLUMNS, SLOT_MS, MeterAnomaly, Refuel, Slots, Tail
-from telematics.summaries.usage_base import TAIL_FIELDS, TAIL_INT_FIELDS
+from telematics.summaries.usage_base import TAIL_FIELDS, TAIL_INT_FIELDS, IntArray, TailColumns
 
 _ADD = ", ".join(f"{c} = s.{c} + EXCLUDED.{c}" for c in COLUMNS)
 _COLS = ", ".join(COLUMNS)
@@ -218,15 +218,27 @@ class TailMovedError(Exception):
 
 
 async def move_tails(
-    conn: asyncpg.Connection, moves: Sequence[tuple[str, Tail | None, Tail]]
+    conn: asyncpg.Connection,
+    machine_ids: Sequence[str],
+    expected_ts_ms: IntArray,
+    new: TailColumns,
 ) -> None:
-    """Set each (machine, expected, new) tail, only where the stored one is `expected`.
+    """Set each machine's tail to `new`'s, only where the stored one is at `expected_ts_ms`.
+
+    Args:
+        conn: A connection inside the caller's transaction.
+        machine_ids: The machines, in the order of the other two.
+        expected_ts_ms: Per machine, the time of the tail the caller read (-1: none stored).
+        new: Per machine, its new tail.
 
     Raises:
         TailMovedError: Some tail was not as expected (the caller's transaction must roll back).
     """
-    known = [(m, old, new) for m, old, new in moves if old is not None]
-    fresh = [(m, new) for m, old, new in moves if old is None]
+    states = new.json()
+    ts = new["ts_ms"].tolist()
+    prev = expected_ts_ms.tolist()
+    known = [k for k, p in enumerate(prev) if p >= 0]
+    fresh = [k for k, p in enumerate(prev) if p < 0]
     moved: set[str] = set()
     if known:
         rows = await conn.fetch(
@@ -235,10 +247,10 @@ async def move_tails(
             " AS u(m, prev, ts, state)"
             " WHERE t.machine_id = u.m AND t.ts = to_timestamp(u.prev / 1000.0)"
             " RETURNING t.machine_id",
-            [m for m, _, _ in known],
-            [old.ts_ms for _, old, _ in known if old is not None],
-            [new.ts_ms for _, _, new in known],
-            [tail_json(new) for _, _, new in known],
+            [machine_ids[k] for k in known],
+            [prev[k] for k in known],
+            [ts[k] for k in known],
+            [states[k] for k in known],
         )
         moved.update(r["machine_id"] for r in rows)
     if fresh:
@@ -247,12 +259,12 @@ async def move_tails(
             " SELECT u.m, to_timestamp(u.ts / 1000.0), u.state::jsonb"
             " FROM unnest($1::text[], $2::bigint[], $3::text[]) AS u(m, ts, state)"
             " ON CONFLICT DO NOTHING RETURNING machine_id",
-            [m for m, _ in fresh],
-            [new.ts_ms for _, new in fresh],
-            [tail_json(new) for _, new in fresh],
+            [machine_ids[k] for k in fresh],
+            [ts[k] for k in fresh],
+            [states[k] for k in fresh],
         )
         moved.update(r["machine_id"] for r in rows)
-    missed = [m for m, _, _ in moves if m not in moved]
+    missed = [m for m in machine_ids if m not in moved]
     if missed:
         raise TailMovedError(missed)
 

@@ -13,6 +13,7 @@ from itertools import chain
 from typing import Any, NamedTuple, get_type_hints
 
 import numpy as np
+import orjson
 from numpy.typing import NDArray
 
 FloatArray = NDArray[np.float64]
@@ -123,8 +124,48 @@ class TailColumns:
             }
         )
 
+    @classmethod
+    def empty(cls, n: int) -> TailColumns:
+        """`n` machines without a tail."""
+        return cls(
+            {
+                name: np.full(n, default, np.int64 if name in TAIL_INT_FIELDS else np.float64)
+                for name, default in zip(TAIL_FIELDS, _NO_TAIL, strict=True)
+            }
+        )
+
     def __getitem__(self, name: str) -> NDArray[Any]:
         return self.cols[name]
+
+    def __len__(self) -> int:
+        return len(self.cols["ts_ms"])
+
+    def take(self, idx: IntArray) -> TailColumns:
+        """The tails at those indices, as new columns."""
+        return TailColumns({name: col[idx] for name, col in self.cols.items()})
+
+    def put(self, idx: IntArray, other: TailColumns) -> None:
+        """Set the tails at those indices to `other`'s (in order)."""
+        for name, col in self.cols.items():
+            col[idx] = other.cols[name]
+
+    def grown(self, n: int) -> TailColumns:
+        """These columns followed by machines without a tail, `n` in all."""
+        more = TailColumns.empty(n - len(self))
+        return TailColumns(
+            {name: np.concatenate([col, more.cols[name]]) for name, col in self.cols.items()}
+        )
+
+    def row(self, i: int) -> Tail:
+        """One machine's tail, as an object."""
+        return Tail(*(self.cols[name][i].item() for name in TAIL_FIELDS))
+
+    def json(self) -> list[str]:
+        """Each tail as JSON (NaN as null), in order: what `summary_tails.state` holds."""
+        # orjson writes NaN as null; field by field from Python values (no Tail objects).
+        columns = [self.cols[name].tolist() for name in TAIL_FIELDS]
+        return [orjson.dumps(dict(zip(TAIL_FIELDS, values, strict=True))).decode()
+                for values in zip(*columns, strict=True)]  # fmt: skip
 
     def copy(self) -> TailColumns:
         """An independent copy."""
