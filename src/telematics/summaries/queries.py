@@ -185,29 +185,32 @@ async def _from_slots(
     totals: list[Totals],
     machines: dict[str, Totals] | None,
 ) -> None:
-    """Bucket totals (and per-machine ones into `machines`) from the slot rows."""
+    """Bucket totals (and per-machine ones into `machines`) from the slot rows, in one scan.
+
+    A fleet's month is ~1.2 M slot rows: one `GROUPING SETS` query groups them both by slot
+    (placed in local days and hours here) and by machine, instead of scanning them twice.
+    """
     source = _FROM_SLOTS.format(scope=where)
-    by_slot = await conn.fetch(
-        f"WITH src AS ({source}) SELECT src.slot, {_SUMS}, {_FUEL_L} AS fuel_l,"
+    kind, sets = "NULL::text AS machine_id, false AS by_machine", "src.slot"
+    if machines is not None:
+        kind = "src.machine_id, grouping(src.machine_id) = 0 AS by_machine"
+        sets = "GROUPING SETS ((src.slot), (src.machine_id))"
+    rows = await conn.fetch(
+        f"WITH src AS ({source}) SELECT src.slot, {kind}, {_SUMS}, {_FUEL_L} AS fuel_l,"
         f" min(src.first_start) AS first_start, max(src.last_stop) AS last_stop"
-        f" FROM src GROUP BY 1",
+        f" FROM src GROUP BY {sets}",
         *args,
     )
-    for row in by_slot:
+    for row in rows:
+        if row["by_machine"]:
+            assert machines is not None
+            machines[row["machine_id"]] = _fill(Totals(), row)
+            continue
         local = row["slot"].astimezone(zi)
         i = bisect.bisect_right(starts, local.date()) - 1
         if 0 <= i < len(totals):
             _add(totals[i], row)
             totals[i].working_by_hour[local.hour] += float(row["working_s"] or 0.0)
-    if machines is not None:
-        rows = await conn.fetch(
-            f"WITH src AS ({source}) SELECT src.machine_id, {_SUMS}, {_FUEL_L} AS fuel_l,"
-            " min(src.first_start) AS first_start, max(src.last_stop) AS last_stop"
-            " FROM src GROUP BY 1",
-            *args,
-        )
-        for row in rows:
-            machines[row["machine_id"]] = _fill(Totals(), row)
 
 
 def _add(t: Totals, row: asyncpg.Record) -> None:
