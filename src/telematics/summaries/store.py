@@ -1,9 +1,10 @@
 """The SQL of the work summaries: slots, days, tails, refuels, meter anomalies.
 
-Owns every statement on the `summary_*` tables (migration 009); asyncpg records never leave it.
-Slot rows are added to (increments) or replaced (recomputes); day rows follow in the same
-transaction, in the owning customer's time zone, read under a share lock on its settings row so
-that a time-zone change (which rebuilds the days) never interleaves with a write.
+Owns every statement on the `summary_*` tables (migrations 009 and 016); asyncpg records never
+leave it. Slot rows are added to (increments) or replaced (recomputes); day rows and customer
+day rows follow in the same transaction, in the owning customer's time zone, read under a share
+lock on its settings row so that a time-zone change (which rebuilds the days) never interleaves
+with a write.
 """
 
 from __future__ import annotations
@@ -43,17 +44,6 @@ _ADD_HOURS = (
     + "]"
 )
 
-_UPSERT_SLOTS = f"""
-INSERT INTO summary_slots AS s (machine_id, slot, {_COLS}, first_start, last_stop)
-SELECT u.machine_id, to_timestamp(u.slot_ms / 1000.0), {", ".join(f"u.{c}" for c in COLUMNS)},
-       to_timestamp(nullif(u.fs, -1) / 1000.0), to_timestamp(nullif(u.ls, -1) / 1000.0)
-FROM unnest($1::text[], $2::bigint[], {_TYPES}, ${_N + 3}::bigint[], ${_N + 4}::bigint[])
-    AS u(machine_id, slot_ms, {_COLS}, fs, ls)
-ON CONFLICT (machine_id, slot) DO UPDATE SET {_ADD},
-    first_start = LEAST(s.first_start, EXCLUDED.first_start),
-    last_stop = GREATEST(s.last_stop, EXCLUDED.last_stop)
-"""
-
 _INSERT_SLOTS = f"""
 INSERT INTO summary_slots (machine_id, slot, {_COLS}, first_start, last_stop)
 SELECT u.machine_id, to_timestamp(u.slot_ms / 1000.0), {", ".join(f"u.{c}" for c in COLUMNS)},
@@ -62,15 +52,21 @@ FROM unnest($1::text[], $2::bigint[], {_TYPES}, ${_N + 3}::bigint[], ${_N + 4}::
     AS u(machine_id, slot_ms, {_COLS}, fs, ls)
 """
 
-# Day rows from slot increments, in each machine's customer's time zone, and the same summed
-# per customer and day (migration 016), in one statement.
-_UPSERT_DAYS = f"""
+# Slot increments, the day rows they fall in (in each machine's customer's time zone), and the
+# same summed per customer and day (migration 016): one statement, its arrays sent once.
+_UPSERT = f"""
 WITH inc AS (
     SELECT u.machine_id, to_timestamp(u.slot_ms / 1000.0) AS slot, {_COLS},
            to_timestamp(nullif(u.fs, -1) / 1000.0) AS fs,
            to_timestamp(nullif(u.ls, -1) / 1000.0) AS ls
     FROM unnest($1::text[], $2::bigint[], {_TYPES}, ${_N + 3}::bigint[], ${_N + 4}::bigint[])
         AS u(machine_id, slot_ms, {_COLS}, fs, ls)
+), machine_slots AS (
+    INSERT INTO summary_slots AS s (machine_id, slot, {_COLS}, first_start, last_stop)
+    SELECT * FROM inc
+    ON CONFLICT (machine_id, slot) DO UPDATE SET {_ADD},
+        first_start = LEAST(s.first_start, EXCLUDED.first_start),
+        last_stop = GREATEST(s.last_stop, EXCLUDED.last_stop)
 ), zone AS (
     SELECT m.machine_id, m.customer_id, m.fuel_tank_l, cs.tz
     FROM machines m JOIN customer_settings cs USING (customer_id)
@@ -286,8 +282,7 @@ async def add_slots(conn: asyncpg.Connection, machine_ids: Sequence[str], slots:
     if not len(slots):
         return
     args = _slot_args(machine_ids, slots)
-    await conn.execute(_UPSERT_SLOTS, *args)
-    await conn.execute(_UPSERT_DAYS, *args)
+    await conn.execute(_UPSERT, *args)
 
 
 async def add_events(
