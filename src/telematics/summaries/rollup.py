@@ -303,7 +303,8 @@ class Rollup:
         )
         usage = column_contributions(batch, seeds, limits, self._max_gap_ms)
         self._parts.append((ids, usage))
-        self._frames.append(frame.take(fresh))
+        # Kept for a re-apply after TailMovedError; the whole frame when all of it was fresh.
+        self._frames.append(frame if bool(fresh.all()) else frame.take(fresh))
         moved = rows[usage.machines]
         starting = moved[~self._moving[moved]]
         self._start_ts[starting] = self._tails["ts_ms"][starting]  # the stored tail's time
