@@ -344,11 +344,13 @@ class RelationDetector:
         out[~is_finite] = np.nan
         return out
 
-    def partners(self, top: int = 2) -> list[tuple[int, ...]]:
+    def partners(self, top: int = 2, share: float = 0.25) -> list[tuple[int, ...]]:
         """Per signal, the other signals its healthy relation leans on most (column indices).
 
-        Regression: the largest coefficients (current and lagged summed). PCA: the signals that
-        load most with it on the kept components, weighted by their variance.
+        Regression: the largest coefficients (current and lagged summed), in standardised
+        units. PCA: the signals that load most with it on the kept components, weighted by
+        their variance. At most `top`, and only those of at least `share` of the largest
+        weight: a signal that adds nothing the first one did not say is not named.
         """
         self._fitted()
         m = self.n_features
@@ -361,8 +363,9 @@ class RelationDetector:
         for j in range(m):  # signals, not rows
             w = weight[:, j].copy()
             w[j] = -np.inf
-            order = [int(k) for k in np.argsort(-w, kind="stable") if k != j]
-            out.append(tuple(order[:top]))
+            order = [int(k) for k in np.argsort(-w, kind="stable") if k != j][:top]
+            best = w[order[0]] if order else 0.0
+            out.append(tuple(k for k in order if w[k] >= share * best))
         return out
 
     # -- state ------------------------------------------------------------------------------

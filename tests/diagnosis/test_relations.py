@@ -32,8 +32,8 @@ def machine(rng: np.random.Generator, n: int, speed_rpm: Rows | None = None) -> 
             level = 0.95 * level + rng.normal(0.0, 80.0)
             speed_rpm[i] = 1500.0 + level
     load = 20.0 + 0.03 * (speed_rpm - 1000.0) + rng.normal(0.0, 1.0, n)
-    coolant = 80.0 + 0.2 * load + rng.normal(0.0, 1.0, n)
-    oil = 100.0 + 0.2 * speed_rpm - 2.0 * (coolant - 85.0) + rng.normal(0.0, 3.0, n)
+    coolant = 80.0 + 0.2 * load + rng.normal(0.0, 0.3, n)
+    oil = 100.0 + 0.2 * speed_rpm - 10.0 * (coolant - 85.0) + rng.normal(0.0, 3.0, n)
     return np.column_stack([speed_rpm, coolant, oil, load])
 
 
@@ -48,12 +48,15 @@ def test_oil_pressure_too_low_for_speed_is_caught_and_named(fitted: RelationDete
     # 30 kPa low: ten noise spreads for the relation, but well inside oil pressure's own range.
     x[300:, OIL] -= 30.0
     lo, hi = np.percentile(machine(rng, 4000)[:, OIL], [1, 99])
-    assert ((x[300:, OIL] > lo) & (x[300:, OIL] < hi)).mean() > 0.9
+    assert ((x[300:, OIL] > lo) & (x[300:, OIL] < hi)).mean() > 0.8
     alarms = fitted.decide(x)
     assert alarms[310:].mean() > 0.95
     assert alarms[:300].mean() < 0.01
     contributions = fitted.explain(x[310:])
-    assert (np.argmax(np.abs(contributions), axis=1) == OIL).mean() > 0.95
+    # With four signals the others' contributions come close (speed would explain much of it,
+    # if load did not vouch for speed); oil pressure's is the largest nearly always.
+    assert (np.argmax(np.abs(contributions), axis=1) == OIL).mean() > 0.9
+    assert int(np.argmax(np.abs(contributions).mean(axis=0))) == OIL
     assert np.median(contributions[:, OIL]) < -5.0  # lower than the relation says
     assert set(fitted.partners()[OIL]) == {SPEED, COOLANT}
 
@@ -63,7 +66,7 @@ def test_a_healthy_shift_in_operating_point_is_not_caught(fitted: RelationDetect
     # The machine goes from low speed to high speed and stays there: every signal moves with it.
     speed = np.where(np.arange(800) < 400, 1150.0, 1850.0) + rng.normal(0.0, 20.0, 800)
     x = machine(rng, 800, speed)
-    assert abs(x[400:, OIL].mean() - x[:400, OIL].mean()) > 100.0
+    assert abs(x[400:, OIL].mean() - x[:400, OIL].mean()) > 80.0
     assert fitted.decide(x).mean() < 0.01
 
 
