@@ -282,7 +282,9 @@ class RelationDetector:
 
     def _figures(self, x: ArrayLike) -> FloatArray:
         """Raw figures per row: pca (T², SPE), spe (SPE,), regression (sum of squares,)."""
-        v, _ = self._standardised(x)
+        return self._figures_of(self._standardised(x)[0])
+
+    def _figures_of(self, v: FloatArray) -> FloatArray:
         if self.method == "regression":
             r = self._residuals_std(v) / self._res_sd
             return np.asarray((r * r).sum(axis=1, keepdims=True), dtype=np.float64)
@@ -302,8 +304,8 @@ class RelationDetector:
             NotFittedError: Before `fit`.
             ShapeError: `x` has the wrong shape.
         """
-        figures = self._figures(x)
-        _, is_finite = self._standardised(x)
+        v, is_finite = self._standardised(x)
+        figures = self._figures_of(v)
         s = np.asarray((figures / self.limits).max(axis=1), dtype=np.float64)
         s[~is_finite] = np.nan
         return s
