@@ -62,7 +62,7 @@ from diagnosis.model_info import Calibration, ModelInfo
 from diagnosis.model_input import as_matrix, finite_rows, machine_array, regime_index
 from diagnosis.relations import RelationDetector
 from diagnosis.scaling import RobustScale
-from diagnosis.scoring import DetectorScoring, RegimeScoring
+from diagnosis.scoring import RELATION_MARGIN, DetectorScoring, RegimeScoring
 from diagnosis.windows import (
     IDLE_MAX_LOAD_PCT,
     MODEL_SIGNALS,
@@ -260,6 +260,8 @@ class RegimeModel(RegimeScoring):
         min_regime_rows: Training rows a regime needs to be scored.
         min_machine_rows: Training rows a machine needs in a regime for its baseline there
             (30: half an hour of steady running).
+        relation_margin: How far past its own 0.999 limit the relation figure counts
+            (`scoring.RELATION_MARGIN` says why 3).
 
     Attributes:
         threshold: Always 1.0: scores are already divided by their regime's threshold.
@@ -276,6 +278,7 @@ class RegimeModel(RegimeScoring):
         min_rows: int = 200,
         min_regime_rows: int = 200,
         min_machine_rows: int = 30,
+        relation_margin: float = RELATION_MARGIN,
     ) -> None:
         self.machine_model = machine_model
         self.n_estimators = n_estimators
@@ -287,6 +290,7 @@ class RegimeModel(RegimeScoring):
         self.min_regime_rows = max(min_regime_rows, 2 * AnomalyDetector.MIN_ROWS)
         self.min_machine_rows = max(min_machine_rows, 1)
         super().__init__()
+        self.relation_margin = relation_margin
 
     def _new_detector(self) -> AnomalyDetector:
         return AnomalyDetector(n_estimators=self.n_estimators, seed=self.seed)
@@ -327,6 +331,8 @@ class RegimeModel(RegimeScoring):
         forest_scores, abs_z, relation = self._out_of_fold(x, is_first_half)
         tails = tuple(float(q) for q in np.quantile(abs_z, self.quantile, axis=0))
         partial = Calibration(self._quantile(forest_scores), tails, 1.0)
+        if relation is not None:
+            relation = relation / self.relation_margin
         combined = partial.combined(forest_scores, abs_z, relation)
         return Calibration(partial.forest, partial.tail, self._quantile(combined) * self.margin)
 
@@ -423,6 +429,7 @@ class RegimeModel(RegimeScoring):
             "detectors": {k: d.state() for k, d in self._detectors.items()},
             "baselines": {k: b.state() for k, b in self._baselines.items()},
             "relations": {k: r.state() for k, r in self._relations.items()},
+            "relation_margin": self.relation_margin,
             "min_rows": [self.min_rows, self.min_regime_rows],
         }
         body = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
@@ -458,6 +465,7 @@ class RegimeModel(RegimeScoring):
                 str(k): RelationDetector.from_state(s)
                 for k, s in state.get("relations", {}).items()
             }
+            relation_margin = float(state.get("relation_margin", RELATION_MARGIN))
             min_rows, min_regime_rows = state["min_rows"]
         except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
             raise ModelFormatError("body") from exc
@@ -480,6 +488,7 @@ class RegimeModel(RegimeScoring):
         )
         model._detectors, model._baselines, model._info = detectors, baselines, info
         model._relations = relations
+        model.relation_margin = relation_margin
         return model
 
 

@@ -55,8 +55,8 @@ def model() -> RegimeModel:
 
 
 def test_hydraulic_oil_too_cool_for_the_load_is_caught_and_named(model: RegimeModel) -> None:
-    # At 58 % load, hydraulic oil stays where it is at 45 %: on its own a normal temperature.
-    load = np.full(400, 58.0)
+    # At 64 % load, hydraulic oil stays where it is at 45 %: on its own a normal temperature.
+    load = np.full(400, 64.0)
     rows, ids = windows(np.random.default_rng(2), 400, load, hyd_follows=False)
     z = model.explain(rows, ids)
     assert np.abs(z[:, COL["hydraulic_oil_temp_c"]]).max() < 4.0  # inside its own healthy range
@@ -69,7 +69,7 @@ def test_hydraulic_oil_too_cool_for_the_load_is_caught_and_named(model: RegimeMo
 
 
 def test_a_heavier_duty_the_relation_follows_is_not_caught(model: RegimeModel) -> None:
-    load = np.full(400, 58.0)
+    load = np.full(400, 64.0)
     rows, ids = windows(np.random.default_rng(3), 400, load)
     assert (model.score(rows, ids) > 1.0).mean() < 0.01
     assert not any(model.broken_relations(rows, ids))
@@ -105,6 +105,6 @@ def test_a_model_stored_before_relations_still_loads_and_scores(model: RegimeMod
 
 def test_round_trip_keeps_the_relations(model: RegimeModel) -> None:
     loaded = RegimeModel.from_bytes(model.to_bytes())
-    rows, ids = windows(np.random.default_rng(6), 300, np.full(300, 58.0), hyd_follows=False)
+    rows, ids = windows(np.random.default_rng(6), 300, np.full(300, 64.0), hyd_follows=False)
     np.testing.assert_array_equal(loaded.score(rows, ids), model.score(rows, ids))
     assert loaded.broken_relations(rows, ids) == model.broken_relations(rows, ids)
