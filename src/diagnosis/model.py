@@ -214,9 +214,12 @@ class RegimeModel(RegimeScoring):
     saturates: a row outside the training range in one signal is isolated like the most extreme
     training row, however far out it is (on synthetic data a coolant shift of 4 sigma scores
     0.514 and one of 50 sigma 0.516, below the healthy 0.99 quantile), so the forest alone would
-    never alarm on one drifting signal. Each figure is divided by its calibration quantile, the
-    larger counts, and the result is divided by the regime's threshold: `threshold` is 1.0
-    everywhere.
+    never alarm on one drifting signal. A third figure is the regime's relation detector
+    (`diagnosis.relations`, each residual regressed on the others) over `relation_margin`: it
+    sees a signal that left its relation with the others while every signal stays in its own
+    range (hydraulic oil too cool for the load). Each figure is divided by its calibration
+    quantile, the largest counts, and the result is divided by the regime's threshold:
+    `threshold` is 1.0 everywhere.
 
     Calibration. All quantiles are of out-of-fold training figures: the rows are split in two
     halves at random, a detector fitted on one half scores the other, and vice versa. In-sample
