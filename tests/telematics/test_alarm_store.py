@@ -8,6 +8,7 @@ import httpx
 from diagnosis.events import (
     ENGINE_OVERHEAT,
     LOW_OIL_PRESSURE,
+    UNEXPLAINED_ANOMALY,
     AlarmEvent,
     Severity,
     Transition,
@@ -233,6 +234,43 @@ async def test_alarm_api_answers_404_for_an_unknown_alarm_and_filters_by_query(
         one = await http.get(f"/v1/alarms/{change.alarm_id}", headers=auth)
         assert one.json()["diagnosis"]["fault"] == LOW_OIL_PRESSURE
         assert one.json()["alarm"]["machine_id"] == m
+
+
+async def test_an_anomaly_whose_relation_points_to_a_fault_gets_its_diagnosis(
+    pool: asyncpg.Pool,
+) -> None:
+    app = create_app(
+        ApiContext(
+            pool=pool,
+            directory=SourceDirectory(),
+            metrics=Metrics(),
+            admin_token="t",
+            limits=Limits(),
+            knowledge=KnowledgeBase.load(),
+        )
+    )
+    detail = (
+        "anomaly score 1.40 above the model's threshold 1.00; relation broken: oil_pressure_kpa"
+        " low for engine_speed_rpm (-8.2); oil_pressure_kpa z=-2.1"
+    )
+    async with pool.acquire() as conn:
+        m = await machine(conn)
+        (related,) = await apply(
+            conn, event(m, UNEXPLAINED_ANOMALY, Transition.RAISED, T0, detail=detail)
+        )
+        n = await machine(conn)
+        (plain,) = await apply(
+            conn, event(n, UNEXPLAINED_ANOMALY, Transition.RAISED, T0, detail="battery_v z=+9")
+        )
+    transport = httpx.ASGITransport(app=app)
+    auth = {"Authorization": "Bearer t"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+        one = (await http.get(f"/v1/alarms/{related.alarm_id}", headers=auth)).json()
+        assert one["alarm"]["fault"] == UNEXPLAINED_ANOMALY
+        assert one["diagnosis"]["fault"] == LOW_OIL_PRESSURE
+        assert "oil_pressure_kpa low for engine_speed_rpm" in one["diagnosis"]["title"]
+        other = (await http.get(f"/v1/alarms/{plain.alarm_id}", headers=auth)).json()
+        assert other["diagnosis"]["fault"] == UNEXPLAINED_ANOMALY
 
 
 async def test_the_expert_workflow_leaves_an_audit_trail(pool: asyncpg.Pool) -> None:
