@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 import httpx
+from fastapi import FastAPI
 
 from diagnosis.events import (
     ENGINE_OVERHEAT,
@@ -45,6 +46,20 @@ async def machine(conn: asyncpg.Connection, customer: str = "C1", model: str = "
 async def apply(conn: asyncpg.Connection, *events: AlarmEvent) -> list[alarms.AlarmChange]:
     async with conn.transaction():
         return await alarms.apply_events(conn, events, describe)
+
+
+def alarm_app(pool: asyncpg.Pool) -> FastAPI:
+    """The core HTTP app over `pool`, admin token `t`, with the shipped knowledge base."""
+    return create_app(
+        ApiContext(
+            pool=pool,
+            directory=SourceDirectory(),
+            metrics=Metrics(),
+            admin_token="t",
+            limits=Limits(),
+            knowledge=KnowledgeBase.load(),
+        )
+    )
 
 
 async def test_a_raise_applied_twice_opens_one_episode(pool: asyncpg.Pool) -> None:
@@ -204,16 +219,7 @@ async def test_acknowledging_twice_keeps_the_first(pool: asyncpg.Pool) -> None:
 async def test_alarm_api_answers_404_for_an_unknown_alarm_and_filters_by_query(
     pool: asyncpg.Pool,
 ) -> None:
-    app = create_app(
-        ApiContext(
-            pool=pool,
-            directory=SourceDirectory(),
-            metrics=Metrics(),
-            admin_token="t",
-            limits=Limits(),
-            knowledge=KnowledgeBase.load(),
-        )
-    )
+    app = alarm_app(pool)
     auth = {"Authorization": "Bearer t"}
     async with pool.acquire() as conn:
         m = await machine(conn, unique("CU"), "crane")
@@ -239,16 +245,7 @@ async def test_alarm_api_answers_404_for_an_unknown_alarm_and_filters_by_query(
 async def test_an_anomaly_whose_relation_points_to_a_fault_gets_its_diagnosis(
     pool: asyncpg.Pool,
 ) -> None:
-    app = create_app(
-        ApiContext(
-            pool=pool,
-            directory=SourceDirectory(),
-            metrics=Metrics(),
-            admin_token="t",
-            limits=Limits(),
-            knowledge=KnowledgeBase.load(),
-        )
-    )
+    app = alarm_app(pool)
     detail = (
         "anomaly score 1.40 above the model's threshold 1.00; relation broken: oil_pressure_kpa"
         " low for engine_speed_rpm (-8.2); oil_pressure_kpa z=-2.1"
@@ -274,12 +271,7 @@ async def test_an_anomaly_whose_relation_points_to_a_fault_gets_its_diagnosis(
 
 
 async def test_the_expert_workflow_leaves_an_audit_trail(pool: asyncpg.Pool) -> None:
-    app = create_app(
-        ApiContext(
-            pool=pool, directory=SourceDirectory(), metrics=Metrics(), admin_token="t",
-            limits=Limits(), knowledge=KnowledgeBase.load(),
-        )
-    )  # fmt: skip
+    app = alarm_app(pool)
     async with pool.acquire() as conn:
         m = await machine(conn)
         (change,) = await apply(conn, event(m, LOW_OIL_PRESSURE, Transition.RAISED, T0))
