@@ -49,6 +49,9 @@ import orjson
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from diagnosis.engine import Engine
+from diagnosis.knowledge import KnowledgeBase
+from diagnosis.rules import RuleBook
 from diagnosis.signals import SIGNAL_NAMES
 from simulators import make_fleet
 from telematics.base.config import Settings
@@ -58,7 +61,9 @@ from telematics.base.migrate import migrate
 from telematics.ingest import mqtt
 from telematics.ingest.gateway import POSITION_TOPIC, TELEMETRY_TOPIC, Gateway
 from telematics.service import gateway_config
+from telematics.services.diagnose import Diagnoser, DiagnoserConfig
 from telematics.store.registry import SourceDirectory
+from telematics.summaries.rollup import Rollup
 from telematics.wire.decode import DecodedBatch
 
 ADMIN_DSN = os.environ.get(
@@ -66,7 +71,17 @@ ADMIN_DSN = os.environ.get(
 )
 TOPICS = [(TELEMETRY_TOPIC, 1), (POSITION_TOPIC, 1)]
 SESSION_EXPIRY_S = 3600
-CONTENDERS = ("gateway", "bare", "naive", "naive-loop", "broker", "broker-fast")
+CONTENDERS = (
+    "gateway",
+    "bare",
+    "naive",
+    "naive-loop",
+    "broker",
+    "broker-fast",
+    "with-diagnosis",
+    "with-summaries",
+)
+DEFAULT_CONTENDERS = CONTENDERS[:6]
 MIN_WINDOW_S = 1.0
 
 
@@ -138,6 +153,9 @@ async def prepare_database(name: str, machines: Sequence[tuple[str, str, str]]) 
         await conn.execute(BARE_TABLE)
         await conn.executemany(
             "INSERT INTO machines (machine_id, model, customer_id) VALUES ($1, $2, $3)", machines
+        )
+        await conn.execute(  # the summaries' time zone per customer (UTC)
+            "INSERT INTO customer_settings (customer_id) SELECT DISTINCT customer_id FROM machines"
         )
     finally:
         await conn.close()
@@ -251,6 +269,68 @@ async def run_gateway(
         stop.set()
         await asyncio.wait_for(task, 120)
         await pool.close()
+
+
+@asynccontextmanager
+async def run_service_gateway(
+    url: str, dsn: str, client_id: str, *, summaries: bool
+) -> AsyncIterator[Contender]:
+    """The gateway wired to the diagnoser as `telematics.service` wires them.
+
+    Two pools (ingest and jobs), the diagnoser's backpressure, its pending-batch bookkeeping
+    under the gateway's client id and, with `summaries`, the work-summary rollup as its
+    after-batch consumer (flushed with the batch marks, once a second). The counter is what
+    was diagnosed (stored minus the diagnosis backlog), so a consumer that falls behind shows.
+    """
+    settings = Settings(mqtt_client_id=client_id)
+    ingest_pool = await create_pool(dsn, max_size=settings.db_ingest_pool_size)
+    jobs_pool = await create_pool(dsn, max_size=settings.db_jobs_pool_size)
+    metrics = Metrics()
+    rules = RuleBook.load()
+    diagnoser = Diagnoser(
+        jobs_pool,
+        Engine(rules),
+        KnowledgeBase.load(),
+        metrics,
+        DiagnoserConfig(history_s=settings.diagnosis_history_s, source=client_id),
+        consumers=[
+            Rollup(
+                jobs_pool,
+                rules,
+                settings.summary_max_gap_s,
+                settings.summary_flush_s,
+                settings.summary_flush_readings,
+            )
+        ]
+        if summaries
+        else [],
+    )
+    gateway = Gateway(
+        gateway_config(settings, url, "5"),
+        ingest_pool,
+        SourceDirectory(),
+        metrics,
+        after_commit=lambda d, seq: diagnoser.submit(d.readings, seq),
+        backpressure=diagnoser.room,
+    )
+    gateway_stop, diagnosis_stop = asyncio.Event(), asyncio.Event()
+    diagnosis = asyncio.create_task(diagnoser.run(diagnosis_stop))
+    task = asyncio.create_task(gateway.run(gateway_stop))
+
+    def diagnosed() -> float:
+        sample = metrics.registry.get_sample_value
+        stored = sample("telematics_readings_stored_total") or 0.0
+        return stored - (sample("telematics_diagnosis_backlog_readings") or 0.0)
+
+    try:
+        yield Contender(diagnosed)
+    finally:
+        gateway_stop.set()
+        await asyncio.wait_for(task, 120)
+        diagnosis_stop.set()
+        await asyncio.wait_for(diagnosis, 300)
+        await ingest_pool.close()
+        await jobs_pool.close()
 
 
 def _reading_rows(machine_id: str, payload: bytes) -> list[tuple[Any, ...]]:
@@ -452,6 +532,12 @@ async def drain_phase(url: str, phase: Phase, args: argparse.Namespace) -> None:
         "naive-loop": lambda: run_naive(url, dsns["naive-loop"], ids["naive-loop"], loop=True),
         "broker": lambda: run_broker(url, ids["broker"], phase.batch, fast=False),
         "broker-fast": lambda: run_broker(url, ids["broker-fast"], phase.batch, fast=True),
+        "with-diagnosis": lambda: run_service_gateway(
+            url, dsns["with-diagnosis"], ids["with-diagnosis"], summaries=False
+        ),
+        "with-summaries": lambda: run_service_gateway(
+            url, dsns["with-summaries"], ids["with-summaries"], summaries=True
+        ),
     }
     for name in args.only:
         try:
@@ -525,6 +611,13 @@ def report(phases: list[Phase]) -> None:
             if name != "gateway" and "gateway" in r:
                 line += f"   gateway is {r['gateway'] / rate:5.2f}x this"
             print(line + GOALS.get((p.name, name), ""))
+        if "with-diagnosis" in r and "with-summaries" in r:
+            base = r.get("gateway", r["with-diagnosis"])
+            added = (1 / r["with-summaries"] - 1 / r["with-diagnosis"]) * base
+            print(
+                f"  the summaries add {added:.1%} to the gateway's cost per reading"
+                " (with-summaries minus with-diagnosis, over the gateway's; goal < 10%)"
+            )
         if p.lag_load:
             print(
                 f"  publish-to-commit lag at {p.lag_load:.0%} of capacity: "
@@ -571,8 +664,9 @@ def main() -> None:
     p.add_argument(
         "--only",
         type=lambda s: s.split(","),
-        default=list(CONTENDERS),
-        help=f"comma list of contenders to run (default: {','.join(CONTENDERS)})",
+        default=list(DEFAULT_CONTENDERS),
+        help=f"comma list of contenders to run, of {','.join(CONTENDERS)}"
+        f" (default: {','.join(DEFAULT_CONTENDERS)})",
     )
     asyncio.run(main_async(p.parse_args()))
 
