@@ -279,7 +279,8 @@ async def run_service_gateway(
 
     Two pools (ingest and jobs), the diagnoser's backpressure, its pending-batch bookkeeping
     under the gateway's client id and, with `summaries`, the work-summary rollup as its
-    after-batch consumer (flushed with the batch marks, once a second). The counter is what
+    after-batch consumer (asked to flush with the batch marks, once a second; it writes every
+    `TELEMATICS_SUMMARY_FLUSH_S`). Silence checks are off (see below). The counter is what
     was diagnosed (stored minus the diagnosis backlog), so a consumer that falls behind shows.
     """
     settings = Settings(mqtt_client_id=client_id)
@@ -292,7 +293,11 @@ async def run_service_gateway(
         Engine(rules),
         KnowledgeBase.load(),
         metrics,
-        DiagnoserConfig(history_s=settings.diagnosis_history_s, source=client_id),
+        # No silence checks: the drained readings are old by design, and a check raising an
+        # alarm for each of the fleet's machines would stall whichever contender it hit.
+        DiagnoserConfig(
+            history_s=settings.diagnosis_history_s, source=client_id, silence_check_s=3600.0
+        ),
         consumers=[
             Rollup(
                 jobs_pool,
@@ -313,6 +318,7 @@ async def run_service_gateway(
         after_commit=lambda d, seq: diagnoser.submit(d.readings, seq),
         backpressure=diagnoser.room,
     )
+    diagnoser.heard_since = gateway.heard_since
     gateway_stop, diagnosis_stop = asyncio.Event(), asyncio.Event()
     diagnosis = asyncio.create_task(diagnoser.run(diagnosis_stop))
     task = asyncio.create_task(gateway.run(gateway_stop))
