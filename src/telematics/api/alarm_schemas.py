@@ -162,6 +162,8 @@ class DiagnosisOut(BaseModel):
     parts: list[PartOut]
     skills: list[str]
     signals: list[str]
+    lang: str = Field(default="en", description="Language of the texts: en or zh-CN")
+    skill_names: list[str] = Field(default_factory=list, description="Each skill, described")
 
     @classmethod
     def of(cls, d: Diagnosis) -> DiagnosisOut:
@@ -177,6 +179,8 @@ class DiagnosisOut(BaseModel):
             parts=[PartOut(part_no=p.part_no, name=p.name, quantity=p.quantity) for p in d.parts],
             skills=list(d.skills),
             signals=list(d.signals),
+            lang=d.lang,
+            skill_names=list(d.skill_names),
         )
 
 

@@ -38,9 +38,9 @@ from telematics.services.dispatching import (
     order_visible,
     require_found,
 )
+from telematics.store import followup, tracking
 from telematics.store import orders as order_store
 from telematics.store import timers as timer_store
-from telematics.store import tracking
 from telematics.store.orders import StoredOrder
 from telematics.store.tokens import Principal, Role
 
@@ -52,6 +52,11 @@ class DispatchIn(BodyIn):
 
     engineer_id: str | None = Field(default=None, pattern=ID_PATTERN)
     note: str = Field(default="", max_length=4000)
+    steps_tried: list[Annotated[str, Field(min_length=1, max_length=1000)]] = Field(
+        default_factory=list, max_length=50,
+        description="Remote-fix steps already tried with the customer, in order (the engineer "
+        "sees them with the order)",
+    )  # fmt: skip
 
 
 class ActionIn(BodyIn):
@@ -116,6 +121,7 @@ async def dispatch(
     result = await dispatch_alarm(
         ctx.pool, ctx.knowledge, ctx.sla_policy, alarm_id,
         actor=caller.actor, engineer_id=body.engineer_id, note=body.note,
+        steps_tried=body.steps_tried,
     )  # fmt: skip
     return OrderOut.of(result.order)
 
@@ -182,7 +188,27 @@ async def list_orders(
     where = order_store.OrderFilter(state, engineer_id, customer_id, machine_id)
     found = await order_store.list_orders(conn, where, before_id=before, limit=limit)
     tracked = await _tracking(conn, ctx, [o.order_id for o in found])
-    return [order_view(o, caller, tracked.get(o.order_id)) for o in found]
+    return await _with_followup(
+        conn, caller, [order_view(o, caller, tracked.get(o.order_id)) for o in found]
+    )
+
+
+async def _with_followup(conn: Conn, caller: Principal, views: list[OrderView]) -> list[OrderView]:
+    """An engineer's orders with the steps already tried remotely; a customer's with whether
+    its survey was answered.
+    """
+    if caller.role is Role.ENGINEER:
+        alarm_ids = [v.alarm_id for v in views if v.alarm_id is not None]
+        tried = await followup.steps_tried(conn, alarm_ids)
+        return [
+            v.model_copy(update={"steps_tried": tried.get(v.alarm_id, [])})
+            if v.alarm_id is not None else v
+            for v in views
+        ]  # fmt: skip
+    if caller.role is Role.CUSTOMER:
+        answered = await followup.surveyed(conn, [v.order_id for v in views])
+        return [v.model_copy(update={"survey_answered": v.order_id in answered}) for v in views]
+    return views
 
 
 async def _tracking(conn: Conn, ctx: Context, order_ids: list[int]) -> dict[int, tracking.Tracking]:
@@ -205,7 +231,10 @@ async def get_order(order_id: PathId, conn: Conn, ctx: Context, caller: Caller) 
     """
     stored = await _visible(conn, caller, order_id)
     tracked = await _tracking(conn, ctx, [order_id])
-    return order_view(stored, caller, tracked.get(order_id))
+    (view,) = await _with_followup(
+        conn, caller, [order_view(stored, caller, tracked.get(order_id))]
+    )
+    return view
 
 
 @router.get("/orders/{order_id}/events")

@@ -123,8 +123,12 @@ async def dispatch_alarm(
     engineer_id: str | None,
     note: str,
     now: datetime | None = None,
+    steps_tried: Sequence[str] = (),
 ) -> DispatchResult:
     """Create an order for an alarm and dispatch it to the best (or the chosen) engineer.
+
+    `steps_tried`, the remote-fix steps the expert already went through with the customer, go
+    into the alarm's trail (`steps_tried`) in the same transaction, for the engineer to read.
 
     Raises:
         NotFoundError: No such alarm.
@@ -135,9 +139,13 @@ async def dispatch_alarm(
         try:
             async with acquire(pool) as conn, conn.transaction():
                 job = await _job(conn, knowledge, alarm_id)
-                return await _dispatch_once(
+                result = await _dispatch_once(
                     conn, policy, job, actor, engineer_id, note, now or datetime.now(UTC)
                 )
+                if steps_tried:
+                    detail = {"steps": list(steps_tried), "order_id": result.order.order_id}
+                    await alarm_store.record(conn, alarm_id, actor, "steps_tried", detail)
+                return result
         except _TAKEN_MEANWHILE as exc:
             log.info("dispatch of alarm %d: %s; matching again (%d)", alarm_id, exc, attempt)
     raise RefusedError(f"alarm {alarm_id}: its parts were taken by other orders meanwhile")
