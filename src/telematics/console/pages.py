@@ -45,6 +45,13 @@ ASSETS: dict[str, tuple[str, str]] = {
     "console.css": ("console.css", _CSS),
     "uplot.js": ("vendor/uplot.js", _JS),
     "uplot.css": ("vendor/uplot.css", _CSS),
+    # The engineer's route sketch and the customer's pages (machine, service orders, survey).
+    "route.js": ("route.js", _JS),
+    "customer.js": ("customer.js", _JS),
+    "machine.js": ("machine.js", _JS),
+    "summary-charts.js": ("summary-charts.js", _JS),
+    "service.js": ("service.js", _JS),
+    "survey.js": ("survey.js", _JS),
 }
 
 

@@ -6,6 +6,7 @@ import { showQueue } from "./queue.js";
 import { showAlarm } from "./alarm.js";
 import { showOrders } from "./orders.js";
 import { showFleet } from "./fleet.js";
+import { customerLinks, customerPage } from "./customer.js";
 
 const top = document.getElementById("top");
 const main = document.getElementById("main");
@@ -26,6 +27,7 @@ function navigation() {
   if (me.role !== "engineer") links.push(["#/alarms", t("nav.alarms")]);
   if (me.role === "engineer" || me.role === "admin") links.push(["#/orders", t("nav.orders")]);
   if (me.role === "customer") links.push(["#/fleet", t("nav.fleet")]);
+  links.push(...customerLinks(me));
   return links.map(([href, text]) =>
     h("a", { href, "aria-current": location.hash.startsWith(href) ? "page" : null }, text));
 }
@@ -115,6 +117,7 @@ function render() {
   else if (hash.startsWith("#/alarms") && me.role !== "engineer") cleanup = showQueue(main, shell);
   else if (hash === "#/orders" && (me.role === "engineer" || me.role === "admin")) cleanup = showOrders(main, shell);
   else if (hash === "#/fleet" && me.role === "customer") cleanup = showFleet(main, shell);
+  else if (customerPage(hash, me)) cleanup = customerPage(hash, me)(main, shell);
   else if (hash !== home()) location.hash = home();
 }
 
