@@ -82,6 +82,8 @@ export function showService(root, shell) {
   }
   load();
   // Progress and ETA change while the page is open (the engineer moves): read them again.
-  const timer = setInterval(() => { if (!document.querySelector(".survey select:focus")) load(); }, 15000);
+  // A survey being filled in is not redrawn under the person's hands.
+  const filling = () => [...list.querySelectorAll(".survey select")].some((s) => s.value !== "");
+  const timer = setInterval(() => { if (!filling()) load(); }, 15000);
   return () => { stopped = true; clearInterval(timer); };
 }
