@@ -99,7 +99,7 @@ async def test_the_customer_reads_its_machine_and_an_alarm_in_chinese_and_must_a
     await _sign_in(page, base_url, token, button=ZH["signin.submit"])
     await page.get_by_role("link", name=world.machine_id, exact=True).first.click()
     await page.get_by_role("img", name=ZH["cust.chart_hours"]).wait_for()
-    await page.get_by_role("img", name=ZH["cust.chart_fuel"]).wait_for()
+    await page.get_by_text(ZH["cust.no_fuel"]).wait_for()  # no tank size registered: no litres
     assert await page.get_by_role("img", name=ZH["cust.chart_util"]).locator("canvas").count() == 1
     await page.get_by_label(ZH["cust.period"]).select_option("week")
     await page.get_by_role("img", name=ZH["cust.chart_hours"]).wait_for()

@@ -26,6 +26,11 @@ async function fuel(machines) {
   return new Map(found);
 }
 
+function remaining(hours) {
+  if (hours === null || hours === undefined) return "—";
+  return hours < 0 ? t("cust.due_over", { n: num(-hours, 0) }) : t("cust.due_hours", { n: num(hours, 0) });
+}
+
 export function dueTable(items, withMachine) {
   const cols = [withMachine ? t("col.machine") : null, t("cust.due_item"), t("cust.due_status"), t("cust.due_remaining"), t("cust.due_date")]
     .filter((x) => x !== null);
@@ -35,7 +40,7 @@ export function dueTable(items, withMachine) {
       withMachine ? h("td", {}, h("a", { href: `#/machines/${encodeURIComponent(i.machine_id)}` }, i.machine_id)) : null,
       h("td", {}, i.name),
       h("td", {}, h("span", { class: `badge due-${i.status}` }, t(`cust.due_status.${i.status}`))),
-      h("td", {}, i.remaining_h === null || i.remaining_h === undefined ? "—" : t("cust.due_hours", { n: num(i.remaining_h, 0) })),
+      h("td", {}, remaining(i.remaining_h)),
       h("td", {}, i.forecast_due_date || i.due_date || "—")))));
 }
 

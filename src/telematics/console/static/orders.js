@@ -72,12 +72,14 @@ function partsPart(o, detail, warehouse) {
       : h("p", { class: "hint" }, t("eng.parts_none")));
 }
 
-function routePart(o, warehouse) {
+function routePart(o, warehouse, self) {
   const r = o.route;
   if (!r) return null;
   const points = [];
   const tr = o.tracking;
+  // Where the engineer is: the last reported position, else where they start from (home).
   if (tr && tr.lat !== null && tr.lon !== null) points.push({ lat: tr.lat, lon: tr.lon, label: t("eng.you"), kind: "start" });
+  else if (self && self.home_lat !== null && self.home_lon !== null) points.push({ lat: self.home_lat, lon: self.home_lon, label: t("eng.home"), kind: "start" });
   for (const stop of r.stops) {
     const label = stop.kind === "warehouse" ? (warehouse ? warehouse.name : stop.place_id) : t("eng.site");
     points.push({ lat: stop.lat, lon: stop.lon, label, kind: stop.kind });
@@ -118,7 +120,7 @@ function completeForm(o, detail, submit) {
   return form;
 }
 
-export function showOrders(root) {
+export function showOrders(root, shell) {
   const list = h("div", { class: "orders" });
   const message = h("div");
   root.append(h("h1", {}, t("orders.heading")), message, list);
@@ -135,11 +137,13 @@ export function showOrders(root) {
     await load();
   }
 
+  const me = shell.me();
   async function card(o) {
-    const [machine, detail, warehouse] = await Promise.all([
+    const [machine, detail, warehouse, self] = await Promise.all([
       read(`/v1/machines/${encodeURIComponent(o.machine_id)}`),
       o.alarm_id ? read(`/v1/alarms/${o.alarm_id}`) : null,
       o.route && o.route.pickup_warehouse_id ? read(`/v1/warehouses/${encodeURIComponent(o.route.pickup_warehouse_id)}`) : null,
+      me.role === "engineer" ? read(`/v1/engineers/${encodeURIComponent(me.subject_id)}`) : null,
     ]);
     const next = NEXT[o.state];
     const active = ACTIVE.has(o.state);
@@ -153,7 +157,7 @@ export function showOrders(root) {
         h("dt", {}, t("orders.machine")), h("dd", {}, machineLine(o, machine)),
         h("dt", {}, t("orders.eta")), h("dd", {}, when(o.eta))),
       action,
-      active ? [diagnosisPart(o, detail), triedPart(o), partsPart(o, detail, warehouse), routePart(o, warehouse)]
+      active ? [diagnosisPart(o, detail), triedPart(o), partsPart(o, detail, warehouse), routePart(o, warehouse, self)]
         : (o.alarm_id ? h("p", {}, h("a", { href: `#/alarms/${o.alarm_id}` }, t("orders.diagnosis"))) : null));
   }
 

@@ -51,7 +51,7 @@ export function drawSummary(root, machineId, buckets) {
       ],
       data: [mid, buckets.map((b) => b.working_hours), buckets.map((b) => b.idle_hours)],
     }),
-    chart(root, {
+    buckets.every((b) => b.fuel_used_l === null) ? null : chart(root, {
       id: "chart-fuel", label: t("cust.chart_fuel"), unit: t("cust.unit_l"), width, span, sync,
       series: [{ label: t("cust.fuel_used"), fill: FUEL, stroke: FUEL, paths: bars(0), points: { show: false } }],
       data: [mid, buckets.map((b) => value(b.fuel_used_l))],
@@ -62,6 +62,8 @@ export function drawSummary(root, machineId, buckets) {
       data: [mid, buckets.map((b) => value(b.utilisation_pct))],
     }),
   ];
+  // Litres need the tank size (machines.fuel_tank_l): without it there are no fuel figures.
+  if (charts[1] === null) root.append(h("p", { class: "hint", id: "chart-fuel" }, t("cust.no_fuel")));
   root.append(h("p", { class: "hint" }, t("alarm.chart_hint")));
-  return () => charts.forEach((c) => c.destroy());
+  return () => charts.forEach((c) => c && c.destroy());
 }
