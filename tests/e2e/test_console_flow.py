@@ -151,7 +151,6 @@ async def test_alarm_to_survey_through_the_running_service(
         card = phone.get_by_role("article", name=f"Order {order_id}")
         await card.get_by_text("In your van").wait_for()
         await card.get_by_role("img", name="Route sketch").wait_for()
-        await _shot(phone, "engineer-order")
         for button, state in (("Accept", "Accepted"), ("Start travel", "On the way"),
                               ("Arrived", "On site")):  # fmt: skip
             await card.get_by_role("button", name=button).click()
