@@ -229,6 +229,22 @@ class KnowledgeBase:
             return self._zh.skills[skill]
         return self._skills.get(skill, skill)
 
+    def translate_step(self, fault: str, step: str, lang: str) -> str:
+        """One of `fault`'s remote-fix steps, as written in any language, in `lang`.
+
+        A text that is not one of its steps (a person's own words) is returned as it is.
+        """
+        if lang not in LANGUAGES:
+            raise ValueError(f"no knowledge base texts in {lang!r} (known: {LANGUAGES})")
+        try:
+            for written in LANGUAGES:
+                steps = self.diagnose(fault, written).remote_steps
+                if step in steps:
+                    return self.diagnose(fault, lang).remote_steps[steps.index(step)]
+        except UnknownFaultError:
+            pass
+        return step
+
     def diagnose(self, fault: str, lang: str = "en") -> Diagnosis:
         """The preliminary diagnosis of a fault code.
 

@@ -105,3 +105,11 @@ def test_a_translation_that_does_not_fit_is_refused_with_its_key(
 def test_only_known_languages() -> None:
     with pytest.raises(ValueError, match="fr"):
         KB.diagnose("low_oil_pressure", "fr")
+
+
+def test_a_step_ticked_in_one_language_reads_in_the_other() -> None:
+    en, zh = KB.diagnose("engine_overheat"), KB.diagnose("engine_overheat", "zh-CN")
+    assert KB.translate_step("engine_overheat", zh.remote_steps[3], "en") == en.remote_steps[3]
+    assert KB.translate_step("engine_overheat", en.remote_steps[0], "zh-CN") == zh.remote_steps[0]
+    assert KB.translate_step("engine_overheat", "called the site", "zh-CN") == "called the site"
+    assert KB.translate_step("not_a_fault", "x", "en") == "x"

@@ -91,6 +91,10 @@ async def test_the_engineer_sees_the_steps_tried_and_the_customer_whether_it_ans
     assert (mine["order_id"], mine["steps_tried"]) == (order_id, steps)
     one = (await http.get(f"/v1/orders/{order_id}", headers=engineer)).json()
     assert one["steps_tried"] == steps
+    # Ticked in English, read in Chinese: the knowledge base's same steps, in the same order.
+    zh = {**engineer, "Accept-Language": "zh-CN"}
+    one = (await http.get(f"/v1/orders/{order_id}", headers=zh)).json()
+    assert one["steps_tried"] == list(KB.diagnose("low_oil_pressure", "zh-CN").remote_steps[:2])
     for action in ("accept", "start-travel", "arrive", "complete"):
         answer = await http.post(f"/v1/orders/{order_id}/{action}", headers=engineer)
         assert answer.status_code == 200, answer.text

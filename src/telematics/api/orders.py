@@ -22,6 +22,7 @@ from dispatch.orders import (
     Transfer,
 )
 from telematics.api.context import Caller, Conn, Context, Staff, allow
+from telematics.api.language import Lang
 from telematics.api.order_schemas import (
     OrderEventView,
     OrderOut,
@@ -171,6 +172,7 @@ async def list_orders(
     conn: Conn,
     ctx: Context,
     caller: Caller,
+    lang: Lang,
     state: str | None = None,
     engineer_id: str | None = None,
     customer_id: str | None = None,
@@ -188,23 +190,29 @@ async def list_orders(
     where = order_store.OrderFilter(state, engineer_id, customer_id, machine_id)
     found = await order_store.list_orders(conn, where, before_id=before, limit=limit)
     tracked = await _tracking(conn, ctx, [o.order_id for o in found])
-    return await _with_followup(
-        conn, caller, [order_view(o, caller, tracked.get(o.order_id)) for o in found]
-    )
+    views = [order_view(o, caller, tracked.get(o.order_id)) for o in found]
+    return await _with_followup(conn, ctx, caller, lang, views)
 
 
-async def _with_followup(conn: Conn, caller: Principal, views: list[OrderView]) -> list[OrderView]:
-    """An engineer's orders with the steps already tried remotely; a customer's with whether
-    its survey was answered.
+async def _with_followup(
+    conn: Conn, ctx: Context, caller: Principal, lang: str, views: list[OrderView]
+) -> list[OrderView]:
+    """An engineer's orders with the steps already tried remotely (the knowledge base's steps in
+    `lang`, whatever language they were ticked in); a customer's with whether its survey was
+    answered.
     """
     if caller.role is Role.ENGINEER:
         alarm_ids = [v.alarm_id for v in views if v.alarm_id is not None]
         tried = await followup.steps_tried(conn, alarm_ids)
-        return [
-            v.model_copy(update={"steps_tried": tried.get(v.alarm_id, [])})
-            if v.alarm_id is not None else v
-            for v in views
-        ]  # fmt: skip
+        kb = ctx.knowledge
+
+        def said(v: OrderView) -> list[str]:
+            steps = tried.get(v.alarm_id, []) if v.alarm_id is not None else []
+            if kb is None or v.fault is None:
+                return steps
+            return [kb.translate_step(v.fault, step, lang) for step in steps]
+
+        return [v.model_copy(update={"steps_tried": said(v)}) for v in views]
     if caller.role is Role.CUSTOMER:
         answered = await followup.surveyed(conn, [v.order_id for v in views])
         return [v.model_copy(update={"survey_answered": v.order_id in answered}) for v in views]
@@ -223,7 +231,9 @@ async def _visible(conn: Conn, caller: Principal, order_id: int) -> StoredOrder:
 
 
 @router.get("/orders/{order_id}")
-async def get_order(order_id: PathId, conn: Conn, ctx: Context, caller: Caller) -> OrderView:
+async def get_order(
+    order_id: PathId, conn: Conn, ctx: Context, caller: Caller, lang: Lang
+) -> OrderView:
     """One order with its ETA, in the view of the caller's role: staff see the route plan and
     why this engineer, the engineer their own route, the customer progress and ETA; staff and
     the engineer also the live tracking (last position, distance, recomputed ETA,
@@ -231,9 +241,8 @@ async def get_order(order_id: PathId, conn: Conn, ctx: Context, caller: Caller) 
     """
     stored = await _visible(conn, caller, order_id)
     tracked = await _tracking(conn, ctx, [order_id])
-    (view,) = await _with_followup(
-        conn, caller, [order_view(stored, caller, tracked.get(order_id))]
-    )
+    view = order_view(stored, caller, tracked.get(order_id))
+    (view,) = await _with_followup(conn, ctx, caller, lang, [view])
     return view
 
 
