@@ -143,6 +143,17 @@ async def test_alarm_to_survey_through_the_running_service(
         order_id = int(re.findall(r"Order (\d+)", await sent.inner_text())[0])
         expert_watch.check()
 
+        # The customer opens its service orders: dispatched, an engineer expected.
+        page, watch = await _page(browser, base, viewport={"width": 1280, "height": 900})
+        seen = Seen()
+        seen.watch(page)
+        await _sign_in(page, base, customer_token)
+        await page.get_by_role("link", name="Service orders").click()
+        mine = page.get_by_role("article", name=f"Order {order_id}")
+        now_step = mine.get_by_role("list", name="Progress").locator("[aria-current=step]")
+        await now_step.filter(has_text="Dispatched").wait_for()
+        await mine.get_by_text(re.compile("^Engineer expected about ")).wait_for()
+
         # The engineer, on a phone.
         phone, phone_watch = await _page(
             browser, base, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
@@ -151,20 +162,34 @@ async def test_alarm_to_survey_through_the_running_service(
         card = phone.get_by_role("article", name=f"Order {order_id}")
         await card.get_by_text("In your van").wait_for()
         await card.get_by_role("img", name="Route sketch").wait_for()
-        for button, state in (("Accept", "Accepted"), ("Start travel", "On the way"),
-                              ("Arrived", "On site")):  # fmt: skip
+        for button, state in (("Accept", "Accepted"), ("Start travel", "On the way")):
             await card.get_by_role("button", name=button).click()
             await card.get_by_text(state, exact=True).wait_for()
+        # On the way, the van reports where it is (the wire contract's position topic): the
+        # customer's ETA is recomputed from it.
+        lat, lon = world.site
+        async with aiomqtt.Client(
+            mqtt_endpoint.host, mqtt_endpoint.port, identifier=unique("van")
+        ) as van:
+            position = {"ts": datetime.now(UTC).isoformat(), "lat": lat - 0.05, "lon": lon}
+            await van.publish(f"engineers/{world.far}/position", orjson.dumps(position), qos=1)
+        await page.reload()
+        await now_step.filter(has_text="On the way").wait_for()
+        await mine.get_by_text(re.compile(r"^Engineer arriving about .* \(live\)$")).wait_for(
+            timeout=30_000
+        )
+        await card.get_by_role("button", name="Arrived").click()
+        await card.get_by_text("On site", exact=True).wait_for()
         await card.get_by_label(re.compile(r"\(OF-2010\)")).fill("1")
         await card.get_by_role("button", name="Complete").click()
         await card.get_by_text("Completed", exact=True).wait_for()
         phone_watch.check()
 
-        # The customer follows the order and answers the survey; never sees the other machine.
-        page, watch = await _page(browser, base, viewport={"width": 1280, "height": 900})
-        seen = Seen()
-        seen.watch(page)
-        await _sign_in(page, base, customer_token)
+        # The customer sees the order done, looks round, answers the survey; never sees the other
+        # customer's machine.
+        await page.reload()
+        await now_step.filter(has_text="Completed").wait_for()
+        await page.get_by_role("link", name="My fleet").click()
         await page.get_by_role("cell", name=world.machine_id, exact=True).first.wait_for()
         await page.get_by_role("heading", name="Maintenance due").wait_for()
         await _never_shows(page, seen, other, world.machine_id)
@@ -180,8 +205,7 @@ async def test_alarm_to_survey_through_the_running_service(
         await page.get_by_role("row").filter(has_text=world.machine_id).first.wait_for()
         await _never_shows(page, seen, other, world.machine_id)
         await page.get_by_role("link", name="Service orders").click()
-        mine = page.get_by_role("article", name=f"Order {order_id}")
-        await mine.get_by_role("listitem").filter(has_text="Completed").wait_for()
+        await now_step.filter(has_text="Completed").wait_for()
         await _shot(page, "customer-service")
         await mine.get_by_label("Overall, how satisfied are you with our service?").select_option(
             "9"
