@@ -32,15 +32,16 @@ and defers to the next; a `severity` on the way overrides the content's. The tit
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Final
 
 from diagnosis.errors import DiagnosisError
-from diagnosis.events import Severity, parse_dtc_code
+from diagnosis.events import UNEXPLAINED_ANOMALY, Severity, parse_dtc_code
 from diagnosis.knowledge_parse import (
     KNOWN_FAULTS,
     LIKELIHOOD_SUM_TOLERANCE,
@@ -71,6 +72,15 @@ _PACKAGED: Final = "knowledge.toml"
 # The signal of each SPN the catalogue measures, shown first for a J1939 code on that SPN.
 _SIGNAL_BY_SPN: Final = {s.spn: s.name for s in SIGNALS}
 _ZH_COLON: Final = "\uff1a"  # full-width colon: Chinese titles are "<parameter>\uff1a<FMI text>"
+# What `diagnosis.anomaly` writes into an anomaly's detail when a relation broke.
+_RELATION_IN_DETAIL: Final = re.compile(
+    r"relation broken: (?P<relation>(?P<signal>[a-z0-9_]+) (?P<side>low|high) for "
+    r"(?P<others>[^;(]*?))\s*\("
+)
+# The signals a relation is "for", as the detail lists them, joined the Chinese way.
+_EN_LIST_JOINS: Final = re.compile(r",? and |, ")
+# "The anomaly model found <relation> (related signals: <codes>). <fault's summary>"
+_ZH_RELATION_SUMMARY: Final = "异常模型发现{}\uff08关联信号\uff1a{}\uff09。{}"
 
 
 class UnknownFaultError(DiagnosisError, LookupError):
@@ -125,7 +135,7 @@ class Diagnosis:
 class KnowledgeBase:
     """A loaded, validated knowledge base. Immutable after load; safe to share."""
 
-    __slots__ = ("_faults", "_fmi_texts", "_generic", "_skills", "_spns", "_zh")
+    __slots__ = ("_faults", "_fmi_texts", "_generic", "_relations", "_skills", "_spns", "_zh")
 
     def __init__(
         self,
@@ -135,8 +145,10 @@ class KnowledgeBase:
         fmi_texts: Mapping[int, str],
         skills: Mapping[str, str],
         zh: Names | None = None,
+        relations: Mapping[tuple[str, str], str] | None = None,
     ) -> None:
         """Use `load` or `loads`; this constructor takes already validated parts."""
+        self._relations = dict(relations or {})
         self._faults = dict(faults)
         self._spns = dict(spns)
         self._generic = generic
@@ -193,9 +205,14 @@ class KnowledgeBase:
         except KnowledgeBaseError as exc:
             raise KnowledgeBaseError(exc.key, exc.reason, source) from None
         return cls(
-            entries.faults, entries.spns, entries.generic, entries.fmi_texts, entries.skills,
+            entries.faults,
+            entries.spns,
+            entries.generic,
+            entries.fmi_texts,
+            entries.skills,
             entries.zh,
-        )  # fmt: skip
+            entries.relations,
+        )
 
     @property
     def faults(self) -> tuple[str, ...]:
@@ -271,6 +288,47 @@ class KnowledgeBase:
         if lang == ZH_CN:
             title = self._zh.titles.get(fault, title)
         return self._diagnosis(fault, title, content.severity, content, content.signals, lang)
+
+    def relation_fault(self, signal: str, side: str) -> str | None:
+        """The fault a broken relation points to (`[relation]`), or None: still unexplained.
+
+        Args:
+            signal: The signal whose relation broke (`oil_pressure_kpa`).
+            side: `"low"` or `"high"`: below or above what its relations say.
+        """
+        return self._relations.get((signal, side))
+
+    def diagnose_alarm(self, fault: str, detail: str, lang: str = "en") -> Diagnosis:
+        """The diagnosis of an alarm: its fault's, or, for an `unexplained_anomaly` whose detail
+        names a broken relation the knowledge base maps (`relation broken: oil_pressure_kpa low
+        for engine_speed_rpm (-9.1)`), the mapped fault's, titled with the relation.
+
+        In Chinese the relation is told by its `[relation_zh]` text, with the signals it broke
+        against as the detail names them (codes, the same in every language).
+
+        Raises:
+            UnknownFaultError: As `diagnose`.
+            ValueError: As `diagnose`.
+        """
+        found = _RELATION_IN_DETAIL.search(detail) if fault == UNEXPLAINED_ANOMALY else None
+        target = None if found is None else self.relation_fault(found["signal"], found["side"])
+        if found is None or target is None:
+            return self.diagnose(fault, lang)
+        mapped = self.diagnose(target, lang)
+        relation = found["relation"]
+        told = self._zh.relations.get(f"{found['signal']} {found['side']}")
+        if lang == ZH_CN and told is not None:
+            others = "\u3001".join(_EN_LIST_JOINS.split(found["others"].strip()))
+            return replace(
+                mapped,
+                title=f"{mapped.title}{_ZH_COLON}{told}",
+                summary=_ZH_RELATION_SUMMARY.format(told, others, mapped.summary),
+            )
+        return replace(
+            mapped,
+            title=f"{mapped.title}: {relation}",
+            summary=f"The anomaly model found {relation}. {mapped.summary}",
+        )
 
     def _diagnose_dtc(self, fault: str, spn: int, fmi: int, lang: str) -> Diagnosis:
         entry = self._spns.get(spn)

@@ -50,7 +50,12 @@ LIKELIHOOD_SUM_TOLERANCE: Final = 0.05
 
 _TOP_REQUIRED: Final = frozenset({"skills", "parts", "fmi", "fault", "shared", "j1939"})
 # The Simplified Chinese texts (`diagnosis.translations`) are optional beside the English.
-_TOP_KEYS: Final = _TOP_REQUIRED | {f"{name}{ZH}" for name in ("skills", "parts", "fmi")}
+_TOP_KEYS: Final = (
+    _TOP_REQUIRED
+    | {"relation"}
+    | {f"{name}{ZH}" for name in ("skills", "parts", "fmi", "relation")}
+)
+_RELATION_SIDES: Final = ("low", "high")
 _CONTENT_KEYS: Final = frozenset(
     {"summary", "causes", "remote_steps", "remote_fixable", "parts", "skills", "signals"}
 )
@@ -140,8 +145,10 @@ class Entries:
         generic: The content of any J1939 code without an entry of its own.
         fmi_texts: The J1939-73 meaning of every FMI 0..31.
         skills: The skill vocabulary: skill -> description.
-        zh: The Simplified Chinese of the fault titles, FMI texts, skills and part names, and
-            which translatable texts have none (`diagnosis.translations`).
+        relations: Per broken relation the anomaly model names, `(signal, "low" | "high")`, the
+            fault code it points to (`("oil_pressure_kpa", "low")` -> `low_oil_pressure`).
+        zh: The Simplified Chinese of the fault titles, FMI texts, skills, part names and
+            relations, and which translatable texts have none (`diagnosis.translations`).
     """
 
     faults: Mapping[str, tuple[str, Content]]
@@ -149,6 +156,7 @@ class Entries:
     generic: Content
     fmi_texts: Mapping[int, str]
     skills: Mapping[str, str]
+    relations: Mapping[tuple[str, str], str]
     zh: translations.Names = translations.NO_NAMES
 
 
@@ -179,7 +187,6 @@ def parse(document: _Table) -> Entries:
     skills = _string_map(document["skills"], "skills")
     vocabulary = _Vocabulary(frozenset(skills), _string_map(document["parts"], "parts"))
     fmi_texts = _fmi_texts(document["fmi"])
-    names = translations.names(document, skills, vocabulary.parts, fmi_texts)
     faults = _faults(document["fault"], vocabulary)
     shared_table = _table(document["shared"], "shared")
     targets = {f"fault.{code}": content for code, (_, content) in faults.items()}
@@ -198,7 +205,30 @@ def parse(document: _Table) -> Entries:
         _code_key(raw, DTC_SPN_MAX, f"j1939.spn.{raw}"): resolver.spn(value, f"j1939.spn.{raw}")
         for raw, value in _table(j1939.get("spn", {}), "j1939.spn").items()
     }
-    return Entries(faults, spns, generic, fmi_texts, skills, names)
+    relations = _relations(document.get("relation", {}), faults)
+    names = translations.names(
+        document,
+        skills,
+        vocabulary.parts,
+        fmi_texts,
+        {f"{s} {d}": f for (s, d), f in relations.items()},
+    )
+    return Entries(faults, spns, generic, fmi_texts, skills, relations, names)
+
+
+def _relations(value: object, faults: Mapping[str, object]) -> dict[tuple[str, str], str]:
+    """`[relation]`: `"<signal> low|high" = "<fault code>"`, each naming a known fault."""
+    out: dict[tuple[str, str], str] = {}
+    for raw, target in _table(value, "relation").items():
+        key = f"relation.{raw}"
+        signal, _, side = raw.partition(" ")
+        if signal not in SIGNAL_NAMES or side not in _RELATION_SIDES:
+            raise KnowledgeBaseError(key, "expected '<signal> low' or '<signal> high'")
+        fault = _text(target, key)
+        if fault not in faults:
+            raise KnowledgeBaseError(key, f"unknown fault {fault!r}")
+        out[signal, side] = fault
+    return out
 
 
 def _faults(value: object, vocabulary: _Vocabulary) -> dict[str, tuple[str, Content]]:

@@ -4,7 +4,9 @@ This module owns which keys of `data/knowledge.toml` carry a translation, their 
 report of what is not translated. A translated text sits next to its English one with the same
 name and the suffix `_zh`: `title_zh`, `summary_zh`, a cause's `text_zh`, `remote_steps_zh` (a
 list as long as `remote_steps`, in the same order), an SPN's `name_zh`; and three tables keyed
-like their English ones: `[skills_zh]`, `[parts_zh]`, `[fmi_zh]`. Every translation is optional
+like their English ones: `[skills_zh]`, `[parts_zh]`, `[fmi_zh]`; and `[relation_zh]`, keyed like
+`[relation]`, telling each broken relation in words ("机油压力低于关联信号所预期的值"), since the
+English names it by its codes. Every translation is optional
 (an operator's copy without them loads, and shows English), but one that is there must be a
 non-empty string, a list of the right length, or name a key its English table has.
 `untranslated` lists the dotted key paths of English texts without their Chinese (the shipped
@@ -43,6 +45,7 @@ class Names:
         fmi_texts: FMI -> its J1939-73 meaning.
         skills: Skill -> description.
         parts: Part number -> catalogue name.
+        relations: Broken relation (`"oil_pressure_kpa low"`) -> what it means, in words.
         untranslated: Dotted key paths of English texts without a translation, in file order.
     """
 
@@ -50,6 +53,7 @@ class Names:
     fmi_texts: Mapping[int, str] = field(default_factory=dict)
     skills: Mapping[str, str] = field(default_factory=dict)
     parts: Mapping[str, str] = field(default_factory=dict)
+    relations: Mapping[str, str] = field(default_factory=dict)
     untranslated: tuple[str, ...] = ()
 
 
@@ -101,12 +105,13 @@ def names(
     skills: Mapping[str, str],
     parts: Mapping[str, str],
     fmi_texts: Mapping[int, str],
+    relations: Mapping[str, str],
 ) -> Names:
-    """The translated vocabulary, titles and FMI texts of a document whose English is valid.
+    """The translated vocabulary, titles, FMI texts and relations of a valid English document.
 
     Raises:
         KnowledgeBaseError: A translation is not a non-empty string, or names a skill, part,
-            FMI or fault the English does not have.
+            FMI, fault or relation the English does not have.
     """
     fmi = {
         int(k): v for k, v in _name_map(document, "fmi", {str(k): "" for k in fmi_texts}).items()
@@ -124,13 +129,14 @@ def names(
         fmi_texts=fmi,
         skills=_name_map(document, "skills", skills),
         parts=_name_map(document, "parts", parts),
+        relations=_name_map(document, "relation", relations),
         untranslated=tuple(_gaps(document)),
     )
 
 
 def _gaps(document: _Table) -> Iterator[str]:
     """Dotted key paths of English texts without a translation."""
-    for table_name in ("skills", "parts", "fmi"):
+    for table_name in ("skills", "parts", "fmi", "relation"):
         english, zh = document.get(table_name, {}), document.get(f"{table_name}{ZH}", {})
         if isinstance(english, dict) and isinstance(zh, dict):
             yield from (f"{table_name}.{k}" for k in english if k not in zh)

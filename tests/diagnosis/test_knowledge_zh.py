@@ -89,6 +89,12 @@ MISFITS = [
     ("[parts_zh]\n", '[parts_zh]\n"XX-0000" = "无此零件"\n', "parts_zh.XX-0000"),
     ("[skills_zh]\n", '[skills_zh]\nwelding = "焊接"\n', "skills_zh.welding"),
     ('summary_zh = "发动机在', "summary_zh = 7 #", "fault.low_oil_pressure.summary_zh"),
+    (
+        "[relation_zh]\n",
+        '[relation_zh]\n"load_pct high" = "负荷偏高"\n',
+        "relation_zh.load_pct high",
+    ),
+    ('"battery_v low" = "蓄电池', '"battery_v low" = "" #', "relation_zh.battery_v low"),
 ]
 
 
@@ -113,3 +119,30 @@ def test_a_step_ticked_in_one_language_reads_in_the_other() -> None:
     assert KB.translate_step("engine_overheat", en.remote_steps[0], "zh-CN") == zh.remote_steps[0]
     assert KB.translate_step("engine_overheat", "called the site", "zh-CN") == "called the site"
     assert KB.translate_step("not_a_fault", "x", "en") == "x"
+
+
+RELATION_DETAIL = (
+    "anomaly score 1.52 above the model's threshold 1.00; relation broken: oil_pressure_kpa low"
+    " for engine_speed_rpm, load_pct and coolant_temp_c (-9.1); oil_pressure_kpa z=-3.0"
+)
+
+
+def test_a_broken_relation_is_told_in_chinese_words() -> None:
+    zh = KB.diagnose_alarm("unexplained_anomaly", RELATION_DETAIL, "zh-CN")
+    oil = KB.diagnose("low_oil_pressure", "zh-CN")
+    assert zh.fault == "low_oil_pressure"
+    assert zh.title == f"{oil.title}\uff1a机油压力相对其关联信号偏低"
+    assert "engine_speed_rpm\u3001load_pct\u3001coolant_temp_c" in zh.summary
+    assert zh.summary.endswith(oil.summary)
+    assert (zh.causes, zh.remote_steps) == (oil.causes, oil.remote_steps)
+    assert " for " not in zh.title
+    assert " and " not in zh.summary
+
+
+def test_a_relation_without_its_chinese_is_titled_with_its_codes() -> None:
+    kb = KnowledgeBase.loads(_without_chinese(_packaged()))
+    assert "relation.oil_pressure_kpa low" in kb.untranslated
+    zh = kb.diagnose_alarm("unexplained_anomaly", RELATION_DETAIL, "zh-CN")
+    assert zh.title.endswith(
+        ": oil_pressure_kpa low for engine_speed_rpm, load_pct and coolant_temp_c"
+    )

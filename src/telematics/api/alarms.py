@@ -156,7 +156,7 @@ async def get_alarm(
     are in the language asked for (`lang`, else `Accept-Language`: en or zh-CN).
     """
     (alarm,) = _titled(ctx.knowledge, lang, [await _visible_alarm(conn, caller, alarm_id)])
-    diagnosis = DiagnosisOut.of(_knowledge(ctx).diagnose(alarm.fault, lang))
+    diagnosis = DiagnosisOut.of(_knowledge(ctx).diagnose_alarm(alarm.fault, alarm.detail, lang))
     start = alarm.raised_at - WINDOW_BEFORE
     end = (alarm.cleared_at or alarm.last_seen_at) + WINDOW_AFTER
     window = await readings_store.readings_between(
