@@ -14,7 +14,7 @@ from telematics.aemp import admin as aemp_admin
 from telematics.aemp import feed as aemp_feed
 from telematics.aemp import oauth as aemp_oauth
 from telematics.aemp import sources_admin as aemp_sources
-from telematics.api import dispatch_advice
+from telematics.api import board, dispatch_advice
 from telematics.api.app import create_app
 from telematics.api.context import ApiContext
 from telematics.console.routes import console_router
@@ -37,6 +37,7 @@ def capability_routers() -> list[APIRouter]:
         aemp_admin.router,
         aemp_sources.router,
         dispatch_advice.router,
+        board.router,
         console_router(),
     ]
 

@@ -96,3 +96,31 @@ async def test_faults_list_the_knowledge_base(pool: asyncpg.Pool) -> None:
     assert {f["fault"] for f in found} == set(KB.faults)
     titles = {f["fault"]: f["title"] for f in found}
     assert titles["low_oil_pressure"] == KB.diagnose("low_oil_pressure").title
+
+
+async def test_the_board_reads_the_timers_of_open_orders_only(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        w = await build(conn)
+        open_alarm = await raise_alarm(conn, w.machine_id)
+    kept = await dispatch_alarm(
+        pool, KB, SlaPolicy(), open_alarm, actor="expert:t", engineer_id=None, note=""
+    )
+    async with pool.acquire() as conn:
+        w2 = await build(conn)
+        gone_alarm = await raise_alarm(conn, w2.machine_id)
+    gone = await dispatch_alarm(
+        pool, KB, SlaPolicy(), gone_alarm, actor="expert:t", engineer_id=None, note=""
+    )
+    async with api_client(pool, knowledge=KB) as http:
+        cancel = await http.post(
+            f"/v1/orders/{gone.order.order_id}/cancel", json={"reason": "t"}, headers=AS_ADMIN
+        )
+        assert cancel.status_code == 200, cancel.text
+        timers = (await http.get("/v1/sla/timers", headers=AS_ADMIN)).json()
+    order_ids = {t["order_id"] for t in timers}
+    assert kept.order.order_id in order_ids
+    assert gone.order.order_id not in order_ids
+    mine = [t for t in timers if t["order_id"] == kept.order.order_id]
+    assert {t["kind"] for t in mine} >= {"callback_check", "arrival_deadline"}
+    assert all(t["verdict"] is None and t["fired_at"] is None for t in mine)
+    assert [t["due_at"] for t in timers] == sorted(t["due_at"] for t in timers)

@@ -118,6 +118,7 @@ RULES: dict[tuple[str, str], set[str]] = {
     ("PUT", "/v1/customers/{customer_id}/settings"): {A, E, C},
     ("GET", "/v1/alarms/{alarm_id}/suggestions"): {A, E},
     ("GET", "/v1/faults"): {A, E},
+    ("GET", "/v1/sla/timers"): {A, E, M},
 }
 
 
