@@ -1,0 +1,251 @@
+"""The control centre's pages in a real browser (Debian's Chromium driven by Playwright), by
+what a person sees and clicks: the queue filtered by region and sorted; an alarm with its rule
+limits on the chart, its fault-code history, confirmed, escalated and dispatched to an engineer
+the expert picked from the suggestions; the dispatch board counting down with a breach in red;
+the map; the KPI dashboards by period; the monitoring desk working a callback, in Chinese.
+
+As in test_console_browser.py, every test asserts that each request went to the service's
+origin and that the page logged no error. One browser and one server for the module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+from playwright.async_api import Browser, Page, async_playwright
+
+from dispatch.sla import SlaPolicy, TimerKind, TimerSpec, Verdict, judge
+from telematics.quality.survey_store import set_region
+from telematics.services.dispatching import dispatch_alarm
+from telematics.store import desk
+from telematics.store import orders as order_store
+from telematics.store.tokens import Role
+from tests.conftest import unique
+from tests.telematics.console_live import KB, live_console
+from tests.telematics.test_console_browser import (
+    CHROMIUM,
+    Watch,
+    _page,
+    _raise_with_readings,
+    _shot,
+    _sign_in,
+    _token,
+)
+from tests.telematics.test_orders import build
+
+pytestmark = pytest.mark.timeout(120)
+RED = "rgb(180, 35, 24)"  # --critical in console.css
+
+
+@pytest.fixture(scope="module")
+async def base_url(pool: asyncpg.Pool) -> AsyncIterator[str]:
+    async with live_console(pool) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as p:
+        launched = await p.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+async def _expert(pool: asyncpg.Pool, browser: Browser, base_url: str) -> tuple[Page, Watch]:
+    page, watch = await _page(browser, base_url, viewport={"width": 1280, "height": 900})
+    await _sign_in(page, base_url, await _token(pool, Role.EXPERT, unique("expert")))
+    await page.get_by_role("heading", name="Alarm queue").wait_for()
+    return page, watch
+
+
+async def _painted(page: Page, name: str) -> int:
+    canvas = page.get_by_role("img", name=name).locator("canvas")
+    return int(
+        await canvas.evaluate(
+            "c => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+            " let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n; }"
+        )
+    )
+
+
+async def test_expert_filters_sorts_and_works_an_alarm_to_a_chosen_engineer(
+    pool: asyncpg.Pool, base_url: str, browser: Browser
+) -> None:
+    region = unique("east")
+    async with pool.acquire() as conn:
+        world = await build(conn)
+        await set_region(conn, world.machine_id, region)
+        alarm_id = await _raise_with_readings(conn, world.machine_id)
+    page, watch = await _expert(pool, browser, base_url)
+    row = page.get_by_role("row").filter(has_text=world.machine_id)
+    await row.wait_for()
+    await page.get_by_label("Region").select_option(region)
+    await page.wait_for_function("() => document.querySelectorAll('tbody tr').length === 1")
+    assert f"region={region}" in page.url
+    await page.get_by_role("button", name="Machine").click()
+    assert await page.get_by_role("columnheader", name="Machine").get_attribute("aria-sort") == (
+        "ascending"
+    )
+    assert "sort=machine" in page.url
+    await row.get_by_role("link", name="Low engine oil pressure").click()
+    await page.get_by_role("heading", name=f"Alarm {alarm_id}: Low engine oil pressure").wait_for()
+    # The rule book's limits are drawn with the signal, and named in its legend.
+    chart = page.get_by_role("figure").filter(has_text="Oil pressure (kPa)")
+    await chart.get_by_text("Alarm limit").wait_for()
+    assert await _painted(page, "Oil pressure (kPa)") > 500
+    await page.get_by_role("heading", name="Fault-code history of the machine").wait_for()
+    # Confirm the diagnosis as it stands, then hand the alarm to the 2nd line.
+    assert await page.get_by_label("The fault is").locator("option").count() > 1
+    await page.get_by_role("button", name="Confirm diagnosis").click()
+    await page.get_by_text("low_oil_pressure", exact=True).wait_for()
+    await page.get_by_label("Hand to").select_option(label="2nd line (expert)")
+    await page.get_by_role("button", name="Escalate").click()
+    await page.get_by_role("definition").filter(has_text="2nd line (expert)").wait_for()
+    # The suggestion says who and why; the expert picks the other one.
+    suggested = page.get_by_role("row").filter(has_text="Suggested")
+    await suggested.filter(has_text=world.far).get_by_text("Van holds the parts").wait_for()
+    near = page.get_by_role("row").filter(has_text=world.near)
+    await near.get_by_text(f"Pickup at {world.warehouse}").wait_for()
+    await _shot(page, "alarm-dispatch")
+    await page.get_by_role("radio", name=world.near).check()
+    await page.get_by_role("button", name="Dispatch an engineer").click()
+    await page.get_by_role("status").filter(has_text=f"sent to {world.near}").wait_for()
+    async with pool.acquire() as conn:
+        engineer = await conn.fetchval(
+            "SELECT engineer_id FROM orders WHERE alarm_id = $1", alarm_id
+        )
+        line = await conn.fetchval("SELECT support_line FROM alarms WHERE alarm_id = $1", alarm_id)
+    assert (engineer, line) == (world.near, 2)
+    watch.check()
+
+
+async def _dispatched(pool: asyncpg.Pool) -> tuple[int, str]:
+    async with pool.acquire() as conn:
+        world = await build(conn)
+        alarm_id = await _raise_with_readings(conn, world.machine_id)
+    result = await dispatch_alarm(
+        pool, KB, SlaPolicy(), alarm_id, actor="expert:t", engineer_id=None, note=""
+    )
+    return result.order.order_id, world.machine_id
+
+
+async def test_board_counts_down_and_shows_breaches_in_red_then_map_and_kpis(
+    pool: asyncpg.Pool, base_url: str, browser: Browser
+) -> None:
+    (on_time, _), (late, _), (missed, machine_id) = [await _dispatched(pool) for _ in range(3)]
+    async with pool.acquire() as conn:
+        # One callback overdue now (the page turns it red itself), one arrival fired as a breach.
+        await conn.execute(
+            "UPDATE sla_timers SET due_at = now() - interval '2 minutes' "
+            "WHERE order_id = $1 AND kind = 'callback_check'",
+            late,
+        )
+        await conn.execute(
+            "UPDATE sla_timers SET state = 'fired', fired_at = now(), verdict = 'breach' "
+            "WHERE order_id = $1 AND kind = 'arrival_deadline'",
+            missed,
+        )
+    page, watch = await _expert(pool, browser, base_url)
+    await page.get_by_role("link", name="Dispatch board").click()
+    await page.get_by_role("heading", name="Dispatch board").wait_for()
+    fine = page.get_by_role("row", name=f"Order {on_time}", exact=True)
+    clock = fine.get_by_role("timer").filter(has_text="Callback")
+    first = await clock.inner_text()
+    assert re.search(r"Callback \d+:\d\d:\d\d", first)
+    for _ in range(50):  # counting down in the page, second by second, without a reload
+        await asyncio.sleep(0.1)
+        if await clock.inner_text() != first:
+            break
+    else:
+        pytest.fail(f"the callback clock stayed at {first!r}")
+    overdue = page.get_by_role("row", name=f"Order {late}", exact=True).get_by_role("alert")
+    await overdue.filter(has_text="overdue").wait_for()
+    breach = page.get_by_role("row", name=f"Order {missed}", exact=True).get_by_role("alert")
+    await breach.filter(has_text="Arrival missed").wait_for()
+    for alert in (overdue, breach):
+        assert await alert.evaluate("e => getComputedStyle(e).backgroundColor") == RED
+    assert await clock.evaluate("e => getComputedStyle(e).backgroundColor") != RED
+    await _shot(page, "board")
+    await page.get_by_role("link", name="Map").click()
+    await page.get_by_role("heading", name="Fleet and engineers").wait_for()
+    await page.get_by_role("link", name=machine_id).wait_for()
+    assert await page.locator(".map-svg .sites circle").count() >= 3
+    await _shot(page, "map")
+    await page.get_by_role("link", name=machine_id).click()
+    await page.get_by_role("row").filter(has_text=machine_id).first.wait_for()
+    assert "machine_id=" in page.url
+    await page.get_by_role("link", name="KPIs and satisfaction").click()
+    await page.get_by_role("heading", name="Service KPIs and satisfaction").wait_for()
+    month = datetime.now(UTC).strftime("%Y-%m")
+    await page.get_by_role("rowheader", name=month).first.wait_for()
+    assert await _painted(page, "Service rates (%)") > 500
+    await _shot(page, "kpi")
+    await page.get_by_role("button", name="By quarter").click()
+    quarter = f"{datetime.now(UTC).year} Q{(datetime.now(UTC).month - 1) // 3 + 1}"
+    await page.get_by_role("rowheader", name=quarter).first.wait_for()
+    assert "period=quarter" in page.url
+    assert await page.get_by_role("button", name="By quarter").get_attribute("aria-pressed") == (
+        "true"
+    )
+    watch.check()
+
+
+async def _callback_task(pool: asyncpg.Pool, order_id: int) -> None:
+    """The order's callback timer fires now, as the SLA runner would, making a desk task."""
+    now = datetime.now(UTC)
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            "SELECT timer_id, anchor_at FROM sla_timers "
+            "WHERE order_id = $1 AND kind = 'callback_check'",
+            order_id,
+        )
+        stored = await order_store.load(conn, order_id)
+        spec = TimerSpec(str(order_id), TimerKind.CALLBACK_CHECK, row["anchor_at"], now)
+        verdict = judge(spec, stored.order, now)
+        assert verdict is Verdict.BREACH
+        await conn.execute(
+            "UPDATE sla_timers SET state = 'fired', fired_at = $2, verdict = $3 "
+            "WHERE timer_id = $1",
+            row["timer_id"], now - timedelta(seconds=1), verdict.value,
+        )  # fmt: skip
+        await desk.make_task(conn, row["timer_id"], spec, stored, verdict, now, notify_line=None)
+
+
+async def test_monitor_works_the_desk_in_chinese(
+    pool: asyncpg.Pool, base_url: str, browser: Browser
+) -> None:
+    order_id, _ = await _dispatched(pool)
+    await _callback_task(pool, order_id)
+    page, watch = await _page(browser, base_url, locale="zh-CN")
+    await _sign_in(page, base_url, await _token(pool, Role.MONITOR, unique("desk")), button="登录")
+    await page.get_by_role("heading", name="监控台").wait_for()
+    assert await page.get_by_role("link", name="报警队列").count() == 0  # not the monitor's
+    assert await page.get_by_role("link", name="地图").count() == 0
+    task = page.get_by_role("article", name=f"回访检查 · 工单 {order_id}")
+    await task.wait_for()
+    await _shot(page, "desk-zh")
+    await task.get_by_label("已联系上客户").check()
+    await task.get_by_label("工程师是否已联系客户？").select_option("no")  # noqa: RUF001
+    await task.get_by_label("客户反馈").fill("还没有人联系我")
+    await task.get_by_role("button", name="记录结果").click()
+    await task.wait_for(state="detached")
+    await page.get_by_label("显示").select_option("done")
+    done = page.get_by_role("article", name=f"回访检查 · 工单 {order_id}")
+    await done.get_by_text("服务失误：工程师未联系客户。").wait_for()  # noqa: RUF001
+    async with pool.acquire() as conn:
+        found = await conn.fetchrow(
+            "SELECT reached, engineer_called, said FROM desk_tasks WHERE order_id = $1", order_id
+        )
+    assert tuple(found) == (True, False, "还没有人联系我")
+    await page.get_by_role("link", name="派工看板").click()
+    await page.get_by_role("row", name=f"工单 {order_id}", exact=True).wait_for()
+    watch.check()
