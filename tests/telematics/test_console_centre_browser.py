@@ -20,7 +20,7 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
 from dispatch.sla import SlaPolicy, TimerKind, TimerSpec, Verdict, judge
-from telematics.quality.survey_store import set_region
+from telematics.quality.survey_store import SurveyRecord, insert_survey, set_region
 from telematics.services.dispatching import dispatch_alarm
 from telematics.store import desk
 from telematics.store import orders as order_store
@@ -36,7 +36,8 @@ from tests.telematics.test_console_browser import (
     _sign_in,
     _token,
 )
-from tests.telematics.test_orders import build
+from tests.telematics.test_orders import World, build
+from tests.telematics.test_satisfaction import acsi_answers
 
 pytestmark = pytest.mark.timeout(120)
 RED = "rgb(180, 35, 24)"  # --critical in console.css
@@ -88,7 +89,7 @@ async def test_expert_filters_sorts_and_works_an_alarm_to_a_chosen_engineer(
     page, watch = await _expert(pool, browser, base_url)
     row = page.get_by_role("row").filter(has_text=world.machine_id)
     await row.wait_for()
-    await page.get_by_label("Region").select_option(region)
+    await page.get_by_role("combobox", name="Region").select_option(region)
     await page.wait_for_function("() => document.querySelectorAll('tbody tr').length === 1")
     assert f"region={region}" in page.url
     await page.get_by_role("button", name="Machine").click()
@@ -128,20 +129,21 @@ async def test_expert_filters_sorts_and_works_an_alarm_to_a_chosen_engineer(
     watch.check()
 
 
-async def _dispatched(pool: asyncpg.Pool) -> tuple[int, str]:
+async def _dispatched(pool: asyncpg.Pool) -> tuple[int, World]:
     async with pool.acquire() as conn:
         world = await build(conn)
         alarm_id = await _raise_with_readings(conn, world.machine_id)
     result = await dispatch_alarm(
         pool, KB, SlaPolicy(), alarm_id, actor="expert:t", engineer_id=None, note=""
     )
-    return result.order.order_id, world.machine_id
+    return result.order.order_id, world
 
 
-async def test_board_counts_down_and_shows_breaches_in_red_then_map_and_kpis(
+async def test_board_counts_down_and_shows_breaches_in_red_then_the_map(
     pool: asyncpg.Pool, base_url: str, browser: Browser
 ) -> None:
-    (on_time, _), (late, _), (missed, machine_id) = [await _dispatched(pool) for _ in range(3)]
+    (on_time, _), (late, _), (missed, world) = [await _dispatched(pool) for _ in range(3)]
+    machine_id = world.machine_id
     async with pool.acquire() as conn:
         # One callback overdue now (the page turns it red itself), one arrival fired as a breach.
         await conn.execute(
@@ -179,20 +181,69 @@ async def test_board_counts_down_and_shows_breaches_in_red_then_map_and_kpis(
     await page.get_by_role("heading", name="Fleet and engineers").wait_for()
     await page.get_by_role("link", name=machine_id).wait_for()
     assert await page.locator(".map-svg .sites circle").count() >= 3
+    # One customer's machines, and the engineers and warehouse near them, fill the map.
+    await page.get_by_label("Customer").select_option(world.customer_id)
+    await page.wait_for_function(
+        "() => document.querySelectorAll('.map-svg .sites circle').length === 1"
+    )
+    for who in (world.near, world.far, world.warehouse):
+        await page.get_by_role("img", name=who).wait_for()
+    assert f"customer_id={world.customer_id}" in page.url
     await _shot(page, "map")
     await page.get_by_role("link", name=machine_id).click()
     await page.get_by_role("row").filter(has_text=machine_id).first.wait_for()
     assert "machine_id=" in page.url
+    watch.check()
+
+
+def _month_starts(now: datetime, months: int) -> list[datetime]:
+    """The starts of this month and the `months - 1` before it (UTC)."""
+    found, year, month = [], now.year, now.month
+    for _ in range(months):
+        found.append(datetime(year, month, 1, tzinfo=UTC))
+        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+    return found
+
+
+async def test_kpis_and_satisfaction_by_period_for_one_region(
+    pool: asyncpg.Pool, base_url: str, browser: Browser
+) -> None:
+    region = unique("kpi")
+    now = datetime.now(UTC)
+    _, world = await _dispatched(pool)
+    async with pool.acquire() as conn:
+        await set_region(conn, world.machine_id, region)
+        # Forty answers in each of the last three months: enough for an index each.
+        starts = _month_starts(now, 3)
+        for m, start in enumerate(starts):
+            end = min(start + timedelta(days=28), now - timedelta(minutes=1))
+            for k, answers in enumerate(acsi_answers(40, seed=m)):
+                at = start + (end - start) * (k / 40)
+                record = SurveyRecord(unique("KC"), None, region, None, at, "phone", answers, "t")
+                await insert_survey(conn, record)
+    page, watch = await _expert(pool, browser, base_url)
     await page.get_by_role("link", name="KPIs and satisfaction").click()
     await page.get_by_role("heading", name="Service KPIs and satisfaction").wait_for()
-    month = datetime.now(UTC).strftime("%Y-%m")
-    await page.get_by_role("rowheader", name=month).first.wait_for()
-    assert await _painted(page, "Service rates (%)") > 500
+    await page.get_by_role("combobox", name="Region").select_option(region)
+    month = now.strftime("%Y-%m")
+    satisfaction = page.get_by_role("region", name="Customer satisfaction index")
+    for start in _month_starts(now, 3):
+        row = satisfaction.get_by_role("row", name=re.compile(start.strftime("%Y-%m")))
+        await row.get_by_role("cell", name="40", exact=True).wait_for()
+    assert await _painted(page, "Satisfaction index (0–100)") > 500  # noqa: RUF001
+    overall = page.get_by_role("region", name="All orders, period by period")
+    await (
+        overall.get_by_role("row", name=re.compile(month))
+        .get_by_text("1", exact=True)
+        .first.wait_for()
+    )
+    assert f"region={region}" in page.url
     await _shot(page, "kpi")
     await page.get_by_role("button", name="By quarter").click()
-    quarter = f"{datetime.now(UTC).year} Q{(datetime.now(UTC).month - 1) // 3 + 1}"
-    await page.get_by_role("rowheader", name=quarter).first.wait_for()
+    quarter = f"{now.year} Q{(now.month - 1) // 3 + 1}"
+    await satisfaction.get_by_role("rowheader", name=quarter).wait_for()
     assert "period=quarter" in page.url
+    assert f"region={region}" in page.url
     assert await page.get_by_role("button", name="By quarter").get_attribute("aria-pressed") == (
         "true"
     )

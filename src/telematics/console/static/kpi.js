@@ -1,5 +1,5 @@
-// The service KPI and satisfaction dashboards, by month, quarter or year (the switch is kept
-// in the address): the rates over the periods as a uPlot chart, the satisfaction index with
+// The service KPI and satisfaction dashboards, by month, quarter or year, for every region or
+// one (both choices are kept in the address): the rates over the periods as a uPlot chart, the satisfaction index with
 // its bootstrap 95 % interval as another, and tables for the figures themselves, overall per
 // period and by region and engineer for the latest period with orders.
 
@@ -12,9 +12,18 @@ const RATES = [
   ["completion_within_48_h", "#9a6700"], ["first_time_fix_rate", "#cf222e"],
 ];
 
-function periodFromAddress() {
+function fromAddress() {
   const query = new URLSearchParams(location.hash.split("?")[1] || "");
-  return PERIODS.includes(query.get("period")) ? query.get("period") : "month";
+  return {
+    period: PERIODS.includes(query.get("period")) ? query.get("period") : "month",
+    region: (query.get("region") || "").slice(0, 100),
+  };
+}
+
+function address(period, region) {
+  const query = new URLSearchParams({ period });
+  if (region) query.set("region", region);
+  return `#/kpi?${query}`;
 }
 
 export function periodLabel(iso, period) {
@@ -76,27 +85,36 @@ function breakdown(title, first, rows, name) {
 }
 
 export function showKpi(root) {
-  const period = periodFromAddress();
+  const { period, region } = fromAddress();
   const switcher = h("div", { class: "switch", role: "group", "aria-label": t("kpi.period") },
     PERIODS.map((p) => h("button", { type: "button", "aria-pressed": p === period ? "true" : "false",
-      onclick: () => { location.hash = `#/kpi?period=${p}`; } }, t(`kpi.by_${p}`))));
+      onclick: () => { location.hash = address(p, region); } }, t(`kpi.by_${p}`))));
+  const regions = h("div", { class: "filters" });
   const note = h("div");
   const charts = h("div");
   const tables = h("div");
-  root.append(h("h1", {}, t("kpi.heading")), switcher, note, charts, tables);
+  root.append(h("h1", {}, t("kpi.heading")), switcher, regions, note, charts, tables);
   let stopped = false;
   let plots = [];
   (async () => {
     let kpis;
     let satisfaction;
     try {
+      const scope = new URLSearchParams({ period });
+      if (region) scope.set("region", region);
       [kpis, satisfaction] = await Promise.all([
-        api("GET", `/v1/service/kpis?period=${period}`), api("GET", `/v1/satisfaction?period=${period}`)]);
+        api("GET", `/v1/service/kpis?${scope}`), api("GET", `/v1/satisfaction?${scope}`)]);
     } catch (err) {
       problem(note, err);
       return;
     }
     if (stopped) return;
+    const known = new Set(kpis.periods.flatMap((p) => p.regions.map((r) => r.region)).filter(Boolean));
+    if (region) known.add(region);
+    const select = h("select", { id: "kpi-region", onchange: (e) => { location.hash = address(period, e.target.value); } },
+      h("option", { value: "" }, t("kpi.all_regions")),
+      [...known].sort().map((r) => h("option", { value: r, selected: r === region }, r)));
+    regions.replaceChildren(h("label", { for: "kpi-region" }, t("kpi.region"), " ", select));
     const x = kpis.periods.map((p) => Date.parse(p.period_start) / 1000);
     const rateSeries = RATES.map(([key, color]) => ({ label: t(`kpi.${key}`), color,
       values: kpis.periods.map((p) => (p.overall[key].value === null ? null : p.overall[key].value * 100)) }));

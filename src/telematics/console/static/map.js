@@ -4,7 +4,8 @@
 // online, offline), engineers by availability, warehouses; each point has a tooltip and a
 // machine links to its alarms. Nothing is loaded from another host. Only when the operator set
 // TELEMATICS_CONSOLE_TILE_URL are tiles drawn underneath, and then the projection is the
-// tiles' own Web Mercator so points land on them.
+// tiles' own Web Mercator so points land on them. Choosing a customer (kept in the address)
+// fits the map to its machines and the engineers and warehouses within NEAR_KM of them.
 
 import { api, h, problem, t, when } from "./api.js";
 
@@ -14,6 +15,27 @@ const H = 560;
 const PAD = 30;
 const EARTH_KM = 40075.016686;
 const MAX_TILES = 64;
+const NEAR_KM = 150;
+
+function haversineKm(a, b) {
+  const dLat = (b.lat - a.lat) * RAD;
+  const dLon = (b.lon - a.lon) * RAD;
+  const x = Math.sin(dLat / 2) ** 2 + Math.cos(a.lat * RAD) * Math.cos(b.lat * RAD) * Math.sin(dLon / 2) ** 2;
+  return 2 * 6371.0088 * Math.asin(Math.sqrt(x));
+}
+
+function customerFromAddress() {
+  const query = new URLSearchParams(location.hash.split("?")[1] || "");
+  return (query.get("customer_id") || "").slice(0, 100);
+}
+
+// With a customer chosen: its machines, and what lies near them.
+function scoped(found, customer) {
+  if (!customer) return found;
+  const mine = found.filter((p) => p.kind === "machine" && p.item.customer_id === customer);
+  return found.filter((p) => (p.kind === "machine" ? p.item.customer_id === customer
+    : mine.some((m) => haversineKm(m, p) <= NEAR_KM)));
+}
 
 function s(tag, attrs = {}, ...children) {
   const el = document.createElementNS(SVG, tag);
@@ -115,6 +137,9 @@ function scaleBar(view, proj, lat) {
 
 function point(p, view, proj, labels) {
   const [x, y] = view.toPx(proj.at(p.lat, p.lon));
+  // Labels go left of points near the right edge, so they stay inside the drawing.
+  const right = x < W - 140;
+  const label = (text) => s("text", { x: right ? x + 10 : x - 10, y: y + 4, "text-anchor": right ? "start" : "end", "aria-hidden": "true" }, text);
   if (p.kind === "machine") {
     const m = p.item;
     const tip = [`${m.name ? `${m.name} ` : ""}${m.machine_id} (${m.model})`, t(`map.status.${p.status}`),
@@ -123,7 +148,7 @@ function point(p, view, proj, labels) {
     return s("g", { class: `pt machine ${p.status}` },
       s("a", { href: `#/alarms?machine_id=${encodeURIComponent(m.machine_id)}`, "aria-label": m.machine_id },
         s("title", {}, tip), s("circle", { cx: x, cy: y, r: 7 })),
-      labels ? s("text", { x: x + 10, y: y + 4, "aria-hidden": "true" }, m.machine_id) : null);
+      labels ? label(m.machine_id) : null);
   }
   if (p.kind === "engineer") {
     const e = p.item;
@@ -132,12 +157,13 @@ function point(p, view, proj, labels) {
     return s("g", { role: "img", "aria-label": e.engineer_id, class: `pt engineer ${p.status}` },
       s("title", {}, tip),
       s("rect", { x: x - 6, y: y - 6, width: 12, height: 12, transform: `rotate(45 ${x} ${y})` }),
-      labels ? s("text", { x: x + 10, y: y + 4, "aria-hidden": "true" }, e.engineer_id) : null);
+      labels ? label(e.engineer_id) : null);
   }
   const w = p.item;
   return s("g", { role: "img", "aria-label": w.warehouse_id, class: "pt warehouse" },
     s("title", {}, `${w.name} (${w.warehouse_id})`),
-    s("path", { d: `M${x} ${y - 7} L${x + 7} ${y + 6} L${x - 7} ${y + 6} Z` }));
+    s("path", { d: `M${x} ${y - 7} L${x + 7} ${y + 6} L${x - 7} ${y + 6} Z` }),
+    labels ? label(w.warehouse_id) : null);
 }
 
 function legend() {
@@ -148,10 +174,12 @@ function legend() {
 }
 
 export function showMap(root) {
+  const customer = customerFromAddress();
   const holder = h("div", { class: "map" });
   const note = h("div");
   const summary = h("p", { class: "hint", role: "status" });
-  root.append(h("h1", {}, t("map.heading")), summary, note, holder, legend());
+  const filters = h("div", { class: "filters" });
+  root.append(h("h1", {}, t("map.heading")), filters, summary, note, holder, legend());
   let stopped = false;
   (async () => {
     let machines;
@@ -167,8 +195,14 @@ export function showMap(root) {
       return;
     }
     if (stopped) return;
-    const found = places(machines.machines, engineers, warehouses);
-    const sites = machines.machines.filter((m) => m.site).map((m) => m.site);
+    const customers = [...new Set([...machines.machines.map((m) => m.customer_id), ...(customer ? [customer] : [])])].sort();
+    const select = h("select", { id: "map-customer", onchange: (e) => {
+      location.hash = e.target.value ? `#/map?customer_id=${encodeURIComponent(e.target.value)}` : "#/map";
+    } }, h("option", { value: "" }, t("map.all")),
+    customers.map((c) => h("option", { value: c, selected: c === customer }, c)));
+    filters.replaceChildren(h("label", { for: "map-customer" }, t("map.customer"), " ", select));
+    const found = scoped(places(machines.machines, engineers, warehouses), customer);
+    const sites = machines.machines.filter((m) => m.site && (!customer || m.customer_id === customer)).map((m) => m.site);
     summary.textContent = t("map.summary", { machines: found.filter((p) => p.kind === "machine").length,
       engineers: found.filter((p) => p.kind === "engineer").length });
     if (found.length === 0) {
