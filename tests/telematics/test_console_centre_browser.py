@@ -107,7 +107,7 @@ async def test_expert_filters_sorts_and_works_an_alarm_to_a_chosen_engineer(
     # Confirm the diagnosis as it stands, then hand the alarm to the 2nd line.
     assert await page.get_by_label("The fault is").locator("option").count() > 1
     await page.get_by_role("button", name="Confirm diagnosis").click()
-    await page.get_by_text("low_oil_pressure", exact=True).wait_for()
+    await page.get_by_text("Low engine oil pressure (low_oil_pressure)", exact=True).wait_for()
     await page.get_by_label("Hand to").select_option(label="2nd line (expert)")
     await page.get_by_role("button", name="Escalate").click()
     await page.get_by_role("definition").filter(has_text="2nd line (expert)").wait_for()
@@ -298,5 +298,7 @@ async def test_monitor_works_the_desk_in_chinese(
         )
     assert tuple(found) == (True, False, "还没有人联系我")
     await page.get_by_role("link", name="派工看板").click()
-    await page.get_by_role("row", name=f"工单 {order_id}", exact=True).wait_for()
+    row = page.get_by_role("row", name=f"工单 {order_id}", exact=True)
+    await row.wait_for()
+    assert await row.get_by_role("link").count() == 0  # the alarm behind it is not the desk's
     watch.check()

@@ -7,7 +7,7 @@
 import { api, h, problem, t, when } from "./api.js";
 import { drawSignals } from "./chart.js";
 
-function facts(alarm) {
+function facts(alarm, faults = []) {
   const rows = [
     [t("col.machine"), `${alarm.machine_id} (${alarm.model})`],
     [t("col.severity"), t(`severity.${alarm.severity}`)],
@@ -17,7 +17,10 @@ function facts(alarm) {
   ];
   if (alarm.worst_value !== null) rows.push([t("alarm.value"), String(alarm.worst_value)]);
   if (alarm.spn !== null) rows.push([t("alarm.code"), `SPN ${alarm.spn} FMI ${alarm.fmi}`]);
-  if (alarm.confirmed_fault) rows.push([t("alarm.confirmed_as"), alarm.confirmed_fault]);
+  if (alarm.confirmed_fault) {
+    const known = faults.find((f) => f.fault === alarm.confirmed_fault);
+    rows.push([t("alarm.confirmed_as"), known ? `${known.title} (${known.fault})` : alarm.confirmed_fault]);
+  }
   if (alarm.support_line !== undefined) rows.push([t("alarm.line"), t(`alarm.line_${alarm.support_line}`)]);
   return h("dl", { class: "facts" }, rows.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
 }
@@ -222,7 +225,7 @@ export function showAlarm(root, shell, alarmId) {
     root.replaceChildren(h("div", { class: "alarm" },
       back(),
       h("h1", {}, t("alarm.heading", { id: detail.alarm.alarm_id, title: detail.alarm.title })),
-      facts(detail.alarm), outcome(detail.alarm),
+      facts(detail.alarm, faults || []), outcome(detail.alarm),
       staff ? actions(detail, faults || [], load) : null,
       staff && open ? dispatchSection(detail, suggestions, load) : h("div", { id: "actions-result" }),
       diagnosis, charts, incident(detail), history ? dtcHistory(history.alarms) : null));
