@@ -11,8 +11,10 @@ origin and that the page logged no error. One browser and one server for the mod
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -302,3 +304,52 @@ async def test_monitor_works_the_desk_in_chinese(
     await row.wait_for()
     assert await row.get_by_role("link").count() == 0  # the alarm behind it is not the desk's
     watch.check()
+
+
+PIXEL = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
+
+
+@asynccontextmanager
+async def _tile_server() -> AsyncIterator[tuple[str, list[str]]]:
+    """A tile server on another port (another origin): a 1x1 PNG for any path it is asked."""
+    asked: list[str] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = (await reader.readuntil(b"\r\n\r\n")).decode()
+        asked.append(request.split(" ")[1])
+        head = f"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: {len(PIXEL)}\r\n"
+        writer.write(head.encode() + b"Connection: close\r\n\r\n" + PIXEL)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}", asked
+    finally:
+        server.close()
+
+
+async def test_with_a_tile_server_the_map_draws_its_tiles_and_loads_nothing_else(
+    pool: asyncpg.Pool, browser: Browser
+) -> None:
+    _, world = await _dispatched(pool)
+    async with (
+        _tile_server() as (tiles, asked),
+        live_console(pool, console_tile_url=f"{tiles}/{{z}}/{{x}}/{{y}}.png") as url,
+    ):
+        page, watch = await _expert(pool, browser, url)
+        await page.goto(f"{url}/console#/map?customer_id={world.customer_id}")
+        await page.get_by_role("img", name=world.far).wait_for()
+        await page.wait_for_function(
+            "() => [...document.querySelectorAll('.map-svg .tiles image')].length > 0"
+        )
+        await page.wait_for_load_state("networkidle")
+    assert asked, "no tile was asked for"
+    assert all(re.fullmatch(r"/\d+/\d+/\d+\.png", path) for path in asked)
+    strangers = [u for u in watch.requests if not u.startswith((url + "/", "data:"))]
+    assert strangers, "the tiles came from the tile server"
+    assert all(u.startswith(tiles + "/") for u in strangers)
+    assert watch.errors == []  # a tile refused by the page's CSP would be logged here
