@@ -52,7 +52,7 @@ CUSTOMER_ALARM = {
     "deviations", "acknowledged_at", "confirmed_fault", "resolution", "resolved_at",
 }  # fmt: skip
 CUSTOMER_ALARM_DETAIL = {
-    "view", "alarm", "diagnosis", "window_start", "window_end", "readings", "related",
+    "view", "alarm", "diagnosis", "window_start", "window_end", "readings", "related", "limits",
 }  # fmt: skip
 
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query
 
 from diagnosis.events import Severity
 from diagnosis.knowledge import KnowledgeBase, UnknownFaultError
+from diagnosis.limits import signal_limits
 from telematics.api.alarm_schemas import (
     AckIn,
     AlarmCustomerDetailOut,
@@ -24,6 +25,7 @@ from telematics.api.alarm_schemas import (
     ConfirmIn,
     DiagnosisOut,
     EscalateIn,
+    LimitOut,
     NoteIn,
     ResolveIn,
 )
@@ -34,6 +36,7 @@ from telematics.base.errors import InvalidRequestError, NotFoundError
 from telematics.store import alarms as alarm_store
 from telematics.store import orders as order_store
 from telematics.store import readings as readings_store
+from telematics.store import registry
 from telematics.store.tokens import Principal, Role
 
 router = APIRouter(prefix="/v1/alarms", tags=["alarms"])
@@ -56,6 +59,7 @@ async def list_alarms(
     severity: Severity | None = None,
     model: str | None = None,
     customer_id: str | None = None,
+    region: str | None = None,
     machine_id: str | None = None,
     fault: str | None = None,
     acknowledged: bool | None = None,
@@ -64,7 +68,8 @@ async def list_alarms(
     before: BeforeId = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AlarmPageView:
-    """Alarms newest first, filtered; `since`/`until` bound the time the alarm was raised.
+    """Alarms newest first, filtered; `since`/`until` bound the time the alarm was raised,
+    `region` is the machine's service region.
 
     A customer sees the alarms of its own machines only, in the customer view (no staff names).
     Titles are in the language asked for (`lang`, else `Accept-Language`: en or zh-CN).
@@ -79,6 +84,7 @@ async def list_alarms(
         severity=severity,
         model=model,
         customer_id=customer_id,
+        region=region,
         machine_id=machine_id,
         fault=fault,
         acknowledged=acknowledged,
@@ -167,16 +173,27 @@ async def get_alarm(
         conn, alarm_store.AlarmFilter(incident_id=alarm.incident_id), before_id=None, limit=100
     )
     related = _titled(ctx.knowledge, lang, [a for a in found if a.alarm_id != alarm.alarm_id])
+    limits = await _limits(conn, ctx, alarm)
     if caller.role is Role.CUSTOMER:
         return AlarmCustomerDetailOut(
             view="customer", alarm=AlarmCustomerOut.of(alarm), diagnosis=diagnosis,
             window_start=start, window_end=end, readings=readings,
-            related=[AlarmCustomerOut.of(a) for a in related],
+            related=[AlarmCustomerOut.of(a) for a in related], limits=limits,
         )  # fmt: skip
     return AlarmDetailOut(
         view="staff", alarm=AlarmOut.of(alarm), diagnosis=diagnosis, window_start=start,
         window_end=end, readings=readings, related=[AlarmOut.of(a) for a in related],
+        limits=limits,
     )  # fmt: skip
+
+
+async def _limits(conn: Conn, ctx: Context, alarm: alarm_store.Alarm) -> list[LimitOut]:
+    """The limits the rule book sets on the alarm's machine's signals (none without one)."""
+    if ctx.rules is None:
+        return []
+    machine = await registry.get_machine(conn, alarm.machine_id)
+    thresholds = ctx.rules.for_machine(machine.model, machine.machine_class)
+    return [LimitOut.of(limit) for limit in signal_limits(thresholds)]
 
 
 @router.post("/{alarm_id}/ack")

@@ -97,7 +97,13 @@ def _plan(candidate: Candidate, why_this_one: str) -> dict[str, Any]:
     }
 
 
-async def _site_of(conn: asyncpg.Connection, machine_id: str) -> tuple[float, float]:
+async def site_of(conn: asyncpg.Connection, machine_id: str) -> tuple[float, float]:
+    """Where an engineer goes for a machine: its registered site, else its last position.
+
+    Raises:
+        NotFoundError: No such machine.
+        InvalidRequestError: No site and no position within seven days.
+    """
     machine = await get_machine(conn, machine_id)
     if machine.site is not None:
         return machine.site.lat, machine.site.lon
@@ -219,7 +225,7 @@ async def _job(conn: asyncpg.Connection, knowledge: KnowledgeBase, alarm_id: int
     fault = alarm.confirmed_fault or alarm.fault
     diagnosis = knowledge.diagnose(fault)
     parts = tuple(PartNeed(p.part_no, p.quantity) for p in diagnosis.parts)
-    site = await _site_of(conn, alarm.machine_id)
+    site = await site_of(conn, alarm.machine_id)
     order_id = await order_store.next_order_id(conn)
     need = OrderNeed(
         str(order_id), GeoPoint(*site), parts, frozenset(diagnosis.skills), alarm.severity
@@ -229,7 +235,7 @@ async def _job(conn: asyncpg.Connection, knowledge: KnowledgeBase, alarm_id: int
 
 async def _work_job(conn: asyncpg.Connection, work: Work) -> _Job:
     machine = await get_machine(conn, work.machine_id)
-    site = await _site_of(conn, work.machine_id)
+    site = await site_of(conn, work.machine_id)
     order_id = await order_store.next_order_id(conn)
     need = OrderNeed(str(order_id), GeoPoint(*site), work.parts, work.skills, work.severity)
     return _Job(
