@@ -136,7 +136,9 @@ async def test_alarm_to_survey_through_the_running_service(
             " let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n; }"
         )
         assert painted > 500
-        await expert.get_by_role("checkbox").first.check()
+        step = expert.get_by_role("checkbox").first
+        await step.check()
+        tried = await expert.locator(f"label[for='{await step.get_attribute('id')}']").inner_text()
         await expert.get_by_role("button", name="Dispatch an engineer").click()
         sent = expert.get_by_role("status").filter(has_text=re.compile(r"Order (\d+) sent to"))
         await sent.wait_for()
@@ -161,6 +163,9 @@ async def test_alarm_to_survey_through_the_running_service(
         await _sign_in(phone, base, engineer_token)
         card = phone.get_by_role("article", name=f"Order {order_id}")
         await card.get_by_text("In your van").wait_for()
+        # The step the expert ticked before dispatching, as the engineer reads it.
+        steps_tried = card.get_by_role("region", name="Remote steps already tried")
+        await steps_tried.get_by_role("listitem").filter(has_text=tried).wait_for()
         await card.get_by_role("img", name="Route sketch").wait_for()
         for button, state in (("Accept", "Accepted"), ("Start travel", "On the way")):
             await card.get_by_role("button", name=button).click()

@@ -64,6 +64,12 @@ function runner(message) {
   };
 }
 
+// The remote-fix steps the expert ticked, in the diagnosis's order: what a remote resolve says
+// was done, and what a dispatch tells the engineer was already tried (`steps_tried`).
+function tickedSteps(detail) {
+  return detail.diagnosis.remote_steps.filter((s) => detail.ticked.has(s));
+}
+
 function actions(detail, faults, reload) {
   const alarm = detail.alarm;
   const id = alarm.alarm_id;
@@ -77,8 +83,7 @@ function actions(detail, faults, reload) {
   detail.onTick = () => { stepsNote.textContent = t("alarm.steps_ticked", { n: detail.ticked.size }); };
   const resolve = h("button", { type: "button", disabled: done,
     onclick: () => act(async () => {
-      const steps = detail.diagnosis.remote_steps.filter((s) => detail.ticked.has(s));
-      await api("POST", `/v1/alarms/${id}/resolve`, { resolution: "remote", steps });
+      await api("POST", `/v1/alarms/${id}/resolve`, { resolution: "remote", steps: tickedSteps(detail) });
       reload();
     }) }, t("action.resolve"));
   // Confirm, or correct to another fault of the knowledge base.
@@ -143,7 +148,8 @@ function dispatchSection(detail, suggestions, reload) {
   const send = h("button", { type: "button", disabled: alarm.resolution !== null || candidates.length === 0,
     onclick: () => act(async () => {
       // The first is the server's own choice: let it rank again on fresh stock.
-      const body = chosen && chosen !== candidates[0].engineer_id ? { engineer_id: chosen } : {};
+      const body = { steps_tried: tickedSteps(detail) };
+      if (chosen && chosen !== candidates[0].engineer_id) body.engineer_id = chosen;
       const order = await api("POST", `/v1/alarms/${alarm.alarm_id}/dispatch`, body);
       await reload();
       document.getElementById("actions-result").replaceChildren(h("p", { role: "status", class: "ok" },
