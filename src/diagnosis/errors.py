@@ -16,3 +16,20 @@ from __future__ import annotations
 
 class DiagnosisError(Exception):
     """Base of every error the diagnosis package raises on purpose."""
+
+
+class KnowledgeBaseError(DiagnosisError):
+    """A knowledge base file that cannot be used.
+
+    Attributes:
+        key: Dotted key path of the offending value (`fault.low_oil_pressure.severity`), empty
+            when the file as a whole is wrong (unreadable, not TOML).
+        reason: What is wrong with it.
+        source: The file (or `<packaged>`) it came from.
+    """
+
+    def __init__(self, key: str, reason: str, source: str = "<knowledge base>") -> None:
+        super().__init__(f"{source}: {key or '<file>'}: {reason}")
+        self.key = key
+        self.reason = reason
+        self.source = source

@@ -18,6 +18,12 @@ raises `KnowledgeBaseError` with the dotted key path of what is wrong
 `LIKELIHOOD_SUM_TOLERANCE` are defined there and re-exported here, so callers import the
 knowledge base from this one module.
 
+Languages: the base is written in English, with Simplified Chinese beside it (`title_zh`,
+`summary_zh`, ...; `diagnosis.translations`). `diagnose(fault, "zh-CN")` gives the diagnosis in
+Chinese, each text falling back to its English where the base has no translation; codes, numbers
+and the order of causes and steps are the same in every language, so the i-th step of one
+language is the i-th of the other.
+
 J1939 lookup of `dtc_<spn>_<fmi>`: the SPN+FMI entry, else the SPN entry, else the generic entry.
 Each of those either points (`see`) at a fault or shared entry, has its own content, or is empty
 and defers to the next; a `severity` on the way overrides the content's. The title is always
@@ -48,9 +54,11 @@ from diagnosis.knowledge_parse import (
     parse,
 )
 from diagnosis.signals import SIGNALS
+from diagnosis.translations import LANGUAGES, ZH_CN, Names
 
 __all__ = [
     "KNOWN_FAULTS",
+    "LANGUAGES",
     "LIKELIHOOD_SUM_TOLERANCE",
     "Cause",
     "Diagnosis",
@@ -63,10 +71,16 @@ __all__ = [
 _PACKAGED: Final = "knowledge.toml"
 # The signal of each SPN the catalogue measures, shown first for a J1939 code on that SPN.
 _SIGNAL_BY_SPN: Final = {s.spn: s.name for s in SIGNALS}
+_ZH_COLON: Final = "\uff1a"  # full-width colon: Chinese titles are "<parameter>\uff1a<FMI text>"
 # What `diagnosis.anomaly` writes into an anomaly's detail when a relation broke.
 _RELATION_IN_DETAIL: Final = re.compile(
-    r"relation broken: (?P<relation>(?P<signal>[a-z0-9_]+) (?P<side>low|high) for [^;(]*?)\s*\("
+    r"relation broken: (?P<relation>(?P<signal>[a-z0-9_]+) (?P<side>low|high) for "
+    r"(?P<others>[^;(]*?))\s*\("
 )
+# The signals a relation is "for", as the detail lists them, joined the Chinese way.
+_EN_LIST_JOINS: Final = re.compile(r",? and |, ")
+# "The anomaly model found <relation> (related signals: <codes>). <fault's summary>"
+_ZH_RELATION_SUMMARY: Final = "异常模型发现{}\uff08关联信号\uff1a{}\uff09。{}"
 
 
 class UnknownFaultError(DiagnosisError, LookupError):
@@ -98,6 +112,8 @@ class Diagnosis:
         signals: Signals worth showing around the alarm, most relevant first.
         spn: J1939 SPN for J1939 codes, else None.
         fmi: J1939 FMI for J1939 codes, else None.
+        lang: The language of the texts (one of `LANGUAGES`).
+        skill_names: The description of each of `skills`, in that language.
     """
 
     fault: str
@@ -112,12 +128,14 @@ class Diagnosis:
     signals: tuple[str, ...]
     spn: int | None = None
     fmi: int | None = None
+    lang: str = "en"
+    skill_names: tuple[str, ...] = ()
 
 
 class KnowledgeBase:
     """A loaded, validated knowledge base. Immutable after load; safe to share."""
 
-    __slots__ = ("_faults", "_fmi_texts", "_generic", "_relations", "_skills", "_spns")
+    __slots__ = ("_faults", "_fmi_texts", "_generic", "_relations", "_skills", "_spns", "_zh")
 
     def __init__(
         self,
@@ -126,6 +144,7 @@ class KnowledgeBase:
         generic: Content,
         fmi_texts: Mapping[int, str],
         skills: Mapping[str, str],
+        zh: Names | None = None,
         relations: Mapping[tuple[str, str], str] | None = None,
     ) -> None:
         """Use `load` or `loads`; this constructor takes already validated parts."""
@@ -135,6 +154,7 @@ class KnowledgeBase:
         self._generic = generic
         self._fmi_texts = dict(fmi_texts)
         self._skills = dict(skills)
+        self._zh = zh or Names()
 
     @classmethod
     def load(cls, path: Path | None = None) -> KnowledgeBase:
@@ -190,6 +210,7 @@ class KnowledgeBase:
             entries.generic,
             entries.fmi_texts,
             entries.skills,
+            entries.zh,
             entries.relations,
         )
 
@@ -208,30 +229,65 @@ class KnowledgeBase:
         """The skill vocabulary: skill -> description."""
         return dict(self._skills)
 
-    def fmi_description(self, fmi: int) -> str:
+    @property
+    def untranslated(self) -> tuple[str, ...]:
+        """Dotted key paths of English texts without their Simplified Chinese, in file order."""
+        return self._zh.untranslated
+
+    def fmi_description(self, fmi: int, lang: str = "en") -> str:
         """The J1939-73 meaning of an FMI, e.g. "Data erratic, intermittent or incorrect"."""
+        if lang == ZH_CN and fmi in self._zh.fmi_texts:
+            return self._zh.fmi_texts[fmi]
         return self._fmi_texts.get(fmi, f"FMI {fmi} (not defined by J1939-73)")
 
-    def diagnose(self, fault: str) -> Diagnosis:
+    def skill_name(self, skill: str, lang: str = "en") -> str:
+        """A skill's description in `lang` (the skill itself if the vocabulary lacks it)."""
+        if lang == ZH_CN and skill in self._zh.skills:
+            return self._zh.skills[skill]
+        return self._skills.get(skill, skill)
+
+    def translate_step(self, fault: str, step: str, lang: str) -> str:
+        """One of `fault`'s remote-fix steps, as written in any language, in `lang`.
+
+        A text that is not one of its steps (a person's own words) is returned as it is.
+        """
+        if lang not in LANGUAGES:
+            raise ValueError(f"no knowledge base texts in {lang!r} (known: {LANGUAGES})")
+        try:
+            for written in LANGUAGES:
+                steps = self.diagnose(fault, written).remote_steps
+                if step in steps:
+                    return self.diagnose(fault, lang).remote_steps[steps.index(step)]
+        except UnknownFaultError:
+            pass
+        return step
+
+    def diagnose(self, fault: str, lang: str = "en") -> Diagnosis:
         """The preliminary diagnosis of a fault code.
 
         Args:
             fault: A fault code of the engine (`low_oil_pressure`) or a J1939 code (`dtc_100_1`).
+            lang: The language of its texts, one of `LANGUAGES` ("en", "zh-CN").
 
         Returns:
             The diagnosis. Any J1939 code gets one: its own, its SPN's or the generic entry.
 
         Raises:
             UnknownFaultError: `fault` is neither a known fault code nor a J1939 code.
+            ValueError: `lang` is not one of `LANGUAGES`.
         """
+        if lang not in LANGUAGES:
+            raise ValueError(f"no knowledge base texts in {lang!r} (known: {LANGUAGES})")
         dtc = parse_dtc_code(fault)
         if dtc is not None:
-            return self._diagnose_dtc(fault, *dtc)
+            return self._diagnose_dtc(fault, *dtc, lang)
         entry = self._faults.get(fault)
         if entry is None:
             raise UnknownFaultError(fault)
         title, content = entry
-        return _diagnosis(fault, title, content.severity, content, content.signals)
+        if lang == ZH_CN:
+            title = self._zh.titles.get(fault, title)
+        return self._diagnosis(fault, title, content.severity, content, content.signals, lang)
 
     def relation_fault(self, signal: str, side: str) -> str | None:
         """The fault a broken relation points to (`[relation]`), or None: still unexplained.
@@ -242,64 +298,93 @@ class KnowledgeBase:
         """
         return self._relations.get((signal, side))
 
-    def diagnose_alarm(self, fault: str, detail: str) -> Diagnosis:
+    def diagnose_alarm(self, fault: str, detail: str, lang: str = "en") -> Diagnosis:
         """The diagnosis of an alarm: its fault's, or, for an `unexplained_anomaly` whose detail
         names a broken relation the knowledge base maps (`relation broken: oil_pressure_kpa low
         for engine_speed_rpm (-9.1)`), the mapped fault's, titled with the relation.
 
+        In Chinese the relation is told by its `[relation_zh]` text, with the signals it broke
+        against as the detail names them (codes, the same in every language).
+
         Raises:
             UnknownFaultError: As `diagnose`.
+            ValueError: As `diagnose`.
         """
         found = _RELATION_IN_DETAIL.search(detail) if fault == UNEXPLAINED_ANOMALY else None
         target = None if found is None else self.relation_fault(found["signal"], found["side"])
         if found is None or target is None:
-            return self.diagnose(fault)
-        mapped = self.diagnose(target)
+            return self.diagnose(fault, lang)
+        mapped = self.diagnose(target, lang)
         relation = found["relation"]
+        told = self._zh.relations.get(f"{found['signal']} {found['side']}")
+        if lang == ZH_CN and told is not None:
+            others = "\u3001".join(_EN_LIST_JOINS.split(found["others"].strip()))
+            return replace(
+                mapped,
+                title=f"{mapped.title}{_ZH_COLON}{told}",
+                summary=_ZH_RELATION_SUMMARY.format(told, others, mapped.summary),
+            )
         return replace(
             mapped,
             title=f"{mapped.title}: {relation}",
             summary=f"The anomaly model found {relation}. {mapped.summary}",
         )
 
-    def _diagnose_dtc(self, fault: str, spn: int, fmi: int) -> Diagnosis:
+    def _diagnose_dtc(self, fault: str, spn: int, fmi: int, lang: str) -> Diagnosis:
         entry = self._spns.get(spn)
         if entry is None:
             name = f"J1939 SPN {spn}"
             resolved = Resolved(self._generic, self._generic.severity)
         else:
-            name = entry.name
+            name = (entry.name_zh if lang == ZH_CN else None) or entry.name
             resolved = entry.by_fmi.get(fmi, entry.otherwise)
-        fmi_text = self.fmi_description(fmi)
-        title = f"{name}: {fmi_text[:1].lower()}{fmi_text[1:]}"
+        fmi_text = self.fmi_description(fmi, lang)
+        if lang == ZH_CN and fmi in self._zh.fmi_texts:
+            title = f"{name}{_ZH_COLON}{fmi_text}"
+        else:
+            title = f"{name}: {fmi_text[:1].lower()}{fmi_text[1:]}"
         content = resolved.content
         own_signal = _SIGNAL_BY_SPN.get(spn)
         signals = content.signals
         if own_signal is not None:
             signals = (own_signal, *(s for s in signals if s != own_signal))
-        return _diagnosis(fault, title, resolved.severity, content, signals, spn, fmi)
+        return self._diagnosis(fault, title, resolved.severity, content, signals, lang, spn, fmi)
 
-
-def _diagnosis(
-    fault: str,
-    title: str,
-    severity: Severity,
-    content: Content,
-    signals: tuple[str, ...],
-    spn: int | None = None,
-    fmi: int | None = None,
-) -> Diagnosis:
-    return Diagnosis(
-        fault=fault,
-        title=title,
-        severity=severity,
-        summary=content.summary,
-        causes=content.causes,
-        remote_steps=content.remote_steps,
-        remote_fixable=content.remote_fixable,
-        parts=content.parts,
-        skills=content.skills,
-        signals=signals,
-        spn=spn,
-        fmi=fmi,
-    )
+    def _diagnosis(
+        self,
+        fault: str,
+        title: str,
+        severity: Severity,
+        content: Content,
+        signals: tuple[str, ...],
+        lang: str,
+        spn: int | None = None,
+        fmi: int | None = None,
+    ) -> Diagnosis:
+        zh = lang == ZH_CN
+        summary, causes, steps, parts = (
+            content.summary, content.causes, content.remote_steps, content.parts
+        )  # fmt: skip
+        if zh:
+            summary = content.summary_zh or summary
+            causes = tuple(Cause(c.text_zh or c.text, c.likelihood) for c in causes)
+            steps = content.remote_steps_zh or steps
+            parts = tuple(
+                Part(p.part_no, self._zh.parts.get(p.part_no, p.name), p.quantity) for p in parts
+            )
+        return Diagnosis(
+            fault=fault,
+            title=title,
+            severity=severity,
+            summary=summary,
+            causes=causes,
+            remote_steps=steps,
+            remote_fixable=content.remote_fixable,
+            parts=parts,
+            skills=content.skills,
+            signals=signals,
+            spn=spn,
+            fmi=fmi,
+            lang=lang,
+            skill_names=tuple(self.skill_name(s, lang) for s in content.skills),
+        )

@@ -23,10 +23,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from diagnosis import events
-from diagnosis.errors import DiagnosisError
+from diagnosis import events, translations
+from diagnosis.errors import KnowledgeBaseError
 from diagnosis.events import Severity
 from diagnosis.signals import DTC_FMI_MAX, DTC_SPN_MAX, SIGNAL_NAMES
+from diagnosis.translations import ZH
 
 __all__ = [
     "KNOWN_FAULTS",
@@ -47,36 +48,27 @@ KNOWN_FAULTS: Final[tuple[str, ...]] = (*events.RULE_FAULTS, events.UNEXPLAINED_
 LIKELIHOOD_SUM_TOLERANCE: Final = 0.05
 """Likelihoods of an entry's causes must sum to 1 within this (they are estimates)."""
 
-_REQUIRED_KEYS: Final = frozenset({"skills", "parts", "fmi", "fault", "shared", "j1939"})
-_TOP_KEYS: Final = _REQUIRED_KEYS | {"relation"}
+_TOP_REQUIRED: Final = frozenset({"skills", "parts", "fmi", "fault", "shared", "j1939"})
+# The Simplified Chinese texts (`diagnosis.translations`) are optional beside the English.
+_TOP_KEYS: Final = (
+    _TOP_REQUIRED
+    | {"relation"}
+    | {f"{name}{ZH}" for name in ("skills", "parts", "fmi", "relation")}
+)
 _RELATION_SIDES: Final = ("low", "high")
 _CONTENT_KEYS: Final = frozenset(
     {"summary", "causes", "remote_steps", "remote_fixable", "parts", "skills", "signals"}
 )
-_FAULT_KEYS: Final = _CONTENT_KEYS | {"title", "severity"}
-_SHARED_KEYS: Final = _CONTENT_KEYS | {"severity"}
+_CONTENT_ZH_KEYS: Final = frozenset({f"summary{ZH}", f"remote_steps{ZH}"})
+_FAULT_REQUIRED: Final = _CONTENT_KEYS | {"title", "severity"}
+_FAULT_KEYS: Final = _FAULT_REQUIRED | _CONTENT_ZH_KEYS | {f"title{ZH}"}
+_SHARED_REQUIRED: Final = _CONTENT_KEYS | {"severity"}
+_SHARED_KEYS: Final = _SHARED_REQUIRED | _CONTENT_ZH_KEYS
 _FMI_ENTRY_KEYS: Final = _SHARED_KEYS | {"see"}
-_SPN_ENTRY_KEYS: Final = _FMI_ENTRY_KEYS | {"name", "fmi"}
+_SPN_ENTRY_KEYS: Final = _FMI_ENTRY_KEYS | {"name", f"name{ZH}", "fmi"}
 _SEE_NAMESPACES: Final = ("fault", "shared")
 
 _Table = Mapping[str, object]
-
-
-class KnowledgeBaseError(DiagnosisError):
-    """A knowledge base file that cannot be used.
-
-    Attributes:
-        key: Dotted key path of the offending value (`fault.low_oil_pressure.severity`), empty
-            when the file as a whole is wrong (unreadable, not TOML).
-        reason: What is wrong with it.
-        source: The file (or `<packaged>`) it came from.
-    """
-
-    def __init__(self, key: str, reason: str, source: str = "<knowledge base>") -> None:
-        super().__init__(f"{source}: {key or '<file>'}: {reason}")
-        self.key = key
-        self.reason = reason
-        self.source = source
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,10 +78,12 @@ class Cause:
     Attributes:
         text: What is wrong, in a technician's words.
         likelihood: Estimated share of cases, 0..1; an entry's causes sum to about 1.
+        text_zh: The same in Simplified Chinese; None where the base does not translate it.
     """
 
     text: str
     likelihood: float
+    text_zh: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +113,8 @@ class Content:
     parts: tuple[Part, ...]
     skills: tuple[str, ...]
     signals: tuple[str, ...]
+    summary_zh: str | None = None
+    remote_steps_zh: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +132,7 @@ class Spn:
     name: str
     by_fmi: Mapping[int, Resolved]
     otherwise: Resolved
+    name_zh: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +147,8 @@ class Entries:
         skills: The skill vocabulary: skill -> description.
         relations: Per broken relation the anomaly model names, `(signal, "low" | "high")`, the
             fault code it points to (`("oil_pressure_kpa", "low")` -> `low_oil_pressure`).
+        zh: The Simplified Chinese of the fault titles, FMI texts, skills, part names and
+            relations, and which translatable texts have none (`diagnosis.translations`).
     """
 
     faults: Mapping[str, tuple[str, Content]]
@@ -158,6 +157,7 @@ class Entries:
     fmi_texts: Mapping[int, str]
     skills: Mapping[str, str]
     relations: Mapping[tuple[str, str], str]
+    zh: translations.Names = translations.NO_NAMES
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +183,7 @@ def parse(document: _Table) -> Entries:
     Raises:
         KnowledgeBaseError: The document fails validation (its `source` is the default).
     """
-    _check_keys(document, _TOP_KEYS, "", required=_REQUIRED_KEYS)
+    _check_keys(document, _TOP_KEYS, "", required=_TOP_REQUIRED)
     skills = _string_map(document["skills"], "skills")
     vocabulary = _Vocabulary(frozenset(skills), _string_map(document["parts"], "parts"))
     fmi_texts = _fmi_texts(document["fmi"])
@@ -193,12 +193,12 @@ def parse(document: _Table) -> Entries:
     for name, value in shared_table.items():
         key = f"shared.{name}"
         table = _table(value, key)
-        _check_keys(table, _SHARED_KEYS, key, required=_SHARED_KEYS)
+        _check_keys(table, _SHARED_KEYS, key, required=_SHARED_REQUIRED)
         targets[key] = _content(table, key, vocabulary)
     j1939 = _table(document["j1939"], "j1939")
     _check_keys(j1939, frozenset({"generic", "spn"}), "j1939", required=frozenset({"generic"}))
     generic_table = _table(j1939["generic"], "j1939.generic")
-    _check_keys(generic_table, _SHARED_KEYS, "j1939.generic", required=_SHARED_KEYS)
+    _check_keys(generic_table, _SHARED_KEYS, "j1939.generic", required=_SHARED_REQUIRED)
     generic = _content(generic_table, "j1939.generic", vocabulary)
     resolver = _Resolver(targets, vocabulary, Resolved(generic, generic.severity))
     spns = {
@@ -206,7 +206,14 @@ def parse(document: _Table) -> Entries:
         for raw, value in _table(j1939.get("spn", {}), "j1939.spn").items()
     }
     relations = _relations(document.get("relation", {}), faults)
-    return Entries(faults, spns, generic, fmi_texts, skills, relations)
+    names = translations.names(
+        document,
+        skills,
+        vocabulary.parts,
+        fmi_texts,
+        {f"{s} {d}": f for (s, d), f in relations.items()},
+    )
+    return Entries(faults, spns, generic, fmi_texts, skills, relations, names)
 
 
 def _relations(value: object, faults: Mapping[str, object]) -> dict[tuple[str, str], str]:
@@ -238,7 +245,7 @@ def _faults(value: object, vocabulary: _Vocabulary) -> dict[str, tuple[str, Cont
         if code not in table:
             raise KnowledgeBaseError(key, "missing: every fault code of the engine needs an entry")
         entry = _table(table[code], key)
-        _check_keys(entry, _FAULT_KEYS, key, required=_FAULT_KEYS)
+        _check_keys(entry, _FAULT_KEYS, key, required=_FAULT_REQUIRED)
         faults[code] = (_text(entry["title"], f"{key}.title"), _content(entry, key, vocabulary))
     return faults
 
@@ -263,7 +270,8 @@ class _Resolver:
             )
             for raw, fmi_value in _table(table.get("fmi", {}), f"{key}.fmi").items()
         }
-        return Spn(_text(table["name"], f"{key}.name"), by_fmi, otherwise)
+        name_zh = translations.optional_text(table, "name", key)
+        return Spn(_text(table["name"], f"{key}.name"), by_fmi, otherwise, name_zh)
 
     def _fmi(self, value: object, spn_key: str, raw: str, otherwise: Resolved) -> Resolved:
         key = f"{spn_key}.fmi.{raw}"
@@ -282,7 +290,7 @@ class _Resolver:
                 )
             content = self._see(table["see"], f"{key}.see")
         elif own:
-            missing = _SHARED_KEYS - table.keys()
+            missing = _SHARED_REQUIRED - table.keys()
             if missing:
                 raise KnowledgeBaseError(
                     key, f"own content needs all of its keys; missing {', '.join(sorted(missing))}"
@@ -306,15 +314,14 @@ class _Resolver:
 
 def _content(table: _Table, key: str, vocabulary: _Vocabulary) -> Content:
     causes = _causes(table["causes"], f"{key}.causes")
+    steps_key = f"{key}.remote_steps"
+    steps = _list(table["remote_steps"], steps_key, 1)
     return Content(
         severity=_severity(table["severity"], f"{key}.severity"),
         summary=_text(table["summary"], f"{key}.summary"),
         # Ranked here so editors may list causes in any order; stable for equal likelihoods.
         causes=tuple(sorted(causes, key=lambda cause: -cause.likelihood)),
-        remote_steps=tuple(
-            _text(step, f"{key}.remote_steps[{i}]")
-            for i, step in enumerate(_list(table["remote_steps"], f"{key}.remote_steps", 1))
-        ),
+        remote_steps=tuple(_text(step, f"{steps_key}[{i}]") for i, step in enumerate(steps)),
         remote_fixable=_bool(table["remote_fixable"], f"{key}.remote_fixable"),
         parts=tuple(
             _part(part, f"{key}.parts[{i}]", vocabulary.parts)
@@ -322,6 +329,8 @@ def _content(table: _Table, key: str, vocabulary: _Vocabulary) -> Content:
         ),
         skills=_names(table["skills"], f"{key}.skills", vocabulary.skills, "skill", 1),
         signals=_names(table["signals"], f"{key}.signals", frozenset(SIGNAL_NAMES), "signal", 0),
+        summary_zh=translations.optional_text(table, "summary", key),
+        remote_steps_zh=translations.steps(table, key, len(steps)),
     )
 
 
@@ -331,11 +340,12 @@ def _causes(value: object, key: str) -> list[Cause]:
         item_key = f"{key}[{i}]"
         table = _table(item, item_key)
         required = frozenset({"text", "likelihood"})
-        _check_keys(table, required, item_key, required=required)
+        _check_keys(table, required | {f"text{ZH}"}, item_key, required=required)
         likelihood = _number(table["likelihood"], f"{item_key}.likelihood")
         if not 0.0 <= likelihood <= 1.0:
             raise KnowledgeBaseError(f"{item_key}.likelihood", f"{likelihood} is not in [0, 1]")
-        causes.append(Cause(_text(table["text"], f"{item_key}.text"), likelihood))
+        text_zh = translations.optional_text(table, "text", item_key)
+        causes.append(Cause(_text(table["text"], f"{item_key}.text"), likelihood, text_zh))
     total = math.fsum(cause.likelihood for cause in causes)
     if abs(total - 1.0) > LIKELIHOOD_SUM_TOLERANCE:
         raise KnowledgeBaseError(key, f"likelihoods sum to {total:.3f}, not about 1")

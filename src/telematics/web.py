@@ -14,6 +14,7 @@ from telematics.aemp import admin as aemp_admin
 from telematics.aemp import feed as aemp_feed
 from telematics.aemp import oauth as aemp_oauth
 from telematics.aemp import sources_admin as aemp_sources
+from telematics.api import board, dispatch_advice
 from telematics.api.app import create_app
 from telematics.api.context import ApiContext
 from telematics.console.routes import console_router
@@ -35,6 +36,8 @@ def capability_routers() -> list[APIRouter]:
         regions_api.router,
         aemp_admin.router,
         aemp_sources.router,
+        dispatch_advice.router,
+        board.router,
         console_router(),
     ]
 

@@ -11,6 +11,7 @@ import asyncpg
 import uvicorn
 
 from diagnosis.knowledge import KnowledgeBase
+from diagnosis.rules import RuleBook
 from telematics.api.context import ApiContext
 from telematics.base.config import Settings
 from telematics.base.metrics import Metrics
@@ -27,7 +28,7 @@ async def live_console(pool: asyncpg.Pool, **settings: object) -> AsyncIterator[
     """The service's HTTP app on 127.0.0.1 (its base URL), event streams polling fast."""
     ctx = ApiContext(
         pool=pool, directory=SourceDirectory(), metrics=Metrics(), admin_token=ADMIN_TOKEN,
-        limits=Limits(), knowledge=KB, gateway_connected=lambda: True,
+        limits=Limits(), knowledge=KB, rules=RuleBook.load(), gateway_connected=lambda: True,
         settings=Settings(**{"console_poll_s": 0.2, **settings}),  # type: ignore[arg-type]
     )  # fmt: skip
     server = uvicorn.Server(

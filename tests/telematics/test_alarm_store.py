@@ -266,6 +266,12 @@ async def test_an_anomaly_whose_relation_points_to_a_fault_gets_its_diagnosis(
         assert one["alarm"]["fault"] == UNEXPLAINED_ANOMALY
         assert one["diagnosis"]["fault"] == LOW_OIL_PRESSURE
         assert "oil_pressure_kpa low for engine_speed_rpm" in one["diagnosis"]["title"]
+        zh = (
+            await http.get(f"/v1/alarms/{related.alarm_id}", params={"lang": "zh-CN"}, headers=auth)
+        ).json()
+        assert zh["diagnosis"]["fault"] == LOW_OIL_PRESSURE
+        assert zh["diagnosis"]["title"].endswith("\uff1a机油压力相对其关联信号偏低")
+        assert "engine_speed_rpm" in zh["diagnosis"]["summary"]
         other = (await http.get(f"/v1/alarms/{plain.alarm_id}", headers=auth)).json()
         assert other["diagnosis"]["fault"] == UNEXPLAINED_ANOMALY
 

@@ -34,11 +34,12 @@ ALARM_NOTE = "internal: operator keeps ignoring the gauge"
 CUSTOMER_ORDER = {
     "view", "order_id", "alarm_id", "machine_id", "state", "severity", "fault",
     "engineer_assigned", "eta", "parts", "consumed", "created_at", "updated_at", "live_eta",
+    "survey_answered",
 }  # fmt: skip
 ENGINEER_ORDER = {
     "view", "order_id", "alarm_id", "machine_id", "customer_id", "state", "severity", "fault",
     "skills", "parts", "engineer_id", "site_lat", "site_lon", "eta", "route", "reserved",
-    "consumed", "created_at", "updated_at", "version", "tracking",
+    "consumed", "created_at", "updated_at", "version", "tracking", "steps_tried",
 }  # fmt: skip
 ENGINEER_ROUTE = {"pickup_warehouse_id", "stops", "distance_km", "detour_km", "eta_min"}
 ROUTE_STOP = {"kind", "place_id", "lat", "lon", "distance_km", "arrive_min"}
@@ -51,7 +52,7 @@ CUSTOMER_ALARM = {
     "deviations", "acknowledged_at", "confirmed_fault", "resolution", "resolved_at",
 }  # fmt: skip
 CUSTOMER_ALARM_DETAIL = {
-    "view", "alarm", "diagnosis", "window_start", "window_end", "readings", "related",
+    "view", "alarm", "diagnosis", "window_start", "window_end", "readings", "related", "limits",
 }  # fmt: skip
 
 

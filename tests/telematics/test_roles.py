@@ -116,6 +116,9 @@ RULES: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/fleet/summary"): {A, E, C, D},
     ("GET", "/v1/customers/{customer_id}/settings"): {A, E, C},
     ("PUT", "/v1/customers/{customer_id}/settings"): {A, E, C},
+    ("GET", "/v1/alarms/{alarm_id}/suggestions"): {A, E},
+    ("GET", "/v1/faults"): {A, E},
+    ("GET", "/v1/sla/timers"): {A, E, M},
 }
 
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 
 from diagnosis.knowledge import Diagnosis
+from diagnosis.limits import SignalLimit
 from telematics.api.schemas import BodyIn, ReadingOut
 from telematics.store.alarms import Alarm
 
@@ -102,6 +103,7 @@ class AlarmOut(AlarmCustomerOut):
     acknowledged_by: str | None
     resolved_by: str | None
     support_line: int = Field(description="1 first line, 2 expert, 3 R&D")
+    region: str | None = Field(default=None, description="The machine's service region")
 
     @classmethod
     def of(cls, alarm: Alarm) -> AlarmOut:
@@ -111,6 +113,7 @@ class AlarmOut(AlarmCustomerOut):
             acknowledged_by=alarm.acknowledged_by,
             resolved_by=alarm.resolved_by,
             support_line=alarm.support_line,
+            region=alarm.region,
         )
 
 
@@ -162,6 +165,8 @@ class DiagnosisOut(BaseModel):
     parts: list[PartOut]
     skills: list[str]
     signals: list[str]
+    lang: str = Field(default="en", description="Language of the texts: en or zh-CN")
+    skill_names: list[str] = Field(default_factory=list, description="Each skill, described")
 
     @classmethod
     def of(cls, d: Diagnosis) -> DiagnosisOut:
@@ -177,7 +182,34 @@ class DiagnosisOut(BaseModel):
             parts=[PartOut(part_no=p.part_no, name=p.name, quantity=p.quantity) for p in d.parts],
             skills=list(d.skills),
             signals=list(d.signals),
+            lang=d.lang,
+            skill_names=list(d.skill_names),
         )
+
+
+class LimitOut(BaseModel):
+    """A rule's limit on a signal, from the rule book of the alarm's machine: a flat `value`,
+    or a curve (`xs` on signal `over`, `ys` on this one; linear between points, flat beyond).
+    """
+
+    signal: str
+    fault: str = Field(description="The rule (fault code) that judges by it")
+    edge: Literal["raise", "clear"]
+    side: Literal["above", "below"] = Field(description="Where the faulty values lie")
+    value: float | None
+    over: str | None
+    xs: list[float]
+    ys: list[float]
+    condition: str = Field(description="'' always, engine_running, or high_load")
+
+    @classmethod
+    def of(cls, limit: SignalLimit) -> LimitOut:
+        """From the rule book's value."""
+        return cls(
+            signal=limit.signal, fault=limit.fault, edge=limit.edge.value,
+            side=limit.side.value, value=limit.value, over=limit.over, xs=list(limit.xs),
+            ys=list(limit.ys), condition=limit.condition,
+        )  # fmt: skip
 
 
 class AlarmDetailOut(BaseModel):
@@ -192,6 +224,9 @@ class AlarmDetailOut(BaseModel):
     window_end: datetime
     readings: list[ReadingOut]
     related: list[AlarmOut] = Field(description="Other alarms of the same incident")
+    limits: list[LimitOut] = Field(
+        default_factory=list, description="The rule book's limits on the machine's signals"
+    )
 
 
 class AlarmCustomerDetailOut(BaseModel):
@@ -204,6 +239,9 @@ class AlarmCustomerDetailOut(BaseModel):
     window_end: datetime
     readings: list[ReadingOut]
     related: list[AlarmCustomerOut] = Field(description="Other alarms of the same incident")
+    limits: list[LimitOut] = Field(
+        default_factory=list, description="The rule book's limits on the machine's signals"
+    )
 
 
 AlarmDetailView = Annotated[AlarmDetailOut | AlarmCustomerDetailOut, Field(discriminator="view")]

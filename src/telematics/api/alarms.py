@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 
 from diagnosis.events import Severity
-from diagnosis.knowledge import KnowledgeBase
+from diagnosis.knowledge import KnowledgeBase, UnknownFaultError
+from diagnosis.limits import signal_limits
 from telematics.api.alarm_schemas import (
     AckIn,
     AlarmCustomerDetailOut,
@@ -23,15 +25,18 @@ from telematics.api.alarm_schemas import (
     ConfirmIn,
     DiagnosisOut,
     EscalateIn,
+    LimitOut,
     NoteIn,
     ResolveIn,
 )
 from telematics.api.context import Conn, Context, Staff, allow
+from telematics.api.language import Lang
 from telematics.api.schemas import BeforeId, Instant, PathId, ReadingOut
 from telematics.base.errors import InvalidRequestError, NotFoundError
 from telematics.store import alarms as alarm_store
 from telematics.store import orders as order_store
 from telematics.store import readings as readings_store
+from telematics.store import registry
 from telematics.store.tokens import Principal, Role
 
 router = APIRouter(prefix="/v1/alarms", tags=["alarms"])
@@ -47,11 +52,14 @@ _ACK, _CONFIRM, _RESOLVE = AckIn(), ConfirmIn(), ResolveIn()
 @router.get("")
 async def list_alarms(
     conn: Conn,
+    ctx: Context,
+    lang: Lang,
     caller: Annotated[Principal, Depends(allow(Role.EXPERT, Role.CUSTOMER))],
     state: Literal["open", "cleared"] | None = None,
     severity: Severity | None = None,
     model: str | None = None,
     customer_id: str | None = None,
+    region: str | None = None,
     machine_id: str | None = None,
     fault: str | None = None,
     acknowledged: bool | None = None,
@@ -60,9 +68,11 @@ async def list_alarms(
     before: BeforeId = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AlarmPageView:
-    """Alarms newest first, filtered; `since`/`until` bound the time the alarm was raised.
+    """Alarms newest first, filtered; `since`/`until` bound the time the alarm was raised,
+    `region` is the machine's service region.
 
     A customer sees the alarms of its own machines only, in the customer view (no staff names).
+    Titles are in the language asked for (`lang`, else `Accept-Language`: en or zh-CN).
     """
     if caller.role is Role.CUSTOMER:
         customer_id = caller.subject_id
@@ -74,13 +84,18 @@ async def list_alarms(
         severity=severity,
         model=model,
         customer_id=customer_id,
+        region=region,
         machine_id=machine_id,
         fault=fault,
         acknowledged=acknowledged,
         since=since,
         until=until,
     )
-    found = await alarm_store.list_alarms(conn, where, before_id=before, limit=limit)
+    found = _titled(
+        ctx.knowledge,
+        lang,
+        await alarm_store.list_alarms(conn, where, before_id=before, limit=limit),
+    )
     next_before = found[-1].alarm_id if len(found) == limit else None
     if caller.role is Role.CUSTOMER:
         return AlarmCustomerPage(
@@ -89,6 +104,22 @@ async def list_alarms(
             next_before=next_before,
         )
     return AlarmPage(view="staff", alarms=[AlarmOut.of(a) for a in found], next_before=next_before)
+
+
+def _titled(
+    knowledge: KnowledgeBase | None, lang: str, alarms: list[alarm_store.Alarm]
+) -> list[alarm_store.Alarm]:
+    """The alarms with their titles in `lang` (stored titles are the English of their raise)."""
+    if knowledge is None or lang == "en":
+        return alarms
+    titles: dict[str, str] = {}
+    for alarm in alarms:
+        if alarm.fault not in titles:
+            try:
+                titles[alarm.fault] = knowledge.diagnose(alarm.fault, lang).title
+            except UnknownFaultError:  # a fault a later knowledge base dropped
+                titles[alarm.fault] = alarm.title
+    return [replace(a, title=titles[a.fault]) for a in alarms]
 
 
 def _knowledge(ctx: Context) -> KnowledgeBase:
@@ -120,16 +151,18 @@ async def get_alarm(
     alarm_id: PathId,
     conn: Conn,
     ctx: Context,
+    lang: Lang,
     caller: Annotated[Principal, Depends(allow(Role.EXPERT, Role.ENGINEER, Role.CUSTOMER))],
 ) -> AlarmDetailView:
     """One alarm with its preliminary diagnosis and the machine's readings around it: from ten
     minutes before it was raised to two minutes after it cleared (or was last seen).
 
     Staff, and the engineer whose order the alarm is behind, get the staff view; a customer
-    (its own machines only) the customer view, without staff names.
+    (its own machines only) the customer view, without staff names. The diagnosis and titles
+    are in the language asked for (`lang`, else `Accept-Language`: en or zh-CN).
     """
-    alarm = await _visible_alarm(conn, caller, alarm_id)
-    diagnosis = DiagnosisOut.of(_knowledge(ctx).diagnose_alarm(alarm.fault, alarm.detail))
+    (alarm,) = _titled(ctx.knowledge, lang, [await _visible_alarm(conn, caller, alarm_id)])
+    diagnosis = DiagnosisOut.of(_knowledge(ctx).diagnose_alarm(alarm.fault, alarm.detail, lang))
     start = alarm.raised_at - WINDOW_BEFORE
     end = (alarm.cleared_at or alarm.last_seen_at) + WINDOW_AFTER
     window = await readings_store.readings_between(
@@ -139,17 +172,28 @@ async def get_alarm(
     found = await alarm_store.list_alarms(
         conn, alarm_store.AlarmFilter(incident_id=alarm.incident_id), before_id=None, limit=100
     )
-    related = [a for a in found if a.alarm_id != alarm.alarm_id]
+    related = _titled(ctx.knowledge, lang, [a for a in found if a.alarm_id != alarm.alarm_id])
+    limits = await _limits(conn, ctx, alarm)
     if caller.role is Role.CUSTOMER:
         return AlarmCustomerDetailOut(
             view="customer", alarm=AlarmCustomerOut.of(alarm), diagnosis=diagnosis,
             window_start=start, window_end=end, readings=readings,
-            related=[AlarmCustomerOut.of(a) for a in related],
+            related=[AlarmCustomerOut.of(a) for a in related], limits=limits,
         )  # fmt: skip
     return AlarmDetailOut(
         view="staff", alarm=AlarmOut.of(alarm), diagnosis=diagnosis, window_start=start,
         window_end=end, readings=readings, related=[AlarmOut.of(a) for a in related],
+        limits=limits,
     )  # fmt: skip
+
+
+async def _limits(conn: Conn, ctx: Context, alarm: alarm_store.Alarm) -> list[LimitOut]:
+    """The limits the rule book sets on the alarm's machine's signals (none without one)."""
+    if ctx.rules is None:
+        return []
+    machine = await registry.get_machine(conn, alarm.machine_id)
+    thresholds = ctx.rules.for_machine(machine.model, machine.machine_class)
+    return [LimitOut.of(limit) for limit in signal_limits(thresholds)]
 
 
 @router.post("/{alarm_id}/ack")

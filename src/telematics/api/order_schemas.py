@@ -170,6 +170,9 @@ class OrderEngineerOut(_OrderJob):
 
     view: Literal["engineer"]
     route: RouteOut | None
+    steps_tried: list[str] = Field(
+        default_factory=list, description="Remote-fix steps the expert already tried (order reads)"
+    )
 
     @classmethod
     def of(cls, s: StoredOrder, tracking: Tracking | None = None) -> OrderEngineerOut:
@@ -196,6 +199,9 @@ class OrderCustomerOut(BaseModel):
     updated_at: datetime
     live_eta: datetime | None = Field(
         default=None, description="ETA recomputed from the engineer's live position"
+    )
+    survey_answered: bool = Field(
+        default=False, description="Its satisfaction survey was answered (order reads)"
     )
 
     @classmethod

@@ -22,6 +22,7 @@ from dispatch.orders import (
     Transfer,
 )
 from telematics.api.context import Caller, Conn, Context, Staff, allow
+from telematics.api.language import Lang
 from telematics.api.order_schemas import (
     OrderEventView,
     OrderOut,
@@ -38,9 +39,9 @@ from telematics.services.dispatching import (
     order_visible,
     require_found,
 )
+from telematics.store import followup, tracking
 from telematics.store import orders as order_store
 from telematics.store import timers as timer_store
-from telematics.store import tracking
 from telematics.store.orders import StoredOrder
 from telematics.store.tokens import Principal, Role
 
@@ -52,6 +53,11 @@ class DispatchIn(BodyIn):
 
     engineer_id: str | None = Field(default=None, pattern=ID_PATTERN)
     note: str = Field(default="", max_length=4000)
+    steps_tried: list[Annotated[str, Field(min_length=1, max_length=1000)]] = Field(
+        default_factory=list, max_length=50,
+        description="Remote-fix steps already tried with the customer, in order (the engineer "
+        "sees them with the order)",
+    )  # fmt: skip
 
 
 class ActionIn(BodyIn):
@@ -116,6 +122,7 @@ async def dispatch(
     result = await dispatch_alarm(
         ctx.pool, ctx.knowledge, ctx.sla_policy, alarm_id,
         actor=caller.actor, engineer_id=body.engineer_id, note=body.note,
+        steps_tried=body.steps_tried,
     )  # fmt: skip
     return OrderOut.of(result.order)
 
@@ -165,6 +172,7 @@ async def list_orders(
     conn: Conn,
     ctx: Context,
     caller: Caller,
+    lang: Lang,
     state: str | None = None,
     engineer_id: str | None = None,
     customer_id: str | None = None,
@@ -182,7 +190,33 @@ async def list_orders(
     where = order_store.OrderFilter(state, engineer_id, customer_id, machine_id)
     found = await order_store.list_orders(conn, where, before_id=before, limit=limit)
     tracked = await _tracking(conn, ctx, [o.order_id for o in found])
-    return [order_view(o, caller, tracked.get(o.order_id)) for o in found]
+    views = [order_view(o, caller, tracked.get(o.order_id)) for o in found]
+    return await _with_followup(conn, ctx, caller, lang, views)
+
+
+async def _with_followup(
+    conn: Conn, ctx: Context, caller: Principal, lang: str, views: list[OrderView]
+) -> list[OrderView]:
+    """An engineer's orders with the steps already tried remotely (the knowledge base's steps in
+    `lang`, whatever language they were ticked in); a customer's with whether its survey was
+    answered.
+    """
+    if caller.role is Role.ENGINEER:
+        alarm_ids = [v.alarm_id for v in views if v.alarm_id is not None]
+        tried = await followup.steps_tried(conn, alarm_ids)
+        kb = ctx.knowledge
+
+        def said(v: OrderView) -> list[str]:
+            steps = tried.get(v.alarm_id, []) if v.alarm_id is not None else []
+            if kb is None or v.fault is None:
+                return steps
+            return [kb.translate_step(v.fault, step, lang) for step in steps]
+
+        return [v.model_copy(update={"steps_tried": said(v)}) for v in views]
+    if caller.role is Role.CUSTOMER:
+        answered = await followup.surveyed(conn, [v.order_id for v in views])
+        return [v.model_copy(update={"survey_answered": v.order_id in answered}) for v in views]
+    return views
 
 
 async def _tracking(conn: Conn, ctx: Context, order_ids: list[int]) -> dict[int, tracking.Tracking]:
@@ -197,7 +231,9 @@ async def _visible(conn: Conn, caller: Principal, order_id: int) -> StoredOrder:
 
 
 @router.get("/orders/{order_id}")
-async def get_order(order_id: PathId, conn: Conn, ctx: Context, caller: Caller) -> OrderView:
+async def get_order(
+    order_id: PathId, conn: Conn, ctx: Context, caller: Caller, lang: Lang
+) -> OrderView:
     """One order with its ETA, in the view of the caller's role: staff see the route plan and
     why this engineer, the engineer their own route, the customer progress and ETA; staff and
     the engineer also the live tracking (last position, distance, recomputed ETA,
@@ -205,7 +241,9 @@ async def get_order(order_id: PathId, conn: Conn, ctx: Context, caller: Caller) 
     """
     stored = await _visible(conn, caller, order_id)
     tracked = await _tracking(conn, ctx, [order_id])
-    return order_view(stored, caller, tracked.get(order_id))
+    view = order_view(stored, caller, tracked.get(order_id))
+    (view,) = await _with_followup(conn, ctx, caller, lang, [view])
+    return view
 
 
 @router.get("/orders/{order_id}/events")

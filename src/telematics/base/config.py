@@ -115,6 +115,15 @@ class Settings(BaseSettings):
     console_streams_max: int = Field(
         default=64, ge=1, le=10_000, description="Console event streams one process holds at most."
     )
+    console_tile_url: str | None = Field(
+        default=None,
+        description="A map tile server the console's map may draw under its points, as "
+        "`https://host/{z}/{x}/{y}.png` (Web Mercator tiles); unset: no tiles, nothing leaves "
+        "the host.",
+    )
+    console_tile_attribution: str = Field(
+        default="", max_length=200, description="The credit the tile server asks to be shown."
+    )
     http_max_body_bytes: int = Field(
         default=1024 * 1024, ge=1024, description="Larger request bodies are refused (413)."
     )
@@ -301,6 +310,17 @@ class Settings(BaseSettings):
             parts = urlsplit(value)
             if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
                 raise ValueError("TELEMATICS_MQTT_URL must look like mqtt://host:port")
+        return value
+
+    @field_validator("console_tile_url")
+    @classmethod
+    def _tile_url_is_a_template(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("TELEMATICS_CONSOLE_TILE_URL must be an http(s) URL")
+            if not all(f"{{{k}}}" in value for k in "zxy"):
+                raise ValueError("TELEMATICS_CONSOLE_TILE_URL needs {z}, {x} and {y}")
         return value
 
     def sla_policy(self) -> SlaPolicy:

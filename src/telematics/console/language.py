@@ -3,7 +3,8 @@
 Each language's strings live in one file, `i18n/<tag>.json`, a flat object of key to text; every
 file has the same keys (`tests/telematics/test_console_language.py`). The choice is the `lang`
 cookie the page sets when the person switches language, else the browser's `Accept-Language`,
-else English. Reads only the package's own data files.
+else English (the header is read as the API reads it, `telematics.api.language`). Reads only
+the package's own data files.
 """
 
 from __future__ import annotations
@@ -12,43 +13,12 @@ import json
 from functools import cache
 from importlib import resources
 
+from telematics.api.language import from_accept_language
+
 LANGUAGES = ("en", "zh-CN")
 DEFAULT = "en"
 LANG_COOKIE = "telematics_lang"
-# Accept-Language is a client's header: parse a bounded prefix, a bounded number of entries.
-_MAX_HEADER_CHARS = 1000
-_MAX_RANGES = 20
-
-
-def _match(tag: str) -> str | None:
-    """The console language a language range asks for, if any."""
-    tag = tag.strip().lower()
-    if tag.startswith("zh"):
-        # Simplified Chinese for zh, zh-CN, zh-Hans, zh-SG; Traditional-only tags get English.
-        return None if tag in ("zh-tw", "zh-hk", "zh-mo", "zh-hant") else "zh-CN"
-    if tag == "en" or tag.startswith("en-"):
-        return "en"
-    return None
-
-
-def from_accept_language(header: str | None) -> str | None:
-    """The best console language of an `Accept-Language` header (RFC 9110 q-values)."""
-    if not header:
-        return None
-    ranked: list[tuple[float, int, str]] = []
-    for position, item in enumerate(header[:_MAX_HEADER_CHARS].split(",")[:_MAX_RANGES]):
-        tag, _, params = item.partition(";")
-        quality = 1.0
-        params = params.strip()
-        if params.startswith("q="):
-            try:
-                quality = float(params[2:])
-            except ValueError:
-                continue
-        found = _match(tag)
-        if found is not None and 0 < quality <= 1:
-            ranked.append((-quality, position, found))
-    return min(ranked)[2] if ranked else None
+__all__ = ["DEFAULT", "LANGUAGES", "LANG_COOKIE", "choose", "from_accept_language", "strings"]
 
 
 def choose(cookie: str | None, accept_language: str | None) -> str:

@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 from importlib import resources
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Cookie, Header, Query
 from fastapi.responses import Response
 
+from telematics.api.context import Context
+from telematics.base.config import Settings
 from telematics.base.errors import NotFoundError
 from telematics.console import language
 
@@ -42,9 +45,21 @@ ASSETS: dict[str, tuple[str, str]] = {
     "chart.js": ("chart.js", _JS),
     "orders.js": ("orders.js", _JS),
     "fleet.js": ("fleet.js", _JS),
+    "centre.js": ("centre.js", _JS),
+    "board.js": ("board.js", _JS),
+    "desk.js": ("desk.js", _JS),
+    "map.js": ("map.js", _JS),
+    "kpi.js": ("kpi.js", _JS),
     "console.css": ("console.css", _CSS),
     "uplot.js": ("vendor/uplot.js", _JS),
     "uplot.css": ("vendor/uplot.css", _CSS),
+    # The engineer's route sketch and the customer's pages (machine, service orders, survey).
+    "route.js": ("route.js", _JS),
+    "customer.js": ("customer.js", _JS),
+    "machine.js": ("machine.js", _JS),
+    "summary-charts.js": ("summary-charts.js", _JS),
+    "service.js": ("service.js", _JS),
+    "survey.js": ("survey.js", _JS),
 }
 
 
@@ -56,11 +71,29 @@ def _static(name: str) -> bytes:
     return path.read_bytes()
 
 
+def page_headers(settings: Settings) -> dict[str, str]:
+    """The page's headers: with a tile server configured, its origin may serve images too."""
+    if settings.console_tile_url is None:
+        return SECURITY_HEADERS
+    parts = urlsplit(settings.console_tile_url)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    return {**SECURITY_HEADERS, "Content-Security-Policy": CSP.replace(
+        "img-src 'self' data:", f"img-src 'self' data: {origin}")}  # fmt: skip
+
+
 @router.get("")
-async def page() -> Response:
+async def page(ctx: Context) -> Response:
     """The console: one page whose scripts draw every view."""
     return Response(_static("index.html"), media_type="text/html; charset=utf-8",
-                    headers=SECURITY_HEADERS)  # fmt: skip
+                    headers=page_headers(ctx.settings))  # fmt: skip
+
+
+@router.get("/config")
+async def config(ctx: Context) -> Response:
+    """What the page's views need from the settings: the map's tile server, if any."""
+    body = {"tile_url": ctx.settings.console_tile_url,
+            "tile_attribution": ctx.settings.console_tile_attribution}  # fmt: skip
+    return Response(json.dumps(body), media_type="application/json", headers=SECURITY_HEADERS)
 
 
 @router.get("/assets/{name}")

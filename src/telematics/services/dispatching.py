@@ -97,7 +97,13 @@ def _plan(candidate: Candidate, why_this_one: str) -> dict[str, Any]:
     }
 
 
-async def _site_of(conn: asyncpg.Connection, machine_id: str) -> tuple[float, float]:
+async def site_of(conn: asyncpg.Connection, machine_id: str) -> tuple[float, float]:
+    """Where an engineer goes for a machine: its registered site, else its last position.
+
+    Raises:
+        NotFoundError: No such machine.
+        InvalidRequestError: No site and no position within seven days.
+    """
     machine = await get_machine(conn, machine_id)
     if machine.site is not None:
         return machine.site.lat, machine.site.lon
@@ -123,8 +129,12 @@ async def dispatch_alarm(
     engineer_id: str | None,
     note: str,
     now: datetime | None = None,
+    steps_tried: Sequence[str] = (),
 ) -> DispatchResult:
     """Create an order for an alarm and dispatch it to the best (or the chosen) engineer.
+
+    `steps_tried`, the remote-fix steps the expert already went through with the customer, go
+    into the alarm's trail (`steps_tried`) in the same transaction, for the engineer to read.
 
     Raises:
         NotFoundError: No such alarm.
@@ -135,9 +145,13 @@ async def dispatch_alarm(
         try:
             async with acquire(pool) as conn, conn.transaction():
                 job = await _job(conn, knowledge, alarm_id)
-                return await _dispatch_once(
+                result = await _dispatch_once(
                     conn, policy, job, actor, engineer_id, note, now or datetime.now(UTC)
                 )
+                if steps_tried:
+                    detail = {"steps": list(steps_tried), "order_id": result.order.order_id}
+                    await alarm_store.record(conn, alarm_id, actor, "steps_tried", detail)
+                return result
         except _TAKEN_MEANWHILE as exc:
             log.info("dispatch of alarm %d: %s; matching again (%d)", alarm_id, exc, attempt)
     raise RefusedError(f"alarm {alarm_id}: its parts were taken by other orders meanwhile")
@@ -211,7 +225,7 @@ async def _job(conn: asyncpg.Connection, knowledge: KnowledgeBase, alarm_id: int
     fault = alarm.confirmed_fault or alarm.fault
     diagnosis = knowledge.diagnose(fault)
     parts = tuple(PartNeed(p.part_no, p.quantity) for p in diagnosis.parts)
-    site = await _site_of(conn, alarm.machine_id)
+    site = await site_of(conn, alarm.machine_id)
     order_id = await order_store.next_order_id(conn)
     need = OrderNeed(
         str(order_id), GeoPoint(*site), parts, frozenset(diagnosis.skills), alarm.severity
@@ -221,7 +235,7 @@ async def _job(conn: asyncpg.Connection, knowledge: KnowledgeBase, alarm_id: int
 
 async def _work_job(conn: asyncpg.Connection, work: Work) -> _Job:
     machine = await get_machine(conn, work.machine_id)
-    site = await _site_of(conn, work.machine_id)
+    site = await site_of(conn, work.machine_id)
     order_id = await order_store.next_order_id(conn)
     need = OrderNeed(str(order_id), GeoPoint(*site), work.parts, work.skills, work.severity)
     return _Job(

@@ -54,10 +54,11 @@ class Alarm:
     resolved_at: datetime | None = None
     resolved_by: str | None = None
     support_line: int = 1
+    region: str | None = None
 
 
 _SELECT = """
-SELECT a.*, m.model, m.customer_id, a.deviations::text AS deviations_text
+SELECT a.*, m.model, m.customer_id, m.region, a.deviations::text AS deviations_text
 FROM alarms a JOIN machines m USING (machine_id)
 """
 
@@ -94,6 +95,7 @@ def _alarm(row: asyncpg.Record) -> Alarm:
         resolved_at=row["resolved_at"],
         resolved_by=row["resolved_by"],
         support_line=row["support_line"],
+        region=row["region"],
     )
 
 
@@ -111,6 +113,7 @@ class AlarmFilter:
     acknowledged: bool | None = None
     since: datetime | None = None
     until: datetime | None = None
+    region: str | None = None
 
 
 async def list_alarms(
@@ -125,6 +128,7 @@ async def list_alarms(
         ("a.severity = {}", where.severity.value if where.severity else None),
         ("m.model = {}", where.model),
         ("m.customer_id = {}", where.customer_id),
+        ("m.region = {}", where.region),
         ("a.machine_id = {}", where.machine_id),
         ("a.fault = {}", where.fault),
         ("a.incident_id = {}", where.incident_id),

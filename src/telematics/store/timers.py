@@ -97,3 +97,35 @@ async def breaches(
                    Verdict(r["verdict"]), r["detail"] or "")
         for r in rows
     ]  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class BoardTimer:
+    """A timer of an order still open, as the dispatch board counts it down.
+
+    Attributes:
+        fired_at: None while pending.
+        verdict: None while pending; `breach` once it fired against the order.
+    """
+
+    timer_id: int
+    order_id: int
+    kind: TimerKind
+    due_at: datetime
+    fired_at: datetime | None
+    verdict: Verdict | None
+
+
+async def open_order_timers(conn: asyncpg.Connection, *, limit: int) -> list[BoardTimer]:
+    """The timers, pending and fired, of orders neither closed nor cancelled, soonest due first."""
+    rows = await conn.fetch(
+        "SELECT t.timer_id, t.order_id, t.kind, t.due_at, t.fired_at, t.verdict "
+        "FROM sla_timers t JOIN orders o USING (order_id) "
+        "WHERE o.state NOT IN ('closed', 'cancelled') ORDER BY t.due_at, t.timer_id LIMIT $1",
+        limit,
+    )
+    return [
+        BoardTimer(r["timer_id"], r["order_id"], TimerKind(r["kind"]), r["due_at"],
+                   r["fired_at"], None if r["verdict"] is None else Verdict(r["verdict"]))
+        for r in rows
+    ]  # fmt: skip

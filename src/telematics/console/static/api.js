@@ -22,6 +22,9 @@ export class ApiError extends Error {
 
 export async function api(method, path, body) {
   const headers = { Accept: "application/json" };
+  // The page's language: the API gives the knowledge base's texts (diagnoses, alarm titles) in
+  // it. Not on the console's own routes: they choose the page's language from the browser's.
+  if (path.startsWith("/v1/")) headers["Accept-Language"] = lang;
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (method !== "GET" && csrf) headers["X-CSRF-Token"] = csrf;
   const res = await fetch(path, {

@@ -6,6 +6,8 @@ import { showQueue } from "./queue.js";
 import { showAlarm } from "./alarm.js";
 import { showOrders } from "./orders.js";
 import { showFleet } from "./fleet.js";
+import { customerLinks, customerPage } from "./customer.js";
+import { CONTROL_CENTRE, controlCentreLinks, controlCentreView } from "./centre.js";
 
 const top = document.getElementById("top");
 const main = document.getElementById("main");
@@ -17,15 +19,18 @@ function home() {
   if (!me) return "#/";
   if (me.role === "engineer") return "#/orders";
   if (me.role === "customer") return "#/fleet";
+  if (me.role === "monitor") return "#/desk";
   return "#/alarms";
 }
 
 function navigation() {
   if (!me) return [];
   const links = [];
-  if (me.role !== "engineer") links.push(["#/alarms", t("nav.alarms")]);
+  if (!["engineer", "monitor"].includes(me.role)) links.push(["#/alarms", t("nav.alarms")]);
   if (me.role === "engineer" || me.role === "admin") links.push(["#/orders", t("nav.orders")]);
   if (me.role === "customer") links.push(["#/fleet", t("nav.fleet")]);
+  links.push(...customerLinks(me));
+  if (CONTROL_CENTRE.includes(me.role)) links.push(...controlCentreLinks(me.role));
   return links.map(([href, text]) =>
     h("a", { href, "aria-current": location.hash.startsWith(href) ? "page" : null }, text));
 }
@@ -112,9 +117,11 @@ function render() {
   const alarm = /^#\/alarms\/(\d+)$/.exec(hash);
   main.replaceChildren();
   if (alarm) cleanup = showAlarm(main, shell, Number(alarm[1]));
-  else if (hash.startsWith("#/alarms") && me.role !== "engineer") cleanup = showQueue(main, shell);
+  else if (hash.startsWith("#/alarms") && !["engineer", "monitor"].includes(me.role)) cleanup = showQueue(main, shell);
+  else if (controlCentreView(hash, me.role)) cleanup = controlCentreView(hash, me.role)(main, shell);
   else if (hash === "#/orders" && (me.role === "engineer" || me.role === "admin")) cleanup = showOrders(main, shell);
   else if (hash === "#/fleet" && me.role === "customer") cleanup = showFleet(main, shell);
+  else if (customerPage(hash, me)) cleanup = customerPage(hash, me)(main, shell);
   else if (hash !== home()) location.hash = home();
 }
 

@@ -1,6 +1,9 @@
 // The machine's signals around an alarm, one uPlot chart per signal with a shared cursor:
 // time on x, the signal in its unit on y, the moment the alarm was raised drawn as a red
-// line. Drag across a chart to zoom into a span; double-click to zoom back out.
+// line, and the rule book's limits on that signal (from the alarm's `limits`: raise limits
+// dashed red, clear limits dotted amber; a curve over another signal, such as the minimum oil
+// pressure over engine speed, is evaluated at each reading). Drag across a chart to zoom into a
+// span; double-click to zoom back out.
 
 import { h, t } from "./api.js";
 
@@ -39,6 +42,36 @@ function raisedLine(raisedS) {
   };
 }
 
+// A curve limit at x: linear between its points, held flat beyond the ends (as the rule does).
+function curveAt(xs, ys, x) {
+  if (x === null || x === undefined || Number.isNaN(x)) return null;
+  if (x <= xs[0]) return ys[0];
+  for (let i = 1; i < xs.length; i++) {
+    if (x <= xs[i]) return ys[i - 1] + ((ys[i] - ys[i - 1]) * (x - xs[i - 1])) / (xs[i] - xs[i - 1]);
+  }
+  return ys[ys.length - 1];
+}
+
+function limitSeries(detail, signal) {
+  return (detail.limits || []).filter((l) => l.signal === signal).map((limit) => {
+    const values = detail.readings.map((r) => (limit.value !== null ? limit.value
+      : curveAt(limit.xs, limit.ys, r[limit.over])));
+    const when = limit.condition ? ` (${t(`alarm.limit_when_${limit.condition}`)})` : "";
+    const raise = limit.edge === "raise";
+    return {
+      values,
+      series: {
+        label: t(raise ? "alarm.limit_raise" : "alarm.limit_clear") + when,
+        stroke: raise ? "#b42318" : "#b54708",
+        width: 1.5,
+        dash: raise ? [6, 4] : [2, 3],
+        spanGaps: limit.value !== null,
+        points: { show: false },
+      },
+    };
+  });
+}
+
 export function drawSignals(root, detail) {
   const signals = wanted(detail);
   if (signals.length === 0 || !window.uPlot) {
@@ -57,15 +90,17 @@ export function drawSignals(root, detail) {
     figure.append(plot);
     root.append(figure);
     const values = detail.readings.map((r) => (r[signal] === undefined ? null : r[signal]));
+    const limits = limitSeries(detail, signal);
     return new window.uPlot({
       width,
       height: 200,
       cursor: { sync: { key: sync.key } },
       scales: { x: { time: true } },
-      series: [{ label: t("time") }, { label, stroke: "#1f6feb", width: 2, spanGaps: false }],
+      series: [{ label: t("time") }, { label, stroke: "#1f6feb", width: 2, spanGaps: false },
+        ...limits.map((l) => l.series)],
       axes: [{}, { label }],
       plugins: [raisedLine(raisedS)],
-    }, [times, values], plot);
+    }, [times, values, ...limits.map((l) => l.values)], plot);
   });
   root.append(h("p", { class: "hint" }, t("alarm.chart_hint")));
   return () => charts.forEach((c) => c.destroy());

@@ -1,0 +1,126 @@
+"""What the control centre's pages read beside an alarm: the queue by region, the rule book's
+limits with the alarm's signals, who a dispatch would choose from (changing nothing), and the
+faults a diagnosis may be corrected to.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from diagnosis.rules import RuleBook
+from dispatch.sla import SlaPolicy
+from telematics.quality.survey_store import set_region
+from telematics.services.dispatching import dispatch_alarm
+from telematics.store import resources
+from telematics.store.resources import LocationKind
+from tests.conftest import unique
+from tests.telematics.harness import ADMIN_TOKEN, api_client
+from tests.telematics.test_orders import KB, build, raise_alarm
+
+AS_ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+RULES = RuleBook.load()
+
+
+async def _reserved(conn: asyncpg.Connection, engineer_id: str) -> int:
+    return sum(s.reserved for s in await resources.stock_at(conn, LocationKind.VAN, engineer_id))
+
+
+async def test_the_queue_filters_by_region_and_staff_see_it(pool: asyncpg.Pool) -> None:
+    region = unique("rg")
+    async with pool.acquire() as conn:
+        inside, outside = await build(conn), await build(conn)
+        await set_region(conn, inside.machine_id, region)
+        mine = await raise_alarm(conn, inside.machine_id)
+        await raise_alarm(conn, outside.machine_id)
+    async with api_client(pool, knowledge=KB) as http:
+        page = (await http.get("/v1/alarms", params={"region": region}, headers=AS_ADMIN)).json()
+    assert [(a["alarm_id"], a["region"]) for a in page["alarms"]] == [(mine, region)]
+
+
+async def test_an_alarm_carries_the_limits_of_its_machines_rule_table(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        w = await build(conn)  # an excavator
+        alarm_id = await raise_alarm(conn, w.machine_id)
+    async with api_client(pool, knowledge=KB, rules=RULES) as http:
+        detail = (await http.get(f"/v1/alarms/{alarm_id}", headers=AS_ADMIN)).json()
+    oil = [
+        x for x in detail["limits"] if x["signal"] == "oil_pressure_kpa" and x["edge"] == "raise"
+    ]
+    rule = RULES.classes["excavator"].low_oil_pressure
+    assert oil == [{
+        "signal": "oil_pressure_kpa", "fault": "low_oil_pressure", "edge": "raise",
+        "side": "below", "value": None, "over": "engine_speed_rpm",
+        "xs": list(rule.curve_rpm), "ys": list(rule.curve_kpa), "condition": "",
+    }]  # fmt: skip
+    coolant = {x["edge"]: x["value"] for x in detail["limits"] if x["signal"] == "coolant_temp_c"}
+    overheat = RULES.classes["excavator"].engine_overheat
+    assert coolant == {"raise": overheat.raise_c, "clear": overheat.clear_c}
+    async with api_client(pool, knowledge=KB) as http:  # a service without diagnosis rules
+        assert (await http.get(f"/v1/alarms/{alarm_id}", headers=AS_ADMIN)).json()["limits"] == []
+
+
+async def test_suggestions_rank_as_a_dispatch_would_and_reserve_nothing(
+    pool: asyncpg.Pool,
+) -> None:
+    async with pool.acquire() as conn:
+        w = await build(conn)
+        alarm_id = await raise_alarm(conn, w.machine_id)
+    async with api_client(pool, knowledge=KB) as http:
+        answer = await http.get(f"/v1/alarms/{alarm_id}/suggestions", headers=AS_ADMIN)
+        assert answer.status_code == 200, answer.text
+        found = answer.json()
+        missing = await http.get("/v1/alarms/999999999/suggestions", headers=AS_ADMIN)
+    assert missing.status_code == 404
+    assert missing.headers["content-type"].startswith("application/problem+json")
+    first, second = found["candidates"][:2]
+    # The far engineer drives straight with the kit; the near one detours to the warehouse.
+    assert (first["engineer_id"], first["pickup_warehouse_id"]) == (w.far, None)
+    assert (second["engineer_id"], second["pickup_warehouse_id"]) == (w.near, w.warehouse)
+    assert second["detour_km"] > 0
+    assert first["eta_min"] < second["eta_min"]
+    assert {p["part_no"] for p in found["parts"]} == {
+        p.part_no for p in KB.diagnose(found["fault"]).parts
+    }
+    async with pool.acquire() as conn:
+        assert await _reserved(conn, w.far) == 0
+        assert await conn.fetchval("SELECT count(*) FROM orders WHERE alarm_id = $1", alarm_id) == 0
+    result = await dispatch_alarm(
+        pool, KB, SlaPolicy(), alarm_id, actor="expert:t", engineer_id=None, note=""
+    )
+    assert result.chosen.engineer_id == first["engineer_id"]
+
+
+async def test_faults_list_the_knowledge_base(pool: asyncpg.Pool) -> None:
+    async with api_client(pool, knowledge=KB) as http:
+        found = (await http.get("/v1/faults", headers=AS_ADMIN)).json()
+    assert {f["fault"] for f in found} == set(KB.faults)
+    titles = {f["fault"]: f["title"] for f in found}
+    assert titles["low_oil_pressure"] == KB.diagnose("low_oil_pressure").title
+
+
+async def test_the_board_reads_the_timers_of_open_orders_only(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        w = await build(conn)
+        open_alarm = await raise_alarm(conn, w.machine_id)
+    kept = await dispatch_alarm(
+        pool, KB, SlaPolicy(), open_alarm, actor="expert:t", engineer_id=None, note=""
+    )
+    async with pool.acquire() as conn:
+        w2 = await build(conn)
+        gone_alarm = await raise_alarm(conn, w2.machine_id)
+    gone = await dispatch_alarm(
+        pool, KB, SlaPolicy(), gone_alarm, actor="expert:t", engineer_id=None, note=""
+    )
+    async with api_client(pool, knowledge=KB) as http:
+        cancel = await http.post(
+            f"/v1/orders/{gone.order.order_id}/cancel", json={"reason": "t"}, headers=AS_ADMIN
+        )
+        assert cancel.status_code == 200, cancel.text
+        timers = (await http.get("/v1/sla/timers", headers=AS_ADMIN)).json()
+    order_ids = {t["order_id"] for t in timers}
+    assert kept.order.order_id in order_ids
+    assert gone.order.order_id not in order_ids
+    mine = [t for t in timers if t["order_id"] == kept.order.order_id]
+    assert {t["kind"] for t in mine} >= {"callback_check", "arrival_deadline"}
+    assert all(t["verdict"] is None and t["fired_at"] is None for t in mine)
+    assert [t["due_at"] for t in timers] == sorted(t["due_at"] for t in timers)
