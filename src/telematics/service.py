@@ -65,6 +65,8 @@ class Endpoints:
     mqtt_protocol: str
     http_url: str
     admin_token: str
+    database_tcp: str | None = None
+    """The embedded database's address for other clients (`psql`); None for a configured one."""
 
 
 def admin_token(settings: Settings) -> str:
@@ -195,21 +197,32 @@ class _Server(uvicorn.Server):
 
 
 @asynccontextmanager
-async def _resources(settings: Settings) -> AsyncIterator[tuple[str, str, str]]:
+async def _resources(settings: Settings) -> AsyncIterator[tuple[str, str, str, str | None]]:
+    """The database DSN, broker URL and protocol, and the embedded database's TCP address."""
     async with AsyncExitStack() as stack:
+        database_tcp = None
         if settings.database_url is not None:
             dsn = settings.database_url.get_secret_value()
         else:
-            dsn = await embedded.start_postgres(settings.data_dir)
+            db_port = embedded.stable_port(settings.embedded_db_port, "PostgreSQL")
+            dsn, tcp_port = await embedded.start_postgres(settings.data_dir, db_port)
+            if tcp_port is not None:
+                database_tcp = (
+                    f"postgresql://postgres@127.0.0.1:{tcp_port}/{embedded.EMBEDDED_DB_NAME}"
+                )
         protocol = settings.mqtt_protocol
         if settings.mqtt_url is not None:
             mqtt_url = settings.mqtt_url
         else:
-            broker = embedded.EmbeddedBroker(settings.data_dir, embedded.find_mosquitto())
+            broker = embedded.EmbeddedBroker(
+                settings.data_dir,
+                embedded.find_mosquitto(),
+                embedded.stable_port(settings.embedded_mqtt_port, "MQTT broker"),
+            )
             await broker.start()
             stack.push_async_callback(broker.stop)
             mqtt_url, protocol = broker.url, broker.protocol
-        yield dsn, mqtt_url, protocol
+        yield dsn, mqtt_url, protocol, database_tcp
 
 
 def gateway_config(settings: Settings, mqtt_url: str, protocol: str) -> GatewayConfig:
@@ -356,7 +369,7 @@ async def run_service(
     # A broken rules or knowledge file stops the start here, before any database or broker work.
     data = _diagnosis_data(settings)
     async with (
-        _resources(settings) as (dsn, mqtt_url, protocol),
+        _resources(settings) as (dsn, mqtt_url, protocol, database_tcp),
         open_pools(dsn, settings, stop) as pools,
     ):
         await prepare_database(pools.jobs, settings)
@@ -442,6 +455,7 @@ async def run_service(
                         mqtt_protocol=protocol,
                         http_url=f"http://{settings.http_host}:{port}",
                         admin_token=token,
+                        database_tcp=database_tcp,
                     )
                 )
             await stop.wait()
