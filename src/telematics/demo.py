@@ -19,6 +19,7 @@ import logging
 import math
 import sys
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,7 +44,9 @@ from telematics.base.errors import TelematicsError
 from telematics.firstlook.autopilot import Autopilot
 from telematics.firstlook.faults import DemoTiming, schedule
 from telematics.firstlook.network import plan_network, seed_network
+from telematics.firstlook.positions import PositionPublisher
 from telematics.firstlook.roles import TOKENS_FILE, SeatToken, ensure_tokens, seats
+from telematics.ingest.mqtt import parse_mqtt_url
 from telematics.service import Endpoints, run_service
 
 log = logging.getLogger(__name__)
@@ -189,11 +192,18 @@ class _Demo:
             asyncio.create_task(self._announce(faults, started, quiet)),
             asyncio.create_task(self._watch(admin, quiet)),
         ]
+        vans = None
         if o.autopilot:
             engineers = {t.subject_id: t.token for t in tokens if t.role == "engineer"}
+            vans = PositionPublisher(
+                parse_mqtt_url(ep.mqtt_url), f"demo-vans-{uuid.uuid4().hex[:8]}",
+                protocol=ep.mqtt_protocol,
+            )  # fmt: skip
+            homes = {e.engineer_id: (e.home_lat, e.home_lon) for e in self.network.engineers}
             pilot = Autopilot(
-                anyone, engineers, step_s=o.autopilot_step_s, poll_s=o.poll_s, say=self.say
-            )
+                anyone, engineers, step_s=o.autopilot_step_s, poll_s=o.poll_s, say=self.say,
+                vans=vans, homes=homes,
+            )  # fmt: skip
             helpers.append(asyncio.create_task(pilot.run(quiet)))
         simulation = asyncio.create_task(arun(config))
         try:
@@ -204,6 +214,8 @@ class _Demo:
             quiet.set()
             simulation.cancel()
             await asyncio.gather(simulation, *helpers, return_exceptions=True)
+            if vans is not None:
+                await vans.close()
 
     async def _announce(
         self, faults: Sequence[FaultSpec], started: float, quiet: asyncio.Event
@@ -268,7 +280,7 @@ class _Demo:
         )  # fmt: skip
         tokens_file = self.settings.data_dir / TOKENS_FILE
         pilot = (
-            f"The autopilot plays the engineers: an order moves on every {o.autopilot_step_s:.0f}"
+            f"The autopilot plays the engineers: an order moves on every {o.autopilot_step_s:g}"
             " s (accept, travel, arrive, complete);\nstart with --no-autopilot to play them "
             "yourself."
             if o.autopilot

@@ -28,6 +28,7 @@ from telematics.base.config import Settings
 from telematics.demo import MACHINES_PER_CUSTOMER, DemoOptions, run_demo
 from telematics.firstlook.faults import DEMO_ORDER, DemoTiming, schedule
 from telematics.firstlook.network import diagnoses, plan_network, seed_network
+from telematics.firstlook.positions import along
 from telematics.firstlook.roles import TOKENS_FILE, ensure_tokens, seats
 from telematics.service import prepare_database
 from tests.conftest import ADMIN_DSN, _with_database
@@ -165,6 +166,8 @@ async def test_demo_run_raises_an_alarm_and_the_autopilot_completes_the_order(
             await _wait_for(out, rf"completed order {order['order_id']}\b", 30)
             done = (await http.get(f"/v1/orders/{order['order_id']}")).json()
             assert done["state"] == "completed"
+            # The autopilot's van reported its way there: the arrival was at the site.
+            assert done["tracking"]["arrived_off_site"] is False, done["tracking"]
             assert done["consumed"] == done["reserved"] or done["consumed"]
             events = (await http.get(f"/v1/orders/{order['order_id']}/events")).json()
             actors = {e["actor"] for e in events if e["action"] in ("accept", "arrive")}
@@ -174,3 +177,12 @@ async def test_demo_run_raises_an_alarm_and_the_autopilot_completes_the_order(
         stop.set()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(demo, 60)
+
+
+def test_a_van_moves_along_its_route_at_an_even_pace() -> None:
+    home, warehouse, site = (31.0, 121.0), (31.0, 121.1), (31.1, 121.1)
+    assert along([home, warehouse, site], 0) == home
+    assert along([home, warehouse, site], 1.5) == site
+    lat, lon = along([home, warehouse, site], 0.25)
+    assert lat == pytest.approx(31.0)
+    assert 121.05 < lon < 121.06  # past a quarter of the first leg: it is the shorter one

@@ -3,7 +3,9 @@ without anyone holding the engineer's phone.
 
 Each engineer acts with their own token over the HTTP API, exactly as the engineer's console
 page does: an order assigned to them is accepted, travelled to, arrived at and completed (with
-the parts that were reserved for it), one step every `step_s` seconds. The autopilot only moves
+the parts that were reserved for it), one step every `step_s` seconds. On the way, the van's
+position is published along the order's route (`positions`), so the map and the order's tracking
+move, and the arrival is reported at the site. The autopilot only moves
 an order that has stayed in a state for `step_s`, so a person who acts on an order in the console
 first is never overruled: the autopilot carries on from whatever state it finds. It never
 dispatches (the expert does that) and never answers the survey (the customer does).
@@ -19,6 +21,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import httpx
+
+from telematics.firstlook.positions import Point, PositionPublisher, along
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,8 @@ class Autopilot:
         step_s: float,
         poll_s: float = 2.0,
         say: Callable[[str], None] = lambda line: None,
+        vans: PositionPublisher | None = None,
+        homes: Mapping[str, Point] | None = None,
     ) -> None:
         """Args:
         http: A client on the API's base URL (no token of its own).
@@ -49,13 +55,18 @@ class Autopilot:
         step_s: How long an order stays in a state before the engineer moves it on.
         poll_s: How often the engineers look at their orders.
         say: Where a line for the demo's output goes, one per action.
+        vans: Where van positions go on the way; None publishes none.
+        homes: Where each engineer's van starts from (else from the route's first stop).
         """
         self._http = http
         self._tokens = dict(engineer_tokens)
         self._step_s = step_s
         self._poll_s = poll_s
         self._say = say
+        self._vans = vans
+        self._homes = dict(homes or {})
         self._since: dict[tuple[int, str], float] = {}
+        self._at_site: set[int] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work the orders until `stop` is set; an unreachable API is retried at the next poll."""
@@ -64,6 +75,8 @@ class Autopilot:
                 await self.round()
             except httpx.HTTPError as exc:
                 log.warning("autopilot: the API did not answer (%s); trying again", exc)
+            except Exception:  # a supervisor: one odd answer must not end the autopilot
+                log.exception("autopilot: a round failed; trying again")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self._poll_s)
 
@@ -82,10 +95,32 @@ class Autopilot:
                 if step is None:
                     continue
                 key = (int(order["order_id"]), str(order["state"]))
-                if now - self._since.setdefault(key, now) < self._step_s:
+                waited_s = now - self._since.setdefault(key, now)
+                if order["state"] == "en_route" and not await self._drive(order, waited_s):
+                    continue
+                if waited_s < self._step_s:
                     continue
                 acted += await self._act(engineer_id, auth, order, *step)
         return acted
+
+    async def _drive(self, order: dict[str, Any], waited_s: float) -> bool:
+        """Move the van of an order on its way; True once it may report the arrival (at once
+        without vans; with them, a poll after the van's position at the site was published).
+        """
+        if self._vans is None:
+            return True
+        order_id, engineer_id = int(order["order_id"]), str(order["engineer_id"])
+        stops = (order.get("route") or {}).get("stops") or []
+        path: list[Point] = [(float(s["lat"]), float(s["lon"])) for s in stops]
+        if not path:
+            path = [(float(order["site_lat"]), float(order["site_lon"]))]
+        path.insert(0, self._homes.get(engineer_id, path[0]))
+        fraction = waited_s / self._step_s if self._step_s > 0 else 1.0
+        if order_id in self._at_site:
+            return True
+        if await self._vans.publish(engineer_id, along(path, fraction)) and fraction >= 1:
+            self._at_site.add(order_id)
+        return False
 
     async def _act(
         self, engineer_id: str, auth: dict[str, str], order: dict[str, Any], action: str, said: str

@@ -131,7 +131,7 @@ def plan_network(machines: Sequence[MachineSpec], knowledge: KnowledgeBase) -> N
     skill_sets = sorted({tuple(sorted(d.skills)) for d in found if d.skills})
     lats = [m.site.lat for m in machines]
     lons = [m.site.lon for m in machines]
-    centre_lat, centre_lon = sum(lats) / len(lats), sum(lons) / len(lons)
+    centre_lat, centre_lon = float(sum(lats) / len(lats)), float(sum(lons) / len(lons))
     engineers = []
     for i, name in enumerate(ENGINEER_NAMES):
         group = [s for j, s in enumerate(skill_sets) if j % SKILL_GROUPS == i % SKILL_GROUPS]
@@ -169,7 +169,7 @@ def plan_network(machines: Sequence[MachineSpec], knowledge: KnowledgeBase) -> N
 def _offset(lat: float, lon: float, distance_m: float, bearing_rad: float) -> tuple[float, float]:
     d_lat = distance_m * math.cos(bearing_rad) / _M_PER_DEG
     d_lon = distance_m * math.sin(bearing_rad) / (_M_PER_DEG * math.cos(math.radians(lat)))
-    return round(lat + d_lat, 6), round(lon + d_lon, 6)
+    return round(float(lat + d_lat), 6), round(float(lon + d_lon), 6)
 
 
 async def seed_network(http: httpx.AsyncClient, plan: NetworkPlan) -> SeedReport:
