@@ -140,6 +140,17 @@ class _Demo:
 
     async def run(self, service: asyncio.Task[None], stop: asyncio.Event) -> None:
         ep = self.endpoints
+        # The fault schedule replays the fleet's duty cycle (a few seconds): meanwhile, the
+        # fleet is registered and the network seeded.
+        planned = asyncio.create_task(
+            asyncio.to_thread(
+                schedule,
+                self.machines,
+                self.options.timing,
+                seed=FLEET_SEED,
+                first_customer=self.network.customers[0],
+            )
+        )
         try:
             await asyncio.to_thread(register_machines, ep.http_url, ep.admin_token, self.machines)
         except (SimulatorError, OSError) as exc:
@@ -156,13 +167,7 @@ class _Demo:
                 tokens, _ = await ensure_tokens(admin, self.settings.data_dir, wanted)
             except httpx.HTTPError as exc:
                 raise TelematicsError(f"could not seed the service network: {exc}") from exc
-            faults = await asyncio.to_thread(
-                schedule,
-                self.machines,
-                self.options.timing,
-                seed=FLEET_SEED,
-                first_customer=self.network.customers[0],
-            )
+            faults = await planned
             self._banner(tokens, faults, seeded.summary())
             await self._play(service, stop, admin, anyone, tokens, faults)
 

