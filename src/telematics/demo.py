@@ -291,7 +291,11 @@ class _Demo:
             if o.autopilot
             else "No autopilot: sign in as the engineer to accept, travel, arrive and complete."
         )
-        db = ep.database_tcp or "configured by TELEMATICS_DATABASE_URL"
+        db = ep.database_tcp or (
+            "as TELEMATICS_DATABASE_URL says"
+            if self.settings.database_url is not None
+            else "embedded, on its Unix socket only (a server started without a TCP port)"
+        )
         print(
             f"""
 telematics demo: {len(self.machines)} simulated machines of {len(self.network.customers)} \

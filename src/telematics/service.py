@@ -204,8 +204,9 @@ async def _resources(settings: Settings) -> AsyncIterator[tuple[str, str, str, s
         if settings.database_url is not None:
             dsn = settings.database_url.get_secret_value()
         else:
-            db_port = embedded.stable_port(settings.embedded_db_port, "PostgreSQL")
-            dsn, tcp_port = await embedded.start_postgres(settings.data_dir, db_port)
+            dsn, tcp_port = await embedded.start_postgres(
+                settings.data_dir, settings.embedded_db_port
+            )
             if tcp_port is not None:
                 database_tcp = (
                     f"postgresql://postgres@127.0.0.1:{tcp_port}/{embedded.EMBEDDED_DB_NAME}"

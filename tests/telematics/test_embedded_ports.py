@@ -54,9 +54,11 @@ def data_dir() -> Iterator[Path]:
 
 
 async def test_embedded_postgres_answers_on_its_tcp_port(data_dir: Path) -> None:
-    port = embedded.stable_port(embedded.free_port(), "PostgreSQL")
+    port = embedded.free_port()
     dsn, tcp_port = await embedded.start_postgres(data_dir, port)
     assert tcp_port == port
+    # Started again while it runs (another process on the same folder): the same server, port.
+    assert await embedded.start_postgres(data_dir, port + 1) == (dsn, port)
     for where in (dsn, f"postgresql://postgres@127.0.0.1:{port}/{embedded.EMBEDDED_DB_NAME}"):
         conn = await asyncpg.connect(where, timeout=10)
         try:

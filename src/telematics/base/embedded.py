@@ -119,7 +119,9 @@ def _start_postgres(data_dir: Path, port: int | None) -> EmbeddedPostgres:
 
         def pg_ctl_on_tcp(args: list[str], **kwargs: Any) -> str:
             if port is not None:
-                args = [f"-h 127.0.0.1 -p {port}" if a == _NO_TCP else a for a in args]
+                # Chosen only now that a server must start: one already running keeps its port.
+                listen = f"-h 127.0.0.1 -p {stable_port(port, 'PostgreSQL')}"
+                args = [listen if a == _NO_TCP else a for a in args]
             result: str = original(args, **kwargs)
             return result
 
@@ -177,8 +179,9 @@ async def start_postgres(data_dir: Path, port: int | None = None) -> tuple[str, 
 
     Args:
         data_dir: The service's data folder.
-        port: TCP port on 127.0.0.1 to listen on besides the socket (`stable_port`); None for
-            the socket only. A server already running keeps the port it has.
+        port: TCP port on 127.0.0.1 to listen on besides the socket, or the next free one
+            (`stable_port`; 0: any free port); None for the socket only. A server already
+            running keeps the port it has.
 
     Returns:
         The DSN of the service's database (over the socket) and the TCP port, if any.
