@@ -29,6 +29,21 @@ def test_a_taken_stable_port_moves_to_the_next_free_one_and_says_so(
     assert f"using {chosen}" in caplog.text
 
 
+def test_a_port_whose_server_just_stopped_is_kept() -> None:
+    """A restart within a minute: the old server's closed connections linger in TIME-WAIT on the
+    port, which is free for a new server all the same (the demo's broker kept moving to 11884).
+    """
+    server = socket.create_server(("127.0.0.1", 0))  # SO_REUSEADDR, as brokers bind
+    port = server.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = server.accept()
+    accepted.close()  # the server closes first: its end of the connection is in TIME-WAIT
+    assert client.recv(1) == b""
+    client.close()
+    server.close()
+    assert embedded.stable_port(port, "MQTT broker") == port
+
+
 def test_a_free_stable_port_is_kept_and_zero_means_any() -> None:
     port = embedded.free_port()
     assert embedded.stable_port(port, "PostgreSQL") == port

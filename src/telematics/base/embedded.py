@@ -49,7 +49,15 @@ PORT_TRIES = 20
 
 
 def _bindable(host: str, port: int) -> bool:
+    """Whether a server could listen on `port` now.
+
+    With SO_REUSEADDR, as PostgreSQL, Mosquitto and asyncio's servers bind: a port whose last
+    server just stopped still has its closed connections in TIME-WAIT for a minute, which a
+    plain bind counts as taken, so a quick restart of the demo would move off its stable port.
+    A port someone listens on is refused all the same.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
