@@ -140,26 +140,29 @@ class _Demo:
 
     async def run(self, service: asyncio.Task[None], stop: asyncio.Event) -> None:
         ep = self.endpoints
-        # The fault schedule replays the fleet's duty cycle (a few seconds): meanwhile, the
-        # fleet is registered and the network seeded.
-        planned = asyncio.create_task(
-            asyncio.to_thread(
-                schedule,
-                self.machines,
-                self.options.timing,
-                seed=FLEET_SEED,
-                first_customer=self.network.customers[0],
-            )
-        )
-        try:
-            await asyncio.to_thread(register_machines, ep.http_url, ep.admin_token, self.machines)
-        except (SimulatorError, OSError) as exc:
-            raise TelematicsError(f"could not register the simulated fleet: {exc}") from exc
         auth = {"Authorization": f"Bearer {ep.admin_token}"}
         async with (
             httpx.AsyncClient(base_url=ep.http_url, headers=auth, timeout=30) as admin,
             httpx.AsyncClient(base_url=ep.http_url, timeout=30) as anyone,
         ):
+            # The fault schedule replays the fleet's duty cycle (a few seconds): meanwhile, the
+            # fleet is registered and the network seeded.
+            planned = asyncio.create_task(
+                asyncio.to_thread(
+                    schedule,
+                    self.machines,
+                    self.options.timing,
+                    seed=FLEET_SEED,
+                    first_customer=self.network.customers[0],
+                    alarmed=await _alarmed_machines(admin),
+                )
+            )
+            try:
+                await asyncio.to_thread(
+                    register_machines, ep.http_url, ep.admin_token, self.machines
+                )
+            except (SimulatorError, OSError) as exc:
+                raise TelematicsError(f"could not register the simulated fleet: {exc}") from exc
             try:
                 seeded = await seed_network(admin, self.network)
                 wanted = seats([e.engineer_id for e in self.network.engineers],
@@ -345,6 +348,20 @@ Ctrl-C stops the fleet, then the service drains and stops.
             return None
         nearest = min(able, key=lambda e: _km(e.home_lat, e.home_lon, site.lat, site.lon))
         return next((t for t in tokens if t.subject_id == nearest.engineer_id), None)
+
+
+async def _alarmed_machines(admin: httpx.AsyncClient) -> frozenset[str]:
+    """Machines with an open alarm: left by an earlier run on this data folder, if any.
+
+    Raises:
+        TelematicsError: The service did not answer.
+    """
+    try:
+        answer = await admin.get("/v1/alarms", params={"state": "open", "limit": "1000"})
+        answer.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise TelematicsError(f"could not read the service's open alarms: {exc}") from exc
+    return frozenset(str(a["machine_id"]) for a in answer.json()["alarms"])
 
 
 def _machine(machines: Sequence[MachineSpec], machine_id: str) -> MachineSpec:

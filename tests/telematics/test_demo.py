@@ -26,7 +26,7 @@ from diagnosis.knowledge import KnowledgeBase
 from simulators.machines import make_fleet
 from telematics.base.config import Settings
 from telematics.demo import MACHINES_PER_CUSTOMER, DemoOptions, run_demo
-from telematics.firstlook.faults import DEMO_ORDER, DemoTiming, schedule
+from telematics.firstlook.faults import CARRIED_OVER_S, DEMO_ORDER, DemoTiming, schedule
 from telematics.firstlook.network import diagnoses, plan_network, seed_network
 from telematics.firstlook.positions import along
 from telematics.firstlook.roles import TOKENS_FILE, ensure_tokens, seats
@@ -120,6 +120,22 @@ def test_schedule_rotates_kinds_and_machines_and_starts_soon() -> None:
         for b in faults:
             if a is not b and a.machine_id == b.machine_id:
                 assert a.end_ts_ms <= b.start_ts_ms or b.end_ts_ms <= a.start_ts_ms
+
+
+def test_a_restart_faults_no_machine_whose_earlier_alarm_is_still_open() -> None:
+    """A demo restarted on its data folder within minutes: the first fault would go to the same
+    machine as before, whose alarm is still open, and only extend it (no new alarm to see).
+    """
+    machines = make_fleet(20, machines_per_customer=MACHINES_PER_CUSTOMER, seed=0)
+    timing = DemoTiming(first_after_s=30, every_s=180, horizon_s=3600, replay_s=3600)
+    fresh = schedule(machines, timing, first_customer="CUST-001")
+    alarmed = {fresh[0].machine_id}
+    again = schedule(machines, timing, first_customer="CUST-001", alarmed=alarmed)
+    owner = {m.machine_id: m.customer_id for m in machines}
+    assert again[0].machine_id not in alarmed
+    assert owner[again[0].machine_id] == "CUST-001"  # still the banner's customer
+    assert [f.kind for f in again[: len(DEMO_ORDER)]] == list(DEMO_ORDER)
+    assert all(f.start_ts_ms >= CARRIED_OVER_S * 1000 for f in again if f.machine_id in alarmed)
 
 
 async def _wait_for(out: io.StringIO, pattern: str, timeout_s: float) -> re.Match[str]:

@@ -13,7 +13,7 @@ show in any state (a J1939 code, a machine carried off its site) are scheduled.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -60,6 +60,11 @@ CLEAR_MAGNITUDES: Final[dict[FaultKind, float]] = {
     "low_oil_pressure": 0.3,  # kept fraction: under the minimum curve at any speed, not only idle
 }
 
+CARRIED_OVER_S: Final = 240.0
+"""How long a machine with an alarm still open from an earlier run on the same data folder gets
+no fault: that alarm clears once the restarted fleet reports the machine healthy, and a fault
+given meanwhile would only extend it, so its `alarm raised` line would never come."""
+
 REPLAY_MAX_MACHINES: Final = 200
 """Larger fleets take more than a few seconds to replay two hours of."""
 _MIN_STRETCH_S: Final = 120.0
@@ -103,6 +108,7 @@ def schedule(
     *,
     seed: int = 0,
     first_customer: str | None = None,
+    alarmed: Collection[str] = (),
 ) -> tuple[FaultSpec, ...]:
     """The demo's faults, `start_ts_ms` counted from the run's first reading.
 
@@ -112,10 +118,13 @@ def schedule(
         seed: The fleet's seed (its duty cycle is replayed from it).
         first_customer: The first fault goes to one of this customer's machines (the customer
             whose token the banner prints), when it has one in the right state.
+        alarmed: Machines with an open alarm at the start (a restarted demo); they get no fault
+            for the first `CARRIED_OVER_S`.
     """
     replay_s = timing.replay_s if len(machines) <= REPLAY_MAX_MACHINES else 0.0
     states = duty_cycle(machines, seed, timing.period_s, replay_s) if replay_s > 0 else None
-    busy_until = np.zeros(len(machines))  # a machine carries one fault at a time
+    # A machine carries one fault at a time, and none while an earlier run's alarm clears.
+    busy_until = np.array([CARRIED_OVER_S if m.machine_id in alarmed else 0.0 for m in machines])
     last_used = np.full(len(machines), -1.0)
     specs = []
     offset_s, n = timing.first_after_s, 0
