@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import secrets
+import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
@@ -30,7 +31,7 @@ from telematics.api.session_cookie import SessionKeeper
 from telematics.base import embedded
 from telematics.base.config import Settings
 from telematics.base.db import acquire, create_pool, with_retry
-from telematics.base.errors import StoreUnavailableError
+from telematics.base.errors import StoreUnavailableError, TelematicsError
 from telematics.base.metrics import Metrics
 from telematics.base.migrate import migrate
 from telematics.ingest.gateway import Gateway, GatewayConfig
@@ -194,6 +195,28 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+@asynccontextmanager
+async def _http_socket(settings: Settings) -> AsyncIterator[socket.socket]:
+    """The API's socket, bound before the database and broker start: a taken port (8080 is a
+    popular one) is then one line at once, not uvicorn's traceback once all else came up.
+
+    Raises:
+        TelematicsError: The address cannot be bound.
+    """
+    host, port = settings.http_host, settings.http_port
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    with sock:  # uvicorn's own bind does the same
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise TelematicsError(
+                f"the HTTP API cannot listen on {host}:{port} ({exc.strerror or exc}); set "
+                "TELEMATICS_HTTP_PORT to a free port, or 0 for any"
+            ) from exc
+        yield sock
 
 
 @asynccontextmanager
@@ -370,6 +393,7 @@ async def run_service(
     # A broken rules or knowledge file stops the start here, before any database or broker work.
     data = _diagnosis_data(settings)
     async with (
+        _http_socket(settings) as listener,
         _resources(settings) as (dsn, mqtt_url, protocol, database_tcp),
         open_pools(dsn, settings, stop) as pools,
     ):
@@ -435,7 +459,7 @@ async def run_service(
             if publisher is not None:
                 tg.create_task(publisher.run(diagnosis_done))
             _start_jobs(tg, pools.jobs, settings, metrics, (mqtt_url, protocol), stop)
-            api = tg.create_task(server.serve())
+            api = tg.create_task(server.serve(sockets=[listener]))
             # uvicorn offers no "started" event to wait on.
             while not server.started and not api.done():  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
