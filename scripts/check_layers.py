@@ -30,7 +30,8 @@ FORBIDDEN: dict[str, set[str]] = {
 # Capabilities above `api/` (they bring routers of their own, mounted by `telematics.web`) follow
 # it, in the order they may import each other.
 LAYERS = ("wire", "base", "store", "ingest", "services", "api",
-          "summaries", "maintenance", "notices", "quality", "aemp", "console")  # fmt: skip
+          "summaries", "maintenance", "notices", "quality", "aemp", "console",
+          "firstlook")  # fmt: skip
 # Narrower than the rank allows: a layer that may reach only these modules of a lower one.
 ONLY: dict[tuple[str, str], set[str]] = {
     ("services", "ingest"): {"telematics.ingest.mqtt"},

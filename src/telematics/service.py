@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import secrets
+import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
@@ -30,7 +31,7 @@ from telematics.api.session_cookie import SessionKeeper
 from telematics.base import embedded
 from telematics.base.config import Settings
 from telematics.base.db import acquire, create_pool, with_retry
-from telematics.base.errors import StoreUnavailableError
+from telematics.base.errors import StoreUnavailableError, TelematicsError
 from telematics.base.metrics import Metrics
 from telematics.base.migrate import migrate
 from telematics.ingest.gateway import Gateway, GatewayConfig
@@ -65,6 +66,8 @@ class Endpoints:
     mqtt_protocol: str
     http_url: str
     admin_token: str
+    database_tcp: str | None = None
+    """The embedded database's address for other clients (`psql`); None for a configured one."""
 
 
 def admin_token(settings: Settings) -> str:
@@ -195,21 +198,55 @@ class _Server(uvicorn.Server):
 
 
 @asynccontextmanager
-async def _resources(settings: Settings) -> AsyncIterator[tuple[str, str, str]]:
+async def _http_socket(settings: Settings) -> AsyncIterator[socket.socket]:
+    """The API's socket, bound before the database and broker start: a taken port (8080 is a
+    popular one) is then one line at once, not uvicorn's traceback once all else came up.
+
+    Raises:
+        TelematicsError: The address cannot be bound.
+    """
+    host, port = settings.http_host, settings.http_port
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    with sock:  # uvicorn's own bind does the same
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise TelematicsError(
+                f"the HTTP API cannot listen on {host}:{port} ({exc.strerror or exc}); set "
+                "TELEMATICS_HTTP_PORT to a free port, or 0 for any"
+            ) from exc
+        yield sock
+
+
+@asynccontextmanager
+async def _resources(settings: Settings) -> AsyncIterator[tuple[str, str, str, str | None]]:
+    """The database DSN, broker URL and protocol, and the embedded database's TCP address."""
     async with AsyncExitStack() as stack:
+        database_tcp = None
         if settings.database_url is not None:
             dsn = settings.database_url.get_secret_value()
         else:
-            dsn = await embedded.start_postgres(settings.data_dir)
+            dsn, tcp_port = await embedded.start_postgres(
+                settings.data_dir, settings.embedded_db_port
+            )
+            if tcp_port is not None:
+                database_tcp = (
+                    f"postgresql://postgres@127.0.0.1:{tcp_port}/{embedded.EMBEDDED_DB_NAME}"
+                )
         protocol = settings.mqtt_protocol
         if settings.mqtt_url is not None:
             mqtt_url = settings.mqtt_url
         else:
-            broker = embedded.EmbeddedBroker(settings.data_dir, embedded.find_mosquitto())
+            broker = embedded.EmbeddedBroker(
+                settings.data_dir,
+                embedded.find_mosquitto(),
+                embedded.stable_port(settings.embedded_mqtt_port, "MQTT broker"),
+            )
             await broker.start()
             stack.push_async_callback(broker.stop)
             mqtt_url, protocol = broker.url, broker.protocol
-        yield dsn, mqtt_url, protocol
+        yield dsn, mqtt_url, protocol, database_tcp
 
 
 def gateway_config(settings: Settings, mqtt_url: str, protocol: str) -> GatewayConfig:
@@ -364,7 +401,8 @@ async def run_service(
     # A broken rules or knowledge file stops the start here, before any database or broker work.
     data = _diagnosis_data(settings)
     async with (
-        _resources(settings) as (dsn, mqtt_url, protocol),
+        _http_socket(settings) as listener,
+        _resources(settings) as (dsn, mqtt_url, protocol, database_tcp),
         open_pools(dsn, settings, stop) as pools,
     ):
         await prepare_database(pools.jobs, settings)
@@ -429,7 +467,7 @@ async def run_service(
             if publisher is not None:
                 tg.create_task(publisher.run(diagnosis_done))
             _start_jobs(tg, pools.jobs, settings, metrics, (mqtt_url, protocol), stop)
-            api = tg.create_task(server.serve())
+            api = tg.create_task(server.serve(sockets=[listener]))
             # uvicorn offers no "started" event to wait on.
             while not server.started and not api.done():  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
@@ -450,6 +488,7 @@ async def run_service(
                         mqtt_protocol=protocol,
                         http_url=f"http://{settings.http_host}:{port}",
                         admin_token=token,
+                        database_tcp=database_tcp,
                     )
                 )
             await stop.wait()

