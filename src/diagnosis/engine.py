@@ -95,6 +95,11 @@ class Engine:
         """The machines the engine has no state for, in the order given."""
         return [m for m in machine_ids if m not in self._state.slots]
 
+    def last_ts_ms(self, machine_ids: Iterable[str]) -> dict[str, int]:
+        """The time of the last reading processed for each known machine, epoch ms."""
+        st = self._state
+        return {m: int(st.last_ts[st.slots[m]]) for m in machine_ids if m in st.slots}
+
     def late_rows(self, frame: Frame) -> BoolArray:
         """Per reading: not later than the last processed for its machine (`process` skips it)."""
         st = self._state

@@ -265,7 +265,11 @@ def _diagnosis(
         engine,
         knowledge,
         metrics,
-        DiagnoserConfig(history_s=settings.diagnosis_history_s, source=settings.mqtt_client_id),
+        DiagnoserConfig(
+            history_s=settings.diagnosis_history_s,
+            source=settings.mqtt_client_id,
+            shared=settings.mqtt_shared_group is not None,
+        ),
         notify=publisher.publish if publisher is not None else None,
         consumers=[Rollup(pool, rules, settings.summary_max_gap_s)]
         if settings.summaries_enabled

@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 import asyncpg
+import numpy as np
 
 from diagnosis.engine import Engine
 from diagnosis.events import AlarmEvent, Severity, Transition
@@ -44,6 +45,7 @@ from telematics.base.errors import StoreUnavailableError
 from telematics.base.metrics import Metrics
 from telematics.services import late
 from telematics.store import alarms as alarm_store
+from telematics.store import diagnosis_marks as marks_store
 from telematics.store import models as model_store
 from telematics.store import pending as pending_store
 from telematics.store import readings as readings_store
@@ -84,6 +86,9 @@ class DiagnoserConfig:
             recorded in `diagnosis_pending` under it are diagnosed on start, and each one
             diagnosed is taken off the table. None: nothing is durable (tests, tools).
         done_flush_s: How often diagnosed batches are taken off `diagnosis_pending`.
+        shared: Other workers take the same stream (a shared subscription): a machine's
+            state is trusted only while no other worker diagnosed it since, silence only
+            when the store has nothing newer either (`store.diagnosis_marks`). Needs `source`.
     """
 
     history_s: float = 900.0
@@ -92,6 +97,7 @@ class DiagnoserConfig:
     model_refresh_s: float = 60.0
     source: str | None = None
     done_flush_s: float = 1.0
+    shared: bool = False
 
 
 def frame_of(readings: ReadingColumns) -> Frame:
@@ -337,37 +343,67 @@ class Diagnoser:
         self._room.set()
 
     async def diagnose(self, frame: Frame) -> list[alarm_store.AlarmChange]:
-        """Restore unknown machines, run the engine on `frame`, store the alarm changes."""
+        """Restore unknown machines, run the engine on `frame`, store the alarm changes.
+
+        With `shared` on, all of it is one transaction holding the batch's machines' locks
+        (`store.diagnosis_marks`): a machine another worker diagnosed since this one did is
+        rebuilt from the store first, and two workers never diagnose one machine at once.
+        """
+        source = self._config.source if self._config.shared else None
         async with acquire(self._pool) as conn:
             try:
-                unknown = self.engine.unknown(frame.machine_ids)
-                if unknown:
-                    await self._restore(conn, unknown, int(frame.ts_ms.min()))
-                is_late = self.engine.late_rows(frame)
-                missed: list[AlarmEvent] = []
-                if bool(is_late.any()):
-                    missed = await late.late_events(
-                        conn,
-                        frame.take(is_late),
-                        self.engine.rules,
-                        self._scorers,
-                        self._config.history_s,
-                    )
-                events = self.engine.process(frame)
-                if not events and not missed:
-                    return []
+                if source is None:
+                    return await self._diagnose_on(conn, frame)
                 async with conn.transaction():
-                    changes = await alarm_store.apply_events(conn, missed + events, self.describe)
+                    moved, unmarked = await marks_store.claim(conn, frame.machine_ids, source)
+                    # Unmarked: nobody diagnosed it with marks on, so what this engine holds
+                    # of it cannot be vouched for either.
+                    self.engine.forget(moved + unmarked)
+                    changes = await self._diagnose_on(conn, frame)
+                    await marks_store.mark(conn, moved + unmarked, source)
+                    return changes
             except BaseException:
                 # Memory must not run ahead of the store: what this batch taught the engine is
                 # forgotten, and rebuilt from the store next time.
                 self.engine.forget(frame.machine_ids)
                 raise
+
+    async def _diagnose_on(
+        self, conn: asyncpg.Connection, frame: Frame
+    ) -> list[alarm_store.AlarmChange]:
+        unknown = self.engine.unknown(frame.machine_ids)
+        if unknown:
+            await self._restore_before(conn, frame, unknown)
+        is_late = self.engine.late_rows(frame)
+        missed: list[AlarmEvent] = []
+        if bool(is_late.any()):
+            missed = await late.late_events(
+                conn,
+                frame.take(is_late),
+                self.engine.rules,
+                self._scorers,
+                self._config.history_s,
+            )
+        events = self.engine.process(frame)
+        if not events and not missed:
+            return []
+        async with conn.transaction():
+            changes = await alarm_store.apply_events(conn, missed + events, self.describe)
         if missed:
             # Episodes the live state does not know of: rebuilt from the store next time, so
             # the next live reading decides whether they are still active.
             self.engine.forget({e.machine_id for e in missed})
         return changes
+
+    async def _restore_before(
+        self, conn: asyncpg.Connection, frame: Frame, machine_ids: list[str]
+    ) -> None:
+        """Restore machines each up to its own first reading in `frame`."""
+        first_ms = np.full(len(frame.machine_ids), np.iinfo(np.int64).max, np.int64)
+        np.minimum.at(first_ms, frame.machine_idx, frame.ts_ms)
+        index = {m: i for i, m in enumerate(frame.machine_ids)}
+        before = {m: int(first_ms[index[m]]) for m in machine_ids}
+        await late.restore_each(conn, self.engine, before, self._config.history_s)
 
     async def _restore(
         self, conn: asyncpg.Connection, machine_ids: list[str], before_ms: int
@@ -419,8 +455,33 @@ class Diagnoser:
                 return
             heard_ms = now_ms - round((now_s - since) * 1000)
         events = self.engine.check_silence(now_ms, heard_ms)
+        if events and self._config.shared:
+            events = await self._silent_in_store(events, stop)
         if events:
             await self.apply(events, stop)
+
+    async def _silent_in_store(
+        self, events: Sequence[AlarmEvent], stop: asyncio.Event | None
+    ) -> list[AlarmEvent]:
+        """Of silence events, those the store agrees with: a machine whose latest stored
+        reading is newer than this engine's last one reports to another worker; its state
+        here is stale and is forgotten (rebuilt if it comes back to this worker).
+        """
+        ids = [e.machine_id for e in events]
+
+        async def once() -> dict[str, int]:
+            async with acquire(self._pool) as conn:
+                return await marks_store.latest_ts_ms(conn, ids)
+
+        try:
+            latest = await with_retry(once, what="silence check", stop=stop)
+        except StoreUnavailableError:  # stopping with the database away
+            self.engine.forget(ids)
+            return []
+        last = self.engine.last_ts_ms(ids)
+        elsewhere = [m for m in ids if latest.get(m, -1) > last[m]]
+        self.engine.forget(elsewhere)
+        return [e for e in events if e.machine_id not in elsewhere]
 
     async def apply(
         self, events: Sequence[AlarmEvent], stop: asyncio.Event | None = None

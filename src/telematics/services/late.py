@@ -25,7 +25,7 @@ from diagnosis.rules import RuleBook
 from telematics.store import alarm_queries
 from telematics.store import alarms as alarm_store
 from telematics.store import readings as readings_store
-from telematics.store.registry import machines_by_id
+from telematics.store.registry import Machine, machines_by_id
 
 
 def _at(ts_ms: int) -> datetime:
@@ -45,23 +45,39 @@ async def restore(
     `before_ms` (events off); then, if asked, take their open episodes from the store.
     """
     machines = await machines_by_id(conn, list(machine_ids))
-    infos = [
-        MachineInfo(
-            m.machine_id,
-            m.model,
-            m.site.lat if m.site else None,
-            m.site.lon if m.site else None,
-            m.site.radius_m if m.site else None,
-            machine_class=m.machine_class,
-        )
-        for m in machines
-    ]
+    infos = [_info(m) for m in machines]
     ids = [i.machine_id for i in infos]
     start, end = _at(before_ms - round(history_s * 1000)), _at(before_ms - 1)
     past = await readings_store.history(conn, ids, start, end)
     history = Frame.build(past.machine_ids, past.ts_ms, past.values, past.dtcs)
     open_faults = await alarm_store.open_faults(conn, ids) if with_open_episodes else {}
     engine.restore(infos, history, open_faults)
+
+
+async def restore_each(
+    conn: asyncpg.Connection, engine: Engine, before_ms: dict[str, int], history_s: float
+) -> None:
+    """Like `restore`, each machine replayed up to its own `before_ms` (its batch's first
+    reading): readings another worker stored between two machines' first readings are then
+    part of the state, not skipped.
+    """
+    machines = await machines_by_id(conn, list(before_ms))
+    infos = [_info(m) for m in machines]
+    known = {i.machine_id: before_ms[i.machine_id] for i in infos}
+    past = await readings_store.history_before(conn, known, round(history_s * 1000))
+    history = Frame.build(past.machine_ids, past.ts_ms, past.values, past.dtcs)
+    engine.restore(infos, history, await alarm_store.open_faults(conn, list(known)))
+
+
+def _info(m: Machine) -> MachineInfo:
+    return MachineInfo(
+        m.machine_id,
+        m.model,
+        m.site.lat if m.site else None,
+        m.site.lon if m.site else None,
+        m.site.radius_m if m.site else None,
+        machine_class=m.machine_class,
+    )
 
 
 async def late_events(

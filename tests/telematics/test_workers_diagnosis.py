@@ -1,0 +1,105 @@
+"""Several gateway workers on one stream: a machine's readings reach whichever worker the broker
+picks, and each worker's diagnosis of it is what one worker alone would have found.
+
+Two diagnosers with engines of their own stand for two workers (`shared` on, distinct sources)
+on the real store; the processes around them are proven in test_workers.py.
+"""
+
+from __future__ import annotations
+
+import time
+
+import asyncpg
+
+from diagnosis.engine import Engine
+from diagnosis.events import ENGINE_OVERHEAT, MACHINE_SILENT
+from diagnosis.knowledge import KnowledgeBase
+from diagnosis.rules import RuleBook
+from telematics.base.metrics import Metrics
+from telematics.services.diagnose import Diagnoser, DiagnoserConfig
+from telematics.store import alarms as alarm_store
+from tests.conftest import unique
+from tests.diagnosis.test_engine import T0, Stream
+from tests.telematics.test_diagnose import register, store
+
+
+def worker(pool: asyncpg.Pool, source: str | None, *, shared: bool = True) -> Diagnoser:
+    config = DiagnoserConfig(source=source, shared=shared and source is not None)
+    return Diagnoser(pool, Engine(RuleBook.load()), KnowledgeBase.load(), Metrics(), config)
+
+
+def two_episodes(machine_id: str) -> Stream:
+    """Warm, overheating, cooled, overheating again, cooled: two episodes of one fault."""
+    s = Stream(machine_id, start_s=-3600.0)
+    s.add(120)
+    s.add(180, coolant_temp_c=109.0)
+    s.add(180, coolant_temp_c=88.0)
+    s.add(180, coolant_temp_c=109.0)
+    s.add(180, coolant_temp_c=88.0)
+    return s
+
+
+def shape(alarms: list[alarm_store.Alarm]) -> list[tuple[object, ...]]:
+    return sorted((a.fault, a.state, a.raised_at, a.cleared_at, a.readings) for a in alarms)
+
+
+async def alarms_of(pool: asyncpg.Pool, machine_id: str) -> list[alarm_store.Alarm]:
+    async with pool.acquire() as conn:
+        return await alarm_store.list_alarms(
+            conn, alarm_store.AlarmFilter(machine_id=machine_id), before_id=None, limit=20
+        )
+
+
+async def test_a_machine_moving_between_workers_is_diagnosed_as_by_one(
+    pool: asyncpg.Pool,
+) -> None:
+    """Chunks of a minute go to workers A and B in turn (a round-robin shared subscription):
+    a fault that starts on A and goes on on B is one episode, cleared once, and the second
+    episode, starting on A again while A last saw the first one open, is neither lost nor
+    doubled: the same alarms as one worker that saw everything."""
+    alone, moving = unique("WA"), unique("WM")
+    streams = {m: two_episodes(m) for m in (alone, moving)}
+    async with pool.acquire() as conn:
+        for m in streams:
+            await register(conn, m)
+    one = worker(pool, None)
+    a, b = worker(pool, unique("gw-a")), worker(pool, unique("gw-b"))
+    n = len(streams[alone].rows)
+    for i, lo in enumerate(range(0, n, 60)):
+        async with pool.acquire() as conn:
+            straight = await store(conn, streams[alone], lo, lo + 60)
+            turn = await store(conn, streams[moving], lo, lo + 60)
+        await one.diagnose(straight)
+        await (a if i % 2 == 0 else b).diagnose(turn)
+    expected = await alarms_of(pool, alone)
+    overheats = [x.state for x in expected if x.fault == ENGINE_OVERHEAT]
+    assert overheats == ["cleared", "cleared"]
+    assert shape(await alarms_of(pool, moving)) == shape(expected)
+
+
+async def test_a_machine_reporting_to_another_worker_is_not_silent_here(
+    pool: asyncpg.Pool,
+) -> None:
+    """Worker A saw a machine once; since, it reports to B (a hash strategy keeps it there).
+    A's engine would call it silent; the store has newer readings, so A forgets it instead,
+    and the silence B finds is dated from B's last reading."""
+    machine_id = unique("WS")
+    s = Stream(machine_id, start_s=-3600.0).add(120)
+    async with pool.acquire() as conn:
+        await register(conn, machine_id)
+        early = await store(conn, s, 0, 60)
+        late = await store(conn, s, 60, 120)
+    a, b = worker(pool, unique("gw-a")), worker(pool, unique("gw-b"))
+    await a.diagnose(early)
+    await b.diagnose(late)
+    # Both have heard the fleet since before the machine's readings: silence counts from them.
+    heard = time.monotonic() - (time.time() - T0 / 1000 + 3600.0)
+    a.heard_since = b.heard_since = lambda: heard
+    await a.check_silence()
+    assert a.engine.unknown([machine_id]) == [machine_id]
+    assert [x for x in await alarms_of(pool, machine_id) if x.fault == MACHINE_SILENT] == []
+    await b.check_silence()
+    silent = [x for x in await alarms_of(pool, machine_id) if x.fault == MACHINE_SILENT]
+    timeout_s = b.engine.rules.for_machine("", "excavator").machine_silent.timeout_s
+    assert len(silent) == 1
+    assert silent[0].raised_at.timestamp() * 1000 == s.ts(119) + timeout_s * 1000
