@@ -103,3 +103,28 @@ async def test_a_machine_reporting_to_another_worker_is_not_silent_here(
     timeout_s = b.engine.rules.for_machine("", "excavator").machine_silent.timeout_s
     assert len(silent) == 1
     assert silent[0].raised_at.timestamp() * 1000 == s.ts(119) + timeout_s * 1000
+
+
+async def test_a_batch_diagnosed_after_newer_ones_elsewhere_adds_no_second_episode(
+    pool: asyncpg.Pool,
+) -> None:
+    """Worker A committed a batch in the middle of an overheat and was slow to diagnose it (a
+    kill and restart, say); worker B meanwhile diagnosed the readings after it and cleared the
+    episode. A's batch is older than what was diagnosed: late, so it finds the episode there
+    and opens no second one."""
+    machine_id = unique("WO")
+    s = Stream(machine_id, start_s=-3600.0)
+    s.add(120).add(180, coolant_temp_c=109.0).add(180, coolant_temp_c=88.0)
+    async with pool.acquire() as conn:
+        await register(conn, machine_id)
+        warm = await store(conn, s, 0, 120)
+        hot = await store(conn, s, 120, 240)
+        held = await store(conn, s, 240, 300)  # A's, still hot, diagnosed last
+        cool = await store(conn, s, 300, 480)
+    a, b = worker(pool, unique("gw-a")), worker(pool, unique("gw-b"))
+    await a.diagnose(warm)
+    await b.diagnose(hot)
+    await b.diagnose(cool)
+    assert await a.diagnose(held) == []
+    overheats = [x for x in await alarms_of(pool, machine_id) if x.fault == ENGINE_OVERHEAT]
+    assert [x.state for x in overheats] == ["cleared"]

@@ -108,6 +108,17 @@ def frame_of(readings: ReadingColumns) -> Frame:
     return Frame.build(readings.machine_ids, readings.ts_ms, readings.values, dtcs)
 
 
+_NO_MARK = marks_store.Mark("", 0)
+
+
+def _per_machine(frame: Frame, reduce: np.ufunc) -> dict[str, int]:
+    """Per machine of `frame`, its first (`np.minimum`) or last (`np.maximum`) reading time."""
+    start = np.iinfo(np.int64).max if reduce is np.minimum else np.iinfo(np.int64).min
+    out = np.full(len(frame.machine_ids), start, np.int64)
+    reduce.at(out, frame.machine_idx, frame.ts_ms)
+    return dict(zip(frame.machine_ids, out.tolist(), strict=True))
+
+
 class Diagnoser:
     """Runs the engine over committed batches and keeps the alarm episodes in the store."""
 
@@ -355,12 +366,17 @@ class Diagnoser:
                 if source is None:
                     return await self._diagnose_on(conn, frame)
                 async with conn.transaction():
-                    moved, unmarked = await marks_store.claim(conn, frame.machine_ids, source)
-                    # Unmarked: nobody diagnosed it with marks on, so what this engine holds
-                    # of it cannot be vouched for either.
-                    self.engine.forget(moved + unmarked)
-                    changes = await self._diagnose_on(conn, frame)
-                    await marks_store.mark(conn, moved + unmarked, source)
+                    marks = await marks_store.claim(conn, frame.machine_ids)
+                    # Diagnosed elsewhere since, or never with marks on: what this engine holds
+                    # of it cannot be vouched for. Rebuilt up to what was diagnosed, so older
+                    # readings of this batch count as late.
+                    stale = [
+                        m for m in frame.machine_ids if marks.get(m, _NO_MARK).source != source
+                    ]
+                    self.engine.forget(stale)
+                    floor = {m: marks[m].ts_ms + 1 for m in stale if m in marks}
+                    changes = await self._diagnose_on(conn, frame, floor)
+                    await marks_store.mark(conn, _per_machine(frame, np.maximum), source)
                     return changes
             except BaseException:
                 # Memory must not run ahead of the store: what this batch taught the engine is
@@ -369,11 +385,14 @@ class Diagnoser:
                 raise
 
     async def _diagnose_on(
-        self, conn: asyncpg.Connection, frame: Frame
+        self, conn: asyncpg.Connection, frame: Frame, floor: dict[str, int] | None = None
     ) -> list[alarm_store.AlarmChange]:
         unknown = self.engine.unknown(frame.machine_ids)
         if unknown:
-            await self._restore_before(conn, frame, unknown)
+            first = _per_machine(frame, np.minimum)
+            floor = floor or {}
+            before = {m: max(first[m], floor.get(m, first[m])) for m in unknown}
+            await late.restore_each(conn, self.engine, before, self._config.history_s)
         is_late = self.engine.late_rows(frame)
         missed: list[AlarmEvent] = []
         if bool(is_late.any()):
@@ -394,16 +413,6 @@ class Diagnoser:
             # the next live reading decides whether they are still active.
             self.engine.forget({e.machine_id for e in missed})
         return changes
-
-    async def _restore_before(
-        self, conn: asyncpg.Connection, frame: Frame, machine_ids: list[str]
-    ) -> None:
-        """Restore machines each up to its own first reading in `frame`."""
-        first_ms = np.full(len(frame.machine_ids), np.iinfo(np.int64).max, np.int64)
-        np.minimum.at(first_ms, frame.machine_idx, frame.ts_ms)
-        index = {m: i for i, m in enumerate(frame.machine_ids)}
-        before = {m: int(first_ms[index[m]]) for m in machine_ids}
-        await late.restore_each(conn, self.engine, before, self._config.history_s)
 
     async def _restore(
         self, conn: asyncpg.Connection, machine_ids: list[str], before_ms: int

@@ -5,14 +5,17 @@ subscription the machine's next message may go to any worker, so before a batch 
 the machines' advisory locks (one diagnosis of a machine at a time, across processes) and reads
 their marks: a machine last diagnosed by another worker has moved, and its state must be
 rebuilt from the store. The mark is rewritten only when the worker changes, so a machine that
-stays on one worker (EMQX's hash strategies) costs one read a batch and no write.
+stays on one worker (EMQX's hash strategies) is never rebuilt. The mark also holds the latest
+reading time diagnosed: a worker rebuilding a machine replays the store up to it, so that its
+own older readings (a batch that waited while another worker diagnosed newer ones) are late.
 
 Everything here runs in the caller's transaction; the locks end with it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import asyncpg
 
@@ -26,11 +29,15 @@ SELECT count(pg_advisory_xact_lock(k)) FROM (
     ORDER BY 1
 ) AS keys
 """
-_READ = "SELECT machine_id, source FROM diagnosis_marks WHERE machine_id = ANY($1::text[])"
+_READ = """
+SELECT machine_id, source, ts_ms FROM diagnosis_marks WHERE machine_id = ANY($1::text[])
+"""
 _WRITE = """
-INSERT INTO diagnosis_marks (machine_id, source)
-SELECT m, $2 FROM unnest($1::text[]) AS m
-ON CONFLICT (machine_id) DO UPDATE SET source = EXCLUDED.source, marked_at = now()
+INSERT INTO diagnosis_marks (machine_id, source, ts_ms)
+SELECT m, $3, t FROM unnest($1::text[], $2::bigint[]) AS u(m, t)
+ON CONFLICT (machine_id) DO UPDATE
+SET source = EXCLUDED.source, ts_ms = GREATEST(diagnosis_marks.ts_ms, EXCLUDED.ts_ms),
+    marked_at = now()
 """
 _LATEST = """
 SELECT machine_id, (extract(epoch FROM max(ts)) * 1000)::bigint AS ts_ms FROM readings
@@ -38,30 +45,30 @@ WHERE machine_id = ANY($1::text[]) GROUP BY machine_id
 """
 
 
-async def claim(
-    conn: asyncpg.Connection, machine_ids: Sequence[str], source: str
-) -> tuple[list[str], list[str]]:
-    """Lock the machines for this transaction and say where they were diagnosed last.
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """Who diagnosed a machine last, and its latest reading time diagnosed (epoch ms)."""
+
+    source: str
+    ts_ms: int
+
+
+async def claim(conn: asyncpg.Connection, machine_ids: Sequence[str]) -> dict[str, Mark]:
+    """Lock the machines for this transaction; their marks (none for a machine never marked).
 
     Locks are taken in key order, so two workers claiming overlapping sets cannot deadlock.
-
-    Returns:
-        (moved, unmarked): machines last diagnosed by another worker, and machines with no
-        mark yet (never diagnosed with marks on). Both must be marked for `source` once
-        diagnosed; a moved machine's state must be rebuilt first.
     """
     ids = sorted(set(machine_ids))
     await conn.fetchval(_LOCK, ids)
-    marks = {r["machine_id"]: r["source"] for r in await conn.fetch(_READ, ids)}
-    moved = [m for m in ids if m in marks and marks[m] != source]
-    unmarked = [m for m in ids if m not in marks]
-    return moved, unmarked
+    rows = await conn.fetch(_READ, ids)
+    return {r["machine_id"]: Mark(r["source"], int(r["ts_ms"])) for r in rows}
 
 
-async def mark(conn: asyncpg.Connection, machine_ids: Sequence[str], source: str) -> None:
-    """Record `source` as the worker that diagnosed the machines last."""
-    if machine_ids:
-        await conn.execute(_WRITE, sorted(set(machine_ids)), source)
+async def mark(conn: asyncpg.Connection, last_ts_ms: Mapping[str, int], source: str) -> None:
+    """Record `source` as the worker that diagnosed the machines last, up to `last_ts_ms`."""
+    if last_ts_ms:
+        ids = sorted(last_ts_ms)
+        await conn.execute(_WRITE, ids, [last_ts_ms[m] for m in ids], source)
 
 
 async def latest_ts_ms(conn: asyncpg.Connection, machine_ids: Sequence[str]) -> dict[str, int]:
