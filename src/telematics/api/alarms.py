@@ -26,7 +26,7 @@ from telematics.api.alarm_schemas import (
     NoteIn,
     ResolveIn,
 )
-from telematics.api.context import Conn, Context, Staff, allow
+from telematics.api.context import Conn, Context, ReadConn, Staff, allow
 from telematics.api.schemas import BeforeId, Instant, PathId, ReadingOut
 from telematics.base.errors import InvalidRequestError, NotFoundError
 from telematics.store import alarms as alarm_store
@@ -46,7 +46,7 @@ _ACK, _CONFIRM, _RESOLVE = AckIn(), ConfirmIn(), ResolveIn()
 
 @router.get("")
 async def list_alarms(
-    conn: Conn,
+    conn: ReadConn,
     caller: Annotated[Principal, Depends(allow(Role.EXPERT, Role.CUSTOMER))],
     state: Literal["open", "cleared"] | None = None,
     severity: Severity | None = None,
