@@ -4,7 +4,7 @@
 -- other worker diagnosed it since: a worker that finds another's name here rebuilds the
 -- machine's state from the store first, up to `ts_ms`, so that readings older than what was
 -- diagnosed elsewhere are treated as late, not as news. Written with each diagnosis, under a
--- per-machine advisory lock held for its transaction: one diagnosis of a machine at a time.
+-- lock on the machine's row held for its transaction: one diagnosis of a machine at a time.
 CREATE TABLE diagnosis_marks (
     machine_id text PRIMARY KEY,
     source     text NOT NULL,

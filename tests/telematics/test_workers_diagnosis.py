@@ -7,6 +7,7 @@ on the real store; the processes around them are proven in test_workers.py.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import asyncpg
@@ -19,7 +20,7 @@ from telematics.base.metrics import Metrics
 from telematics.services.diagnose import Diagnoser, DiagnoserConfig
 from telematics.store import alarms as alarm_store
 from tests.conftest import unique
-from tests.diagnosis.test_engine import T0, Stream
+from tests.diagnosis.test_engine import T0, Stream, frame_of
 from tests.telematics.test_diagnose import register, store
 
 
@@ -128,3 +129,28 @@ async def test_a_batch_diagnosed_after_newer_ones_elsewhere_adds_no_second_episo
     assert await a.diagnose(held) == []
     overheats = [x for x in await alarms_of(pool, machine_id) if x.fault == ENGINE_OVERHEAT]
     assert [x.state for x in overheats] == ["cleared"]
+
+
+async def test_two_workers_diagnosing_the_same_machines_at_once_take_turns(
+    pool: asyncpg.Pool,
+) -> None:
+    """Batches of the same twenty machines on two workers at the same moment, over and over:
+    they wait for each other on the machines' marks (no deadlock, no error), and the marks end
+    with whoever diagnosed each machine's newest readings."""
+    streams = [Stream(unique("WT"), start_s=-3600.0).add(120) for _ in range(20)]
+    async with pool.acquire() as conn:
+        for s in streams:
+            await register(conn, s.machine_id)
+    a, b = worker(pool, unique("gw-a")), worker(pool, unique("gw-b"))
+    for lo in range(0, 120, 20):
+        async with pool.acquire() as conn:
+            for s in streams:
+                await store(conn, s, lo, lo + 20)
+        # One batch of all twenty machines each, at once: older readings on A, newer on B.
+        await asyncio.gather(
+            a.diagnose(frame_of(*streams, lo=lo, hi=lo + 10)),
+            b.diagnose(frame_of(*reversed(streams), lo=lo + 10, hi=lo + 20)),
+        )
+    ids = [s.machine_id for s in streams]
+    marks = await pool.fetch("SELECT ts_ms FROM diagnosis_marks WHERE machine_id = ANY($1)", ids)
+    assert sorted(r["ts_ms"] for r in marks) == sorted(s.ts(119) for s in streams)

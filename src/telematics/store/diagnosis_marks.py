@@ -2,8 +2,8 @@
 
 A worker's engine state for a machine is a cache of what it diagnosed itself. With a shared
 subscription the machine's next message may go to any worker, so before a batch a worker takes
-the machines' advisory locks (one diagnosis of a machine at a time, across processes) and reads
-their marks: a machine last diagnosed by another worker has moved, and its state must be
+the machines' row locks on their marks (one diagnosis of a machine at a time, across processes)
+and reads them: a machine last diagnosed by another worker has moved, and its state must be
 rebuilt from the store. The mark is rewritten only when the worker changes, so a machine that
 stays on one worker (EMQX's hash strategies) is never rebuilt. The mark also holds the latest
 reading time diagnosed: a worker rebuilding a machine replays the store up to it, so that its
@@ -19,18 +19,20 @@ from dataclasses import dataclass
 
 import asyncpg
 
-# Keys of the per-machine advisory locks: hashtextextended(machine_id, seed). The seed keeps
-# them apart from other advisory locks of the schema (migrations, jobs) by construction.
-_LOCK_SEED = 0x0D1A_6017
-
-_LOCK = f"""
-SELECT count(pg_advisory_xact_lock(k)) FROM (
-    SELECT DISTINCT hashtextextended(m, {_LOCK_SEED}) AS k FROM unnest($1::text[]) AS m
-    ORDER BY 1
-) AS keys
+# Row locks on the marks, not advisory locks: a batch may hold a thousand machines, and
+# advisory locks share one lock table of max_locks_per_transaction x max_connections slots
+# (6,400 by default) across the whole server; row locks live in the rows. A machine seen for the
+# first time gets its row first (a placeholder, ts_ms -1, source '' matching no worker), so
+# that every machine of the batch has a row to lock. Both statements go in machine id order, so
+# two workers with overlapping batches wait for each other instead of deadlocking.
+_ENSURE = """
+INSERT INTO diagnosis_marks (machine_id, source, ts_ms)
+SELECT m, '', -1 FROM unnest($1::text[]) AS m ORDER BY m
+ON CONFLICT (machine_id) DO NOTHING
 """
-_READ = """
-SELECT machine_id, source, ts_ms FROM diagnosis_marks WHERE machine_id = ANY($1::text[])
+_LOCK = """
+SELECT machine_id, source, ts_ms FROM diagnosis_marks
+WHERE machine_id = ANY($1::text[]) ORDER BY machine_id FOR UPDATE
 """
 _WRITE = """
 INSERT INTO diagnosis_marks (machine_id, source, ts_ms)
@@ -54,14 +56,13 @@ class Mark:
 
 
 async def claim(conn: asyncpg.Connection, machine_ids: Sequence[str]) -> dict[str, Mark]:
-    """Lock the machines for this transaction; their marks (none for a machine never marked).
-
-    Locks are taken in key order, so two workers claiming overlapping sets cannot deadlock.
+    """Lock the machines' marks for this transaction and return them (a machine never marked
+    has none: its placeholder row is left out).
     """
     ids = sorted(set(machine_ids))
-    await conn.fetchval(_LOCK, ids)
-    rows = await conn.fetch(_READ, ids)
-    return {r["machine_id"]: Mark(r["source"], int(r["ts_ms"])) for r in rows}
+    await conn.execute(_ENSURE, ids)
+    rows = await conn.fetch(_LOCK, ids)
+    return {r["machine_id"]: Mark(r["source"], int(r["ts_ms"])) for r in rows if r["source"]}
 
 
 async def mark(conn: asyncpg.Connection, last_ts_ms: Mapping[str, int], source: str) -> None:
