@@ -43,9 +43,8 @@ from diagnosis.model import ModelError, RegimeModel
 from telematics.base.db import acquire, with_retry
 from telematics.base.errors import StoreUnavailableError
 from telematics.base.metrics import Metrics
-from telematics.services import late
+from telematics.services import handover, late
 from telematics.store import alarms as alarm_store
-from telematics.store import diagnosis_marks as marks_store
 from telematics.store import models as model_store
 from telematics.store import pending as pending_store
 from telematics.store import readings as readings_store
@@ -106,17 +105,6 @@ def frame_of(readings: ReadingColumns) -> Frame:
     if any(d is not None for d in readings.dtc):
         dtcs = [readings_store.dtc_codes(raw) for raw in readings.dtc]
     return Frame.build(readings.machine_ids, readings.ts_ms, readings.values, dtcs)
-
-
-_NO_MARK = marks_store.Mark("", 0)
-
-
-def _per_machine(frame: Frame, reduce: np.ufunc) -> dict[str, int]:
-    """Per machine of `frame`, its first (`np.minimum`) or last (`np.maximum`) reading time."""
-    start = np.iinfo(np.int64).max if reduce is np.minimum else np.iinfo(np.int64).min
-    out = np.full(len(frame.machine_ids), start, np.int64)
-    reduce.at(out, frame.machine_idx, frame.ts_ms)
-    return dict(zip(frame.machine_ids, out.tolist(), strict=True))
 
 
 class Diagnoser:
@@ -366,17 +354,9 @@ class Diagnoser:
                 if source is None:
                     return await self._diagnose_on(conn, frame)
                 async with conn.transaction():
-                    marks = await marks_store.claim(conn, frame.machine_ids)
-                    # Diagnosed elsewhere since, or never with marks on: what this engine holds
-                    # of it cannot be vouched for. Rebuilt up to what was diagnosed, so older
-                    # readings of this batch count as late.
-                    stale = [
-                        m for m in frame.machine_ids if marks.get(m, _NO_MARK).source != source
-                    ]
-                    self.engine.forget(stale)
-                    floor = {m: marks[m].ts_ms + 1 for m in stale if m in marks}
+                    floor = await handover.claim(conn, self.engine, frame, source)
                     changes = await self._diagnose_on(conn, frame, floor)
-                    await marks_store.mark(conn, _per_machine(frame, np.maximum), source)
+                    await handover.mark(conn, frame, source)
                     return changes
             except BaseException:
                 # Memory must not run ahead of the store: what this batch taught the engine is
@@ -389,7 +369,7 @@ class Diagnoser:
     ) -> list[alarm_store.AlarmChange]:
         unknown = self.engine.unknown(frame.machine_ids)
         if unknown:
-            first = _per_machine(frame, np.minimum)
+            first = handover.per_machine(frame, np.minimum)
             floor = floor or {}
             before = {m: max(first[m], floor.get(m, first[m])) for m in unknown}
             await late.restore_each(conn, self.engine, before, self._config.history_s)
@@ -465,32 +445,9 @@ class Diagnoser:
             heard_ms = now_ms - round((now_s - since) * 1000)
         events = self.engine.check_silence(now_ms, heard_ms)
         if events and self._config.shared:
-            events = await self._silent_in_store(events, stop)
+            events = await handover.silent_in_store(self._pool, self.engine, events, stop)
         if events:
             await self.apply(events, stop)
-
-    async def _silent_in_store(
-        self, events: Sequence[AlarmEvent], stop: asyncio.Event | None
-    ) -> list[AlarmEvent]:
-        """Of silence events, those the store agrees with: a machine whose latest stored
-        reading is newer than this engine's last one reports to another worker; its state
-        here is stale and is forgotten (rebuilt if it comes back to this worker).
-        """
-        ids = [e.machine_id for e in events]
-
-        async def once() -> dict[str, int]:
-            async with acquire(self._pool) as conn:
-                return await marks_store.latest_ts_ms(conn, ids)
-
-        try:
-            latest = await with_retry(once, what="silence check", stop=stop)
-        except StoreUnavailableError:  # stopping with the database away
-            self.engine.forget(ids)
-            return []
-        last = self.engine.last_ts_ms(ids)
-        elsewhere = [m for m in ids if latest.get(m, -1) > last[m]]
-        self.engine.forget(elsewhere)
-        return [e for e in events if e.machine_id not in elsewhere]
 
     async def apply(
         self, events: Sequence[AlarmEvent], stop: asyncio.Event | None = None
