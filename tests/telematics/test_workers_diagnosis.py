@@ -154,3 +154,32 @@ async def test_two_workers_diagnosing_the_same_machines_at_once_take_turns(
     ids = [s.machine_id for s in streams]
     marks = await pool.fetch("SELECT ts_ms FROM diagnosis_marks WHERE machine_id = ANY($1)", ids)
     assert sorted(r["ts_ms"] for r in marks) == sorted(s.ts(119) for s in streams)
+
+
+async def test_an_onset_diagnosed_after_the_episode_was_opened_elsewhere_adds_no_second(
+    pool: asyncpg.Pool,
+) -> None:
+    """Worker A committed the batch where an overheat begins and was killed before diagnosing
+    it; worker B took the machine over, rebuilt it from the store (A's batch included) and
+    opened the episode at its own first reading, after A's batch, then cleared it. A, restarted,
+    diagnoses its batch late: the overheat it finds there goes on past the batch into B's
+    episode, so it is that episode, not a second one (the two-process test saw two)."""
+    machine_id = unique("WN")
+    s = Stream(machine_id, start_s=-3600.0)
+    s.add(120).add(180, coolant_temp_c=109.0).add(180, coolant_temp_c=88.0)
+    async with pool.acquire() as conn:
+        await register(conn, machine_id)
+        warm = await store(conn, s, 0, 120)
+        onset = await store(conn, s, 120, 140)  # A's, committed, not diagnosed
+        after = [await store(conn, s, lo, lo + 20) for lo in range(140, 480, 20)]
+    source_a = unique("gw-a")
+    a, b = worker(pool, source_a), worker(pool, unique("gw-b"))
+    await a.diagnose(warm)
+    for frame in after:
+        await b.diagnose(frame)
+    overheats = [x for x in await alarms_of(pool, machine_id) if x.fault == ENGINE_OVERHEAT]
+    assert [x.state for x in overheats] == ["cleared"]
+    restarted = worker(pool, source_a)
+    assert await restarted.diagnose(onset) == []
+    overheats = [x for x in await alarms_of(pool, machine_id) if x.fault == ENGINE_OVERHEAT]
+    assert [x.state for x in overheats] == ["cleared"]
