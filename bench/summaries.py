@@ -60,6 +60,7 @@ async def bench_rollup(pool: asyncpg.Pool, args: argparse.Namespace) -> None:
     directory = SourceDirectory()
     write_s: list[float] = []
     roll_s: list[float] = []
+    flush_s: list[float] = []
     readings = 0
     step = 0
     for batch_no in range(args.batches + 1):  # batch 0 warms up
@@ -77,6 +78,7 @@ async def bench_rollup(pool: asyncpg.Pool, args: argparse.Namespace) -> None:
         batch_frame = frame_of(decoded.readings)  # the diagnoser builds it for the engine
         began = time.perf_counter()
         await rollup.consume(batch_frame)
+        consumed = time.perf_counter()
         if batch_no % args.flush_every == 0:
             await rollup.flush()
         rolled = time.perf_counter() - began
@@ -84,6 +86,7 @@ async def bench_rollup(pool: asyncpg.Pool, args: argparse.Namespace) -> None:
             continue  # warm-up: first sight of every machine
         write_s.append(wrote)
         roll_s.append(rolled)
+        flush_s.append(began + rolled - consumed)
         readings += len(decoded.readings)
     w_us, r_us = sum(write_s) / readings * 1e6, sum(roll_s) / readings * 1e6
     print(
@@ -97,6 +100,10 @@ async def bench_rollup(pool: asyncpg.Pool, args: argparse.Namespace) -> None:
     print(
         f"  rollup consumer               {r_us:6.2f} us/reading   "
         f"median batch {statistics.median(roll_s) * 1000:7.1f} ms"
+    )
+    print(
+        f"    of which flushes            {sum(flush_s) / readings * 1e6:6.2f} us/reading"
+        f"   (every {args.flush_every} batches)"
     )
     print(
         f"  rollup / write = {r_us / w_us:.1%};  rollup / gateway's {GATEWAY_US} us = "
@@ -131,6 +138,14 @@ async def seed_summaries(pool: asyncpg.Pool, machines: int, days: int, slots: in
             days,
             timeout=900,
         )
+        # The customer's day rows (migration 016), as the rollup keeps them with the days.
+        await conn.execute(
+            "SELECT summary_rebuild_customer_days(ARRAY[$1], ARRAY[$2::date],"
+            " ARRAY[$2::date + $3::int])",
+            customer,
+            first,
+            days,
+        )
         await conn.execute(
             "INSERT INTO summary_slots (machine_id, slot, known_s, working_s, idle_s, engine_h,"
             " fuel_used_pct, refuel_pct, distance_m, meter_anomalies, first_start, last_stop)"
@@ -144,7 +159,10 @@ async def seed_summaries(pool: asyncpg.Pool, machines: int, days: int, slots: in
             slots,
             timeout=900,
         )
-        await conn.execute("ANALYZE summary_days; ANALYZE summary_slots; ANALYZE machines")
+        await conn.execute(
+            "ANALYZE summary_days; ANALYZE summary_customer_days; ANALYZE summary_slots;"
+            " ANALYZE machines"
+        )
         print(
             f"query: seeded {machines} machines x {days} days ({slots} slots a day) in "
             f"{time.perf_counter() - began:.1f} s"

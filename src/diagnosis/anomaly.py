@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Final, Protocol
+from typing import Final, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -40,7 +40,7 @@ from diagnosis.windows import (
     on_regime_line,
 )
 
-__all__ = ["AnomalyScorer", "AnomalyStage", "WindowVerdicts"]
+__all__ = ["AnomalyScorer", "AnomalyStage", "RelationExplainer", "WindowVerdicts"]
 
 # The rule faults that account for a model signal deviating: while one of them is open on a
 # machine, a window whose largest deviation is that signal is explained, not an anomaly.
@@ -84,6 +84,18 @@ class AnomalyScorer(Protocol):
         line: shape (len(machine_ids), len(REGIMES), 2), intercept and slope; NaN where
         unknown.
         """
+        ...
+
+
+@runtime_checkable
+class RelationExplainer(Protocol):
+    """What a scorer that models relations between signals adds (`RegimeModel` does): per row,
+    the relation that broke in words (`oil_pressure_kpa low for engine_speed_rpm (-9.1)`), or ""
+    when none is past its limit. A scorer without it gives z-scores alone.
+    """
+
+    def broken_relations(self, X: FloatArray, machine_ids: Sequence[str]) -> list[str]:  # noqa: N803
+        """Per row of window means in `MODEL_SIGNALS` order, the broken relation or ""."""
         ...
 
 
@@ -322,12 +334,21 @@ class AnomalyStage:
         for name in dict.fromkeys(names):  # machine models, not events
             mine = [j for j, n in enumerate(names) if n == name]
             ids_of = [found[todo[j]].machine_id for j in mine]
-            z = scorer_of[name].explain(windows.means[[rows[j] for j in mine]], ids_of)
+            scorer = scorer_of[name]
+            means = windows.means[[rows[j] for j in mine]]
+            z = scorer.explain(means, ids_of)
             tops = np.argsort(-np.abs(z), axis=1, kind="stable")[:, :3].tolist()
-            for j, z_row, top in zip(mine, z.tolist(), tops, strict=True):
+            words = (
+                scorer.broken_relations(means, ids_of)
+                if isinstance(scorer, RelationExplainer)
+                else [""] * len(mine)
+            )
+            for j, z_row, top, broken in zip(mine, z.tolist(), tops, words, strict=True):
                 event = found[todo[j]]
                 deviations = tuple((MODEL_SIGNALS[c], round(z_row[c], 2)) for c in top)
                 parts = ", ".join(f"{s} z={v:+.1f}" for s, v in deviations)
+                if broken:
+                    parts = f"relation broken: {broken}; {parts}"
                 out[todo[j]] = replace(
                     event, deviations=deviations, detail=f"{event.detail}; {parts}"
                 )

@@ -26,15 +26,16 @@ and defers to the next; a `severity` on the way overrides the content's. The tit
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Final
 
 from diagnosis.errors import DiagnosisError
-from diagnosis.events import Severity, parse_dtc_code
+from diagnosis.events import UNEXPLAINED_ANOMALY, Severity, parse_dtc_code
 from diagnosis.knowledge_parse import (
     KNOWN_FAULTS,
     LIKELIHOOD_SUM_TOLERANCE,
@@ -62,6 +63,10 @@ __all__ = [
 _PACKAGED: Final = "knowledge.toml"
 # The signal of each SPN the catalogue measures, shown first for a J1939 code on that SPN.
 _SIGNAL_BY_SPN: Final = {s.spn: s.name for s in SIGNALS}
+# What `diagnosis.anomaly` writes into an anomaly's detail when a relation broke.
+_RELATION_IN_DETAIL: Final = re.compile(
+    r"relation broken: (?P<relation>(?P<signal>[a-z0-9_]+) (?P<side>low|high) for [^;(]*?)\s*\("
+)
 
 
 class UnknownFaultError(DiagnosisError, LookupError):
@@ -112,7 +117,7 @@ class Diagnosis:
 class KnowledgeBase:
     """A loaded, validated knowledge base. Immutable after load; safe to share."""
 
-    __slots__ = ("_faults", "_fmi_texts", "_generic", "_skills", "_spns")
+    __slots__ = ("_faults", "_fmi_texts", "_generic", "_relations", "_skills", "_spns")
 
     def __init__(
         self,
@@ -121,8 +126,10 @@ class KnowledgeBase:
         generic: Content,
         fmi_texts: Mapping[int, str],
         skills: Mapping[str, str],
+        relations: Mapping[tuple[str, str], str] | None = None,
     ) -> None:
         """Use `load` or `loads`; this constructor takes already validated parts."""
+        self._relations = dict(relations or {})
         self._faults = dict(faults)
         self._spns = dict(spns)
         self._generic = generic
@@ -177,7 +184,14 @@ class KnowledgeBase:
             entries = parse(document)
         except KnowledgeBaseError as exc:
             raise KnowledgeBaseError(exc.key, exc.reason, source) from None
-        return cls(entries.faults, entries.spns, entries.generic, entries.fmi_texts, entries.skills)
+        return cls(
+            entries.faults,
+            entries.spns,
+            entries.generic,
+            entries.fmi_texts,
+            entries.skills,
+            entries.relations,
+        )
 
     @property
     def faults(self) -> tuple[str, ...]:
@@ -218,6 +232,35 @@ class KnowledgeBase:
             raise UnknownFaultError(fault)
         title, content = entry
         return _diagnosis(fault, title, content.severity, content, content.signals)
+
+    def relation_fault(self, signal: str, side: str) -> str | None:
+        """The fault a broken relation points to (`[relation]`), or None: still unexplained.
+
+        Args:
+            signal: The signal whose relation broke (`oil_pressure_kpa`).
+            side: `"low"` or `"high"`: below or above what its relations say.
+        """
+        return self._relations.get((signal, side))
+
+    def diagnose_alarm(self, fault: str, detail: str) -> Diagnosis:
+        """The diagnosis of an alarm: its fault's, or, for an `unexplained_anomaly` whose detail
+        names a broken relation the knowledge base maps (`relation broken: oil_pressure_kpa low
+        for engine_speed_rpm (-9.1)`), the mapped fault's, titled with the relation.
+
+        Raises:
+            UnknownFaultError: As `diagnose`.
+        """
+        found = _RELATION_IN_DETAIL.search(detail) if fault == UNEXPLAINED_ANOMALY else None
+        target = None if found is None else self.relation_fault(found["signal"], found["side"])
+        if found is None or target is None:
+            return self.diagnose(fault)
+        mapped = self.diagnose(target)
+        relation = found["relation"]
+        return replace(
+            mapped,
+            title=f"{mapped.title}: {relation}",
+            summary=f"The anomaly model found {relation}. {mapped.summary}",
+        )
 
     def _diagnose_dtc(self, fault: str, spn: int, fmi: int) -> Diagnosis:
         entry = self._spns.get(spn)

@@ -47,7 +47,9 @@ KNOWN_FAULTS: Final[tuple[str, ...]] = (*events.RULE_FAULTS, events.UNEXPLAINED_
 LIKELIHOOD_SUM_TOLERANCE: Final = 0.05
 """Likelihoods of an entry's causes must sum to 1 within this (they are estimates)."""
 
-_TOP_KEYS: Final = frozenset({"skills", "parts", "fmi", "fault", "shared", "j1939"})
+_REQUIRED_KEYS: Final = frozenset({"skills", "parts", "fmi", "fault", "shared", "j1939"})
+_TOP_KEYS: Final = _REQUIRED_KEYS | {"relation"}
+_RELATION_SIDES: Final = ("low", "high")
 _CONTENT_KEYS: Final = frozenset(
     {"summary", "causes", "remote_steps", "remote_fixable", "parts", "skills", "signals"}
 )
@@ -146,6 +148,8 @@ class Entries:
         generic: The content of any J1939 code without an entry of its own.
         fmi_texts: The J1939-73 meaning of every FMI 0..31.
         skills: The skill vocabulary: skill -> description.
+        relations: Per broken relation the anomaly model names, `(signal, "low" | "high")`, the
+            fault code it points to (`("oil_pressure_kpa", "low")` -> `low_oil_pressure`).
     """
 
     faults: Mapping[str, tuple[str, Content]]
@@ -153,6 +157,7 @@ class Entries:
     generic: Content
     fmi_texts: Mapping[int, str]
     skills: Mapping[str, str]
+    relations: Mapping[tuple[str, str], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +183,7 @@ def parse(document: _Table) -> Entries:
     Raises:
         KnowledgeBaseError: The document fails validation (its `source` is the default).
     """
-    _check_keys(document, _TOP_KEYS, "", required=_TOP_KEYS)
+    _check_keys(document, _TOP_KEYS, "", required=_REQUIRED_KEYS)
     skills = _string_map(document["skills"], "skills")
     vocabulary = _Vocabulary(frozenset(skills), _string_map(document["parts"], "parts"))
     fmi_texts = _fmi_texts(document["fmi"])
@@ -200,7 +205,23 @@ def parse(document: _Table) -> Entries:
         _code_key(raw, DTC_SPN_MAX, f"j1939.spn.{raw}"): resolver.spn(value, f"j1939.spn.{raw}")
         for raw, value in _table(j1939.get("spn", {}), "j1939.spn").items()
     }
-    return Entries(faults, spns, generic, fmi_texts, skills)
+    relations = _relations(document.get("relation", {}), faults)
+    return Entries(faults, spns, generic, fmi_texts, skills, relations)
+
+
+def _relations(value: object, faults: Mapping[str, object]) -> dict[tuple[str, str], str]:
+    """`[relation]`: `"<signal> low|high" = "<fault code>"`, each naming a known fault."""
+    out: dict[tuple[str, str], str] = {}
+    for raw, target in _table(value, "relation").items():
+        key = f"relation.{raw}"
+        signal, _, side = raw.partition(" ")
+        if signal not in SIGNAL_NAMES or side not in _RELATION_SIDES:
+            raise KnowledgeBaseError(key, "expected '<signal> low' or '<signal> high'")
+        fault = _text(target, key)
+        if fault not in faults:
+            raise KnowledgeBaseError(key, f"unknown fault {fault!r}")
+        out[signal, side] = fault
+    return out
 
 
 def _faults(value: object, vocabulary: _Vocabulary) -> dict[str, tuple[str, Content]]:

@@ -60,8 +60,9 @@ from diagnosis.model_errors import (
 from diagnosis.model_format import FORMAT_VERSION, pack, parse_header, unpack
 from diagnosis.model_info import Calibration, ModelInfo
 from diagnosis.model_input import as_matrix, finite_rows, machine_array, regime_index
+from diagnosis.relations import RelationDetector
 from diagnosis.scaling import RobustScale
-from diagnosis.scoring import DetectorScoring, RegimeScoring
+from diagnosis.scoring import RELATION_MARGIN, DetectorScoring, RegimeScoring
 from diagnosis.windows import (
     IDLE_MAX_LOAD_PCT,
     MODEL_SIGNALS,
@@ -99,7 +100,7 @@ __all__ = [
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
 
-ALGORITHM_VERSION: Final = "machine-baseline-iforest-4"
+ALGORITHM_VERSION: Final = "machine-baseline-iforest-relations-5"
 """What the model computes; bump it when scores of the same data would change."""
 
 
@@ -213,9 +214,12 @@ class RegimeModel(RegimeScoring):
     saturates: a row outside the training range in one signal is isolated like the most extreme
     training row, however far out it is (on synthetic data a coolant shift of 4 sigma scores
     0.514 and one of 50 sigma 0.516, below the healthy 0.99 quantile), so the forest alone would
-    never alarm on one drifting signal. Each figure is divided by its calibration quantile, the
-    larger counts, and the result is divided by the regime's threshold: `threshold` is 1.0
-    everywhere.
+    never alarm on one drifting signal. A third figure is the regime's relation detector
+    (`diagnosis.relations`, each residual regressed on the others) over `relation_margin`: it
+    sees a signal that left its relation with the others while every signal stays in its own
+    range (hydraulic oil too cool for the load). Each figure is divided by its calibration
+    quantile, the largest counts, and the result is divided by the regime's threshold:
+    `threshold` is 1.0 everywhere.
 
     Calibration. All quantiles are of out-of-fold training figures: the rows are split in two
     halves at random, a detector fitted on one half scores the other, and vice versa. In-sample
@@ -259,6 +263,8 @@ class RegimeModel(RegimeScoring):
         min_regime_rows: Training rows a regime needs to be scored.
         min_machine_rows: Training rows a machine needs in a regime for its baseline there
             (30: half an hour of steady running).
+        relation_margin: How far past its own 0.999 limit the relation figure counts
+            (`scoring.RELATION_MARGIN` says why 3).
 
     Attributes:
         threshold: Always 1.0: scores are already divided by their regime's threshold.
@@ -275,6 +281,7 @@ class RegimeModel(RegimeScoring):
         min_rows: int = 200,
         min_regime_rows: int = 200,
         min_machine_rows: int = 30,
+        relation_margin: float = RELATION_MARGIN,
     ) -> None:
         self.machine_model = machine_model
         self.n_estimators = n_estimators
@@ -286,30 +293,50 @@ class RegimeModel(RegimeScoring):
         self.min_regime_rows = max(min_regime_rows, 2 * AnomalyDetector.MIN_ROWS)
         self.min_machine_rows = max(min_machine_rows, 1)
         super().__init__()
+        self.relation_margin = relation_margin
 
     def _new_detector(self) -> AnomalyDetector:
         return AnomalyDetector(n_estimators=self.n_estimators, seed=self.seed)
 
+    def _new_relations(self) -> RelationDetector:
+        # One instant (no lags): a regime's windows interleave machines, and the engine judges
+        # each window alone. The limit at the calibration quantile, like every other figure.
+        return RelationDetector(method="regression", lags=0, alpha=1.0 - self.quantile)
+
+    @staticmethod
+    def _has_relations(rows: int) -> bool:
+        """Whether a regime of `rows` rows gets a relation detector: each calibration half
+        needs a relation detector's minimum (a regime below it is scored without).
+        """
+        return rows // 2 >= RelationDetector.MIN_ROWS * RelationDetector().folds + 1
+
     def _out_of_fold(
         self, x: FloatArray, is_first_half: BoolArray
-    ) -> tuple[FloatArray, FloatArray]:
-        """Forest scores and |z| of `x`, each half by a detector fitted on the other."""
-        forest_scores, abs_z = np.empty(len(x)), np.empty(x.shape)
+    ) -> tuple[FloatArray, FloatArray, FloatArray | None]:
+        """Forest scores, |z| and relation scores of `x`, each half by detectors fitted on the
+        other.
+        """
+        forest_scores, abs_z, relation = np.empty(len(x)), np.empty(x.shape), np.empty(len(x))
+        with_relations = self._has_relations(len(x))
         for half in (is_first_half, ~is_first_half):
             det = self._new_detector().fit(x[half])
             forest_scores[~half] = det.score(x[~half])
             abs_z[~half] = np.abs(det.explain(x[~half]))
-        return forest_scores, abs_z
+            if with_relations:
+                relation[~half] = self._new_relations().fit(x[half]).score(x[~half])
+        return forest_scores, abs_z, relation if with_relations else None
 
     def _quantile(self, values: FloatArray) -> float:
         return float(np.quantile(values, self.quantile))
 
     def _calibrate(self, x: FloatArray, is_first_half: BoolArray) -> Calibration:
         """The calibration of rows `x` from their out-of-fold figures."""
-        forest_scores, abs_z = self._out_of_fold(x, is_first_half)
+        forest_scores, abs_z, relation = self._out_of_fold(x, is_first_half)
         tails = tuple(float(q) for q in np.quantile(abs_z, self.quantile, axis=0))
         partial = Calibration(self._quantile(forest_scores), tails, 1.0)
-        combined = partial.combined(forest_scores, abs_z)
+        if relation is not None:
+            relation = relation / self.relation_margin
+        combined = partial.combined(forest_scores, abs_z, relation)
         return Calibration(partial.forest, partial.tail, self._quantile(combined) * self.margin)
 
     def fit(
@@ -355,7 +382,7 @@ class RegimeModel(RegimeScoring):
         if sum(n_rows.values()) < self.min_rows:
             raise NotEnoughDataError(sum(n_rows.values()), self.min_rows)
         rng = np.random.default_rng(self.seed)
-        self._detectors, self._baselines = {}, {}
+        self._detectors, self._baselines, self._relations = {}, {}, {}
         calibration: dict[str, Calibration] = {}
         for name in REGIMES:
             if n_rows[name] < self.min_regime_rows:
@@ -363,6 +390,8 @@ class RegimeModel(RegimeScoring):
             res = residuals[name]
             is_first_half = rng.permutation(len(res)) % 2 == 0
             self._detectors[name] = self._new_detector().fit(res)
+            if self._has_relations(len(res)):
+                self._relations[name] = self._new_relations().fit(res)
             self._baselines[name] = baselines[name]
             calibration[name] = self._calibrate(res, is_first_half)
         self._info = ModelInfo(
@@ -402,6 +431,8 @@ class RegimeModel(RegimeScoring):
         state = {
             "detectors": {k: d.state() for k, d in self._detectors.items()},
             "baselines": {k: b.state() for k, b in self._baselines.items()},
+            "relations": {k: r.state() for k, r in self._relations.items()},
+            "relation_margin": self.relation_margin,
             "min_rows": [self.min_rows, self.min_regime_rows],
         }
         body = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
@@ -411,9 +442,10 @@ class RegimeModel(RegimeScoring):
     def from_bytes(blob: bytes) -> RegimeModel:
         """A model from `to_bytes` output.
 
-        Only blobs of the same format version and scikit-learn version load: forests grown by
-        another scikit-learn version may split differently, so the model must be retrained
-        (`telematics train`) after an upgrade.
+        Only blobs of a readable format version (`READABLE_VERSIONS`: 3, without relation
+        detectors, still scores as it did) and of the same scikit-learn version load: forests
+        grown by another scikit-learn version may split differently, so the model must be
+        retrained (`telematics train`) after an upgrade.
 
         Args:
             blob: Bytes from `to_bytes`, from a trusted store only (the body is a pickle).
@@ -431,6 +463,12 @@ class RegimeModel(RegimeScoring):
                 str(k): AnomalyDetector.from_state(s) for k, s in state["detectors"].items()
             }
             baselines = {str(k): Baselines.from_state(s) for k, s in state["baselines"].items()}
+            # Format 3 has no relation detectors: such a model scores as it did.
+            relations = {
+                str(k): RelationDetector.from_state(s)
+                for k, s in state.get("relations", {}).items()
+            }
+            relation_margin = float(state.get("relation_margin", RELATION_MARGIN))
             min_rows, min_regime_rows = state["min_rows"]
         except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
             raise ModelFormatError("body") from exc
@@ -438,6 +476,8 @@ class RegimeModel(RegimeScoring):
             raise ModelFormatError("body") from exc
         scored = {name for name in REGIMES if name not in info.unscored}
         if set(detectors) != scored or set(baselines) != scored or set(info.calibration) != scored:
+            raise ModelFormatError("body")
+        if not set(relations) <= scored:
             raise ModelFormatError("body")
         model = RegimeModel(
             info.machine_model,
@@ -450,6 +490,8 @@ class RegimeModel(RegimeScoring):
             min_machine_rows=info.min_machine_rows,
         )
         model._detectors, model._baselines, model._info = detectors, baselines, info
+        model._relations = relations
+        model.relation_margin = relation_margin
         return model
 
 

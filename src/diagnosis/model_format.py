@@ -21,8 +21,10 @@ from diagnosis.model_errors import ModelFormatError
 from diagnosis.model_info import ModelInfo
 from diagnosis.windows import MODEL_SIGNALS
 
-FORMAT_VERSION: Final = 3
+FORMAT_VERSION: Final = 4
 """Layout of `RegimeModel.to_bytes`; bump it when the layout or the body's state changes."""
+READABLE_VERSIONS: Final = frozenset({3, FORMAT_VERSION})
+"""Formats that still load: 3 is 4 without the relation detectors (it scores as it did)."""
 _MAGIC: Final = b"TMAM"  # telematics anomaly model
 _PREFIX: Final = struct.Struct(">4sHI")  # magic, format version, header length
 
@@ -65,7 +67,7 @@ def parse_header(blob: bytes, sklearn_version: str) -> tuple[dict[str, Any], byt
     magic, version, header_len = _PREFIX.unpack_from(blob)
     if magic != _MAGIC:
         raise ModelFormatError("magic", repr(magic), repr(_MAGIC))
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise ModelFormatError("format_version", str(version), str(FORMAT_VERSION))
     end = _PREFIX.size + header_len
     if len(blob) < end:

@@ -30,19 +30,28 @@ class Calibration:
             has a tiny spread, so ordinary load changes move it many of its sigmas, while
             battery voltage barely leaves its band; one tail for all would let the loosest
             signal set the bar for every other.
-        threshold: `quantile` of the combined score `max(forest / f, max_k |z_k| / t_k)`,
-            times `margin`; the combined score divided by it is `RegimeModel.score`.
+        threshold: `quantile` of the combined score `max(forest / f, max_k |z_k| / t_k, r)`,
+            times `margin`; the combined score divided by it is `RegimeModel.score`. `r` is the
+            relation detector's score (`diagnosis.relations`, already 1.0 at its own limit), in
+            models of format 4; format 3 models have none.
     """
 
     forest: float
     tail: tuple[float, ...]
     threshold: float
 
-    def combined(self, forest_scores: FloatArray, abs_z: FloatArray) -> FloatArray:
-        """Forest and tail figures on one scale (about 1.0 at the calibration quantile)."""
+    def combined(
+        self, forest_scores: FloatArray, abs_z: FloatArray, relation: FloatArray | None = None
+    ) -> FloatArray:
+        """Forest, tail and relation figures on one scale (about 1.0 at the calibration
+        quantile).
+        """
         tails = np.maximum(np.asarray(self.tail, dtype=np.float64), 1e-9)
         worst: FloatArray = (abs_z / tails).max(axis=1, initial=0.0)
-        return np.maximum(forest_scores / self.forest, worst)
+        out: FloatArray = np.maximum(forest_scores / self.forest, worst)
+        if relation is not None:
+            out = np.maximum(out, relation)
+        return out
 
 
 @dataclass(frozen=True, slots=True)

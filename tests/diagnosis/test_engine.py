@@ -510,6 +510,25 @@ def test_anomaly_needs_two_windows_and_names_the_deviating_signals() -> None:
     assert [e.transition for e in found][-1] is Transition.CLEARED
 
 
+class _RelationScorer(_FixedScorer):
+    """A `_FixedScorer` that also says which relation broke, as `RegimeModel` does."""
+
+    def broken_relations(self, X: FloatArray, machine_ids: Sequence[str]) -> list[str]:  # noqa: N803
+        return ["oil_pressure_kpa low for engine_speed_rpm (-9.0)"] * len(X)
+
+
+def test_anomaly_of_a_broken_relation_says_which_in_its_detail() -> None:
+    w, lead = round(thresholds().anomaly.window_s), settled_lead()
+    s = Stream("m1").add(lead + 2 * w).add(4 * w, oil_pressure_kpa=190.0).add(5 * w)
+    plain = engine_for("m1", models={"excavator": _FixedScorer()}).process(frame_of(s))
+    related = engine_for("m1", models={"excavator": _RelationScorer()}).process(frame_of(s))
+    (raised,) = of(related, ev.UNEXPLAINED_ANOMALY, Transition.RAISED)
+    assert "relation broken: oil_pressure_kpa low for engine_speed_rpm (-9.0)" in raised.detail
+    assert raised.deviations[0] == ("oil_pressure_kpa", -5.0)
+    (before,) = of(plain, ev.UNEXPLAINED_ANOMALY, Transition.RAISED)
+    assert "relation" not in before.detail
+
+
 def test_anomaly_scorer_gets_each_window_with_its_machine_and_nan_never_alarms() -> None:
     # The scorer judges machines against their own baselines: it must learn whose window each
     # row is, and a machine it has no baseline for (NaN) neither raises nor clears.

@@ -454,3 +454,51 @@ def test_a_file_that_is_not_toml_is_refused(tmp_path: Path) -> None:
 def test_a_missing_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(KnowledgeBaseError, match="cannot read"):
         KnowledgeBase.load(tmp_path / "absent.toml")
+
+
+# --- broken relations ---------------------------------------------------------------------------
+
+RELATION_DETAIL = (
+    "anomaly score 1.52 above the model's threshold 1.00; relation broken: oil_pressure_kpa low"
+    " for engine_speed_rpm and coolant_temp_c (-9.1); oil_pressure_kpa z=-3.0"
+)
+
+
+def test_a_broken_relation_that_points_to_a_fault_gets_that_faults_diagnosis(
+    kb: KnowledgeBase,
+) -> None:
+    d = kb.diagnose_alarm(events.UNEXPLAINED_ANOMALY, RELATION_DETAIL)
+    oil = kb.diagnose(events.LOW_OIL_PRESSURE)
+    assert d.fault == events.LOW_OIL_PRESSURE
+    assert d.title == f"{oil.title}: oil_pressure_kpa low for engine_speed_rpm and coolant_temp_c"
+    assert (d.causes, d.parts, d.skills) == (oil.causes, oil.parts, oil.skills)
+    assert kb.relation_fault("oil_pressure_kpa", "high") is None
+
+
+def test_other_anomalies_stay_unexplained(kb: KnowledgeBase) -> None:
+    unexplained = kb.diagnose(events.UNEXPLAINED_ANOMALY)
+    high = RELATION_DETAIL.replace("oil_pressure_kpa low", "oil_pressure_kpa high")
+    assert kb.diagnose_alarm(events.UNEXPLAINED_ANOMALY, high) == unexplained
+    assert kb.diagnose_alarm(events.UNEXPLAINED_ANOMALY, "oil_pressure_kpa z=-3.0") == unexplained
+    # Only the model's alarms are read for relations; a rule alarm keeps its own diagnosis.
+    assert kb.diagnose_alarm(events.ENGINE_OVERHEAT, RELATION_DETAIL) == kb.diagnose(
+        events.ENGINE_OVERHEAT
+    )
+
+
+@pytest.mark.parametrize(
+    ("entry", "reason"),
+    [
+        pytest.param({"oil_pressure low": "low_oil_pressure"}, "expected", id="unknown_signal"),
+        pytest.param({"oil_pressure_kpa lower": "low_oil_pressure"}, "expected", id="side"),
+        pytest.param({"oil_pressure_kpa low": "oil_gone"}, "unknown fault", id="fault"),
+    ],
+)
+def test_a_bad_relation_entry_is_refused_with_its_key(
+    tmp_path: Path, document: dict[str, Any], entry: dict[str, str], reason: str
+) -> None:
+    document["relation"] = entry
+    with pytest.raises(KnowledgeBaseError) as info:
+        KnowledgeBase.load(write(tmp_path, document))
+    assert info.value.key == f"relation.{next(iter(entry))}"
+    assert reason in info.value.reason

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncpg
 import httpx
+from fastapi import FastAPI
 
 from diagnosis.events import (
     ENGINE_OVERHEAT,
     LOW_OIL_PRESSURE,
+    UNEXPLAINED_ANOMALY,
     AlarmEvent,
     Severity,
     Transition,
@@ -44,6 +46,20 @@ async def machine(conn: asyncpg.Connection, customer: str = "C1", model: str = "
 async def apply(conn: asyncpg.Connection, *events: AlarmEvent) -> list[alarms.AlarmChange]:
     async with conn.transaction():
         return await alarms.apply_events(conn, events, describe)
+
+
+def alarm_app(pool: asyncpg.Pool) -> FastAPI:
+    """The core HTTP app over `pool`, admin token `t`, with the shipped knowledge base."""
+    return create_app(
+        ApiContext(
+            pool=pool,
+            directory=SourceDirectory(),
+            metrics=Metrics(),
+            admin_token="t",
+            limits=Limits(),
+            knowledge=KnowledgeBase.load(),
+        )
+    )
 
 
 async def test_a_raise_applied_twice_opens_one_episode(pool: asyncpg.Pool) -> None:
@@ -203,16 +219,7 @@ async def test_acknowledging_twice_keeps_the_first(pool: asyncpg.Pool) -> None:
 async def test_alarm_api_answers_404_for_an_unknown_alarm_and_filters_by_query(
     pool: asyncpg.Pool,
 ) -> None:
-    app = create_app(
-        ApiContext(
-            pool=pool,
-            directory=SourceDirectory(),
-            metrics=Metrics(),
-            admin_token="t",
-            limits=Limits(),
-            knowledge=KnowledgeBase.load(),
-        )
-    )
+    app = alarm_app(pool)
     auth = {"Authorization": "Bearer t"}
     async with pool.acquire() as conn:
         m = await machine(conn, unique("CU"), "crane")
@@ -235,13 +242,36 @@ async def test_alarm_api_answers_404_for_an_unknown_alarm_and_filters_by_query(
         assert one.json()["alarm"]["machine_id"] == m
 
 
-async def test_the_expert_workflow_leaves_an_audit_trail(pool: asyncpg.Pool) -> None:
-    app = create_app(
-        ApiContext(
-            pool=pool, directory=SourceDirectory(), metrics=Metrics(), admin_token="t",
-            limits=Limits(), knowledge=KnowledgeBase.load(),
+async def test_an_anomaly_whose_relation_points_to_a_fault_gets_its_diagnosis(
+    pool: asyncpg.Pool,
+) -> None:
+    app = alarm_app(pool)
+    detail = (
+        "anomaly score 1.40 above the model's threshold 1.00; relation broken: oil_pressure_kpa"
+        " low for engine_speed_rpm (-8.2); oil_pressure_kpa z=-2.1"
+    )
+    async with pool.acquire() as conn:
+        m = await machine(conn)
+        (related,) = await apply(
+            conn, event(m, UNEXPLAINED_ANOMALY, Transition.RAISED, T0, detail=detail)
         )
-    )  # fmt: skip
+        n = await machine(conn)
+        (plain,) = await apply(
+            conn, event(n, UNEXPLAINED_ANOMALY, Transition.RAISED, T0, detail="battery_v z=+9")
+        )
+    transport = httpx.ASGITransport(app=app)
+    auth = {"Authorization": "Bearer t"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+        one = (await http.get(f"/v1/alarms/{related.alarm_id}", headers=auth)).json()
+        assert one["alarm"]["fault"] == UNEXPLAINED_ANOMALY
+        assert one["diagnosis"]["fault"] == LOW_OIL_PRESSURE
+        assert "oil_pressure_kpa low for engine_speed_rpm" in one["diagnosis"]["title"]
+        other = (await http.get(f"/v1/alarms/{plain.alarm_id}", headers=auth)).json()
+        assert other["diagnosis"]["fault"] == UNEXPLAINED_ANOMALY
+
+
+async def test_the_expert_workflow_leaves_an_audit_trail(pool: asyncpg.Pool) -> None:
+    app = alarm_app(pool)
     async with pool.acquire() as conn:
         m = await machine(conn)
         (change,) = await apply(conn, event(m, LOW_OIL_PRESSURE, Transition.RAISED, T0))

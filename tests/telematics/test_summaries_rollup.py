@@ -191,3 +191,36 @@ async def test_batches_left_pending_by_a_crash_are_rolled_up_on_restart(pool: as
     assert got == pytest.approx(want, abs=1e-6)
     left = await pool.fetchval("SELECT count(*) FROM diagnosis_pending WHERE source = $1", source)
     assert left == 0
+
+
+async def feed_together(
+    pool: asyncpg.Pool, rollup: Rollup, rows_by_machine: dict[str, list[dict[str, float]]]
+) -> None:
+    """One batch of several machines' readings, consumed and flushed."""
+    messages = [
+        (f"machines/{m}/telemetry", orjson.dumps({"readings": rows}))
+        for m, rows in rows_by_machine.items()
+    ]
+    async with pool.acquire() as conn:
+        decoded, _ = await ingest(conn, SourceDirectory(), messages, limits=Limits())
+    await rollup.consume(frame_of(decoded.readings))
+    await rollup.flush()
+
+
+async def test_a_tail_moved_by_another_worker_loses_no_other_machines_increments(
+    pool: asyncpg.Pool,
+) -> None:
+    shared, other, straight = unique("SM"), unique("SM"), unique("SM")
+    await machines(pool, shared, other, straight)
+    rows = script(start())
+    await feed(pool, Rollup(pool, RuleBook.load()), straight, rows)
+    first, second = Rollup(pool, RuleBook.load()), Rollup(pool, RuleBook.load())
+    await feed_together(pool, first, {shared: rows[:100], other: rows[:100]})
+    await feed(pool, second, shared, rows[100:200])  # another worker moves one tail
+    # The first worker's flush finds that tail moved: the batch is applied again from the
+    # store's tails, the other machine's increments with it.
+    await feed_together(pool, first, {shared: rows[100:200], other: rows[100:200]})
+    await feed_together(pool, first, {shared: rows[200:], other: rows[200:]})
+    want = await figures(pool, straight)
+    assert await figures(pool, other) == pytest.approx(want, abs=1e-6)
+    assert await figures(pool, shared) == pytest.approx(want, abs=1e-6)

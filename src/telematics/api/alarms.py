@@ -129,7 +129,7 @@ async def get_alarm(
     (its own machines only) the customer view, without staff names.
     """
     alarm = await _visible_alarm(conn, caller, alarm_id)
-    diagnosis = DiagnosisOut.of(_knowledge(ctx).diagnose(alarm.fault))
+    diagnosis = DiagnosisOut.of(_knowledge(ctx).diagnose_alarm(alarm.fault, alarm.detail))
     start = alarm.raised_at - WINDOW_BEFORE
     end = (alarm.cleared_at or alarm.last_seen_at) + WINDOW_AFTER
     window = await readings_store.readings_between(

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 
 import asyncpg
 import numpy as np
+from numpy.typing import NDArray
 
 from diagnosis.frame import Frame
 from diagnosis.rules import RuleBook
@@ -29,7 +30,18 @@ from telematics.base.db import acquire
 from telematics.base.errors import StoreUnavailableError
 from telematics.summaries import store
 from telematics.summaries.store import StoredReadings, TailMovedError, slot_of
-from telematics.summaries.usage import COLUMNS, SLOT_MS, Batch, Slots, Tail, Usage, contributions
+from telematics.summaries.usage import (
+    COLUMNS,
+    SLOT_MS,
+    Batch,
+    ColumnUsage,
+    Slots,
+    Tail,
+    TailColumns,
+    column_contributions,
+    contributions,
+)
+from telematics.summaries.usage_base import IntArray, group
 
 log = logging.getLogger(__name__)
 
@@ -108,11 +120,8 @@ def merge_slots(parts: Sequence[tuple[list[str], Slots]]) -> tuple[list[str], Sl
     if not parts:
         empty = np.zeros(0, np.int64)
         return ids, Slots(empty, empty, np.zeros((len(COLUMNS), 0), np.float64), empty, empty)
-    m_all, s_all = np.concatenate(machine), np.concatenate(slot)
-    key = m_all * (np.int64(1) << np.int64(40)) + s_all // SLOT_MS
-    keys, inverse = np.unique(key, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    rows = len(keys)
+    rows_machine, rows_slot, inverse = group(np.concatenate(machine), np.concatenate(slot))
+    rows = len(rows_slot)
     v_all = np.concatenate(values, axis=1)
     summed = np.stack([np.bincount(inverse, weights=v, minlength=rows) for v in v_all]).astype(
         np.float64
@@ -124,13 +133,13 @@ def merge_slots(parts: Sequence[tuple[list[str], Slots]]) -> tuple[list[str], Sl
     lo[lo == np.iinfo(np.int64).max] = -1
     hi = np.full(rows, -1, np.int64)
     np.maximum.at(hi, inverse, np.concatenate(last).astype(np.int64))
-    first_keys = keys // (np.int64(1) << np.int64(40))
-    slots_ms = keys % (np.int64(1) << np.int64(40)) * SLOT_MS
-    return ids, Slots(first_keys, slots_ms, summed, lo, hi)
+    return ids, Slots(rows_machine, rows_slot, summed, lo, hi)
 
 
 class Rollup:
-    """Keeps `summary_slots` and `summary_days` as batches commit (an after-batch consumer).
+    """Keeps `summary_slots`, `summary_days` and `summary_customer_days` as batches commit.
+
+    An after-batch consumer.
 
     `consume` computes a batch's increments in memory; `flush` writes what the batches since
     the last flush added in one transaction (the diagnoser flushes before it marks batches
@@ -151,12 +160,21 @@ class Rollup:
         self._pool = pool
         self._rules = rules
         self._max_gap_ms = max_gap_s * 1000
-        self._limits: dict[str, UsageLimits] = {}
-        self._tails: dict[str, Tail] = {}
-        """Each machine's tail including what is buffered."""
-        self._moves: dict[str, tuple[Tail | None, Tail]] = {}
-        """Per machine with buffered increments: (the stored tail they start from, the new)."""
-        self._parts: list[tuple[list[str], Usage]] = []
+        # The tail cache, as columns (one row per machine seen, `_row` maps ids to rows): no
+        # per-machine objects on the batch path, only at a flush's JSON.
+        self._row: dict[str, int] = {}
+        self._ids: list[str] = []
+        self._limits: list[UsageLimits | None] = []
+        """Per row, the machine's thresholds (None: not registered, or not asked yet)."""
+        self._tails = TailColumns.empty(0)
+        """Per row, the machine's tail including what is buffered (ts_ms -1: none)."""
+        self._cached = np.zeros(0, np.bool_)
+        """Per row, whether `_tails` holds it (else the store's is read)."""
+        self._moving = np.zeros(0, np.bool_)
+        """Per row, whether it has buffered increments."""
+        self._start_ts = np.zeros(0, np.int64)
+        """Per moving row, the time of the stored tail its increments start from (-1: none)."""
+        self._parts: list[tuple[list[str], ColumnUsage]] = []
         self._frames: list[Frame] = []
         self.recomputed = 0
         """Machine ranges recomputed so far (late readings, re-runs)."""
@@ -165,9 +183,24 @@ class Rollup:
 
     def forget(self, machine_ids: Iterable[str]) -> None:
         """Drop cached tails of machines with nothing buffered, so the store's are read again."""
-        for m in machine_ids:
-            if m not in self._moves:
-                self._tails.pop(m, None)
+        rows = np.asarray([self._row[m] for m in machine_ids if m in self._row], np.int64)
+        self._cached[rows[~self._moving[rows]]] = False
+
+    def _rows_of(self, ids: Sequence[str]) -> IntArray:
+        """Each machine's row in the cache, new rows for machines not seen before."""
+        fresh = [m for m in dict.fromkeys(ids) if m not in self._row]
+        if fresh:
+            first = len(self._ids)
+            self._row.update((m, first + k) for k, m in enumerate(fresh))
+            self._ids += fresh
+            self._limits += [None] * len(fresh)
+            n = len(self._ids)
+            self._tails = self._tails.grown(n)
+            grow = n - len(self._cached)
+            self._cached = np.concatenate([self._cached, np.zeros(grow, np.bool_)])
+            self._moving = np.concatenate([self._moving, np.zeros(grow, np.bool_)])
+            self._start_ts = np.concatenate([self._start_ts, np.full(grow, -1, np.int64)])
+        return np.asarray([self._row[m] for m in ids], np.int64)
 
     async def consume(self, frame: Frame) -> None:
         """Take one committed batch. Never raises but `StoreUnavailableError` (retried)."""
@@ -189,7 +222,7 @@ class Rollup:
         Raises:
             StoreUnavailableError: The database is away; everything stays buffered.
         """
-        if not self._moves:
+        if not self._moving.any():
             return
         try:
             async with acquire(self._pool) as conn:
@@ -197,12 +230,14 @@ class Rollup:
         except StoreUnavailableError:
             raise
         except Exception:  # a supervisor: summaries must never stop diagnosis or ingestion
-            log.exception("summary flush failed; %d machines' increments dropped", len(self._moves))
-            self._tails.clear()
+            moving = int(self._moving.sum())
+            log.exception("summary flush failed; %d machines' increments dropped", moving)
+            self._cached[:] = False
             self._clear()
 
     async def _flush(self, conn: asyncpg.Connection) -> None:
-        if not self._moves:
+        rows = np.flatnonzero(self._moving)
+        if not len(rows):
             return
         ids, slots = merge_slots([(i, u.slots) for i, u in self._parts])
         try:
@@ -211,16 +246,15 @@ class Rollup:
                 for part_ids, usage in self._parts:
                     await store.add_events(conn, part_ids, usage.anomalies, usage.refuels)
                 await store.move_tails(
-                    conn, [(m, old, new) for m, (old, new) in self._moves.items()]
+                    conn, [self._ids[r] for r in rows], self._start_ts[rows], self._tails.take(rows)
                 )
         except TailMovedError as exc:
-            # Another writer moved these machines' tails (or a re-run after a crash): their
-            # buffered batches are applied again from the store's tails, the rest flushed.
+            # Another writer moved these machines' tails (or a re-run after a crash): the
+            # buffered batches are applied again from the store's tails, and flushed.
             log.info("summary tails moved (%s); re-applying from the store's", exc)
-            frames, moved = self._frames, set(exc.machine_ids)
+            frames = list(self._frames)
+            self._cached[rows] = False  # every buffered tail: none of them was stored
             self._clear()
-            for m in moved:
-                self._tails.pop(m, None)
             for frame in frames:
                 await self._apply(conn, frame)
             await self._flush(conn)
@@ -228,46 +262,35 @@ class Rollup:
         self._clear()
 
     def _clear(self) -> None:
-        self._moves.clear()
+        self._moving[:] = False
         self._parts.clear()
         self._frames.clear()
 
     async def _apply(self, conn: asyncpg.Connection, frame: Frame) -> None:
         ids = list(frame.machine_ids)
-        unknown = [m for m in ids if m not in self._limits]
-        if unknown:
-            for facts in await store.machine_facts(conn, unknown):
-                thresholds = self._rules.for_machine(facts.model, facts.machine_class)
-                self._limits[facts.machine_id] = thresholds.usage
-        missing = [m for m in ids if m not in self._tails]
-        stored = await store.load_tails(conn, missing) if missing else {}
-        self._tails.update(stored)
-        expected: list[Tail | None] = [self._tails.get(m) for m in ids]
-        known = np.asarray([m in self._limits for m in ids], np.bool_)
-        tail_ts = np.asarray([t.ts_ms if t is not None else -1 for t in expected], np.int64)
+        rows = self._rows_of(ids)
+        rows_l = rows.tolist()
+        await self._load(conn, ids, rows)
+        default = self._rules.default.usage
+        row_limits = [self._limits[r] for r in rows_l]
+        limits = [u if u is not None else default for u in row_limits]
+        known = np.asarray([u is not None for u in row_limits], np.bool_)
+        expected_ts = self._tails["ts_ms"][rows]
         rows_known = known[frame.machine_idx]
-        is_late = rows_known & (frame.ts_ms <= tail_ts[frame.machine_idx])
+        is_late = rows_known & (frame.ts_ms <= expected_ts[frame.machine_idx])
         fresh = rows_known & ~is_late
-        limits = [self._limits.get(m, self._rules.default.usage) for m in ids]
         if bool(is_late.any()):
-            await self._flush(conn)  # the store must hold everything before a recompute
-            async with conn.transaction():
-                for i in np.unique(frame.machine_idx[is_late]).tolist():
-                    late_ts = frame.ts_ms[is_late & (frame.machine_idx == i)]
-                    old = expected[i]
-                    assert old is not None  # late means at or before a tail
-                    lo, hi = int(late_ts.min()), int(late_ts.max())
-                    await self.recompute(conn, ids[i], lo, hi, old.ts_ms, limits[i])
+            await self._late(conn, frame, is_late, expected_ts, limits)
         if not bool(fresh.any()):
             return
-        seeds = list(expected)
-        new = [i for i, t in enumerate(expected) if t is None and known[i]]
+        seeds = self._tails.take(rows)
+        new = np.flatnonzero((expected_ts < 0) & known).tolist()
         if new:
             first_ts = [int(frame.ts_ms[frame.machine_idx == i].min()) for i in new]
             before = await store.last_before(conn, [ids[i] for i in new], first_ts)
             for i in new:
                 if ids[i] in before:
-                    seeds[i] = seed_tail(before[ids[i]])
+                    seeds.put(np.asarray([i]), TailColumns.of([seed_tail(before[ids[i]])]))
         batch = Batch(
             machine_idx=frame.machine_idx[fresh],
             ts_ms=frame.ts_ms[fresh],
@@ -278,14 +301,54 @@ class Rollup:
             lat=frame.signal("lat")[fresh],
             lon=frame.signal("lon")[fresh],
         )
-        usage = contributions(batch, seeds, limits, self._max_gap_ms)
+        usage = column_contributions(batch, seeds, limits, self._max_gap_ms)
         self._parts.append((ids, usage))
-        self._frames.append(frame.take(fresh))
-        for i, tail in usage.tails.items():
-            m = ids[i]
-            start = self._moves[m][0] if m in self._moves else expected[i]
-            self._moves[m] = (start, tail)
-            self._tails[m] = tail
+        # Kept for a re-apply after TailMovedError; the whole frame when all of it was fresh.
+        self._frames.append(frame if bool(fresh.all()) else frame.take(fresh))
+        moved = rows[usage.machines]
+        starting = moved[~self._moving[moved]]
+        self._start_ts[starting] = self._tails["ts_ms"][starting]  # the stored tail's time
+        self._moving[moved] = True
+        self._tails.put(moved, usage.tails.take(usage.machines))
+
+    async def _load(self, conn: asyncpg.Connection, ids: list[str], rows: IntArray) -> None:
+        """Thresholds of machines not asked yet, and tails not cached, from the store."""
+        unknown = [m for m, r in zip(ids, rows.tolist(), strict=True) if self._limits[r] is None]
+        if unknown:
+            for facts in await store.machine_facts(conn, unknown):
+                thresholds = self._rules.for_machine(facts.model, facts.machine_class)
+                self._limits[self._row[facts.machine_id]] = thresholds.usage
+        missing = rows[~self._cached[rows]]
+        if len(missing):
+            stored = await store.load_tails(conn, [self._ids[r] for r in missing.tolist()])
+            self._tails.put(missing, TailColumns.empty(len(missing)))
+            if stored:
+                found = np.asarray([self._row[m] for m in stored], np.int64)
+                self._tails.put(found, TailColumns.of(list(stored.values())))
+            self._cached[missing] = True
+
+    async def _late(
+        self,
+        conn: asyncpg.Connection,
+        frame: Frame,
+        is_late: NDArray[np.bool_],
+        tail_ts: IntArray,
+        limits: list[UsageLimits],
+    ) -> None:
+        """Recompute what the late readings of a batch change (flushing first), in one go."""
+        await self._flush(conn)  # the store must hold everything before a recompute
+        ids = frame.machine_ids
+        async with conn.transaction():
+            ranges: list[tuple[str, int, int]] = []
+            for i in np.unique(frame.machine_idx[is_late]).tolist():
+                late_ts = frame.ts_ms[is_late & (frame.machine_idx == i)]
+                upto = int(tail_ts[i])
+                assert upto >= 0  # late means at or before a tail
+                lo, hi = int(late_ts.min()), int(late_ts.max())
+                span = await self.recompute(conn, ids[i], lo, hi, upto, limits[i])
+                ranges.append((ids[i], span[0], span[1] - 1))
+            # Once for the batch: a re-run of a whole batch is late for every machine in it.
+            await store.rebuild_customer_days(conn, ranges)
 
     async def recompute(
         self,
@@ -299,7 +362,9 @@ class Rollup:
         """Recompute the slots that readings in [first_ms, last_ms] change, from the store.
 
         Only pairs of readings whose later one is at or before `upto_ms` (the tail) count:
-        what comes after it is the increments' business. Returns the slot range [lo, hi).
+        what comes after it is the increments' business. Returns the slot range [lo, hi); the
+        machine's day rows there are rebuilt, its customer's are left to the caller
+        (`store.rebuild_customer_days` over that range).
         """
         self.recomputed += 1
         before = await store.reading_next_to(conn, machine_id, first_ms, before=True, limit_ms=None)

@@ -87,6 +87,9 @@ async def put_settings(conn: asyncpg.Connection, new: CustomerSettings) -> Custo
                     "SELECT machine_id FROM machines WHERE customer_id = $1", new.customer_id
                 )
             ]
+            await conn.execute(
+                "DELETE FROM summary_customer_days WHERE customer_id = $1", new.customer_id
+            )
             if ids:
                 await conn.execute(
                     "DELETE FROM summary_days WHERE machine_id = ANY($1::text[])", ids

@@ -1,9 +1,10 @@
 """The SQL of the work summaries: slots, days, tails, refuels, meter anomalies.
 
-Owns every statement on the `summary_*` tables (migration 009); asyncpg records never leave it.
-Slot rows are added to (increments) or replaced (recomputes); day rows follow in the same
-transaction, in the owning customer's time zone, read under a share lock on its settings row so
-that a time-zone change (which rebuilds the days) never interleaves with a write.
+Owns every statement on the `summary_*` tables (migrations 009 and 016); asyncpg records never
+leave it. Slot rows are added to (increments) or replaced (recomputes); day rows and customer
+day rows follow in the same transaction, in the owning customer's time zone, read under a share
+lock on its settings row so that a time-zone change (which rebuilds the days) never interleaves
+with a write.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ import numpy as np
 import orjson
 
 from telematics.summaries.usage import COLUMNS, SLOT_MS, MeterAnomaly, Refuel, Slots, Tail
-from telematics.summaries.usage_base import TAIL_FIELDS, TAIL_INT_FIELDS
+from telematics.summaries.usage_base import TAIL_FIELDS, TAIL_INT_FIELDS, IntArray, TailColumns
 
 _ADD = ", ".join(f"{c} = s.{c} + EXCLUDED.{c}" for c in COLUMNS)
 _COLS = ", ".join(COLUMNS)
-_SUMS = ", ".join(f"sum({c})" for c in COLUMNS)
+_SUMS_AS = ", ".join(f"sum({c}) AS {c}" for c in COLUMNS)
+_P_SUMS = ", ".join(f"sum(p.{c})" for c in COLUMNS)
 _TYPES = ", ".join(
     f"${i + 3}::{'integer' if c == 'meter_anomalies' else 'float8'}[]"
     for i, c in enumerate(COLUMNS)
@@ -35,22 +37,12 @@ _BY_HOUR = (
     + ", ".join(f"coalesce(sum(working_s) FILTER (WHERE hr = {h}), 0)" for h in range(24))
     + "]"
 )
+_P_BY_HOUR = "ARRAY[" + ", ".join(f"sum(p.working_by_hour[{h}])" for h in range(1, 25)) + "]"
 _ADD_HOURS = (
     "ARRAY["
     + ", ".join(f"s.working_by_hour[{h}] + EXCLUDED.working_by_hour[{h}]" for h in range(1, 25))
     + "]"
 )
-
-_UPSERT_SLOTS = f"""
-INSERT INTO summary_slots AS s (machine_id, slot, {_COLS}, first_start, last_stop)
-SELECT u.machine_id, to_timestamp(u.slot_ms / 1000.0), {", ".join(f"u.{c}" for c in COLUMNS)},
-       to_timestamp(nullif(u.fs, -1) / 1000.0), to_timestamp(nullif(u.ls, -1) / 1000.0)
-FROM unnest($1::text[], $2::bigint[], {_TYPES}, ${_N + 3}::bigint[], ${_N + 4}::bigint[])
-    AS u(machine_id, slot_ms, {_COLS}, fs, ls)
-ON CONFLICT (machine_id, slot) DO UPDATE SET {_ADD},
-    first_start = LEAST(s.first_start, EXCLUDED.first_start),
-    last_stop = GREATEST(s.last_stop, EXCLUDED.last_stop)
-"""
 
 _INSERT_SLOTS = f"""
 INSERT INTO summary_slots (machine_id, slot, {_COLS}, first_start, last_stop)
@@ -60,54 +52,67 @@ FROM unnest($1::text[], $2::bigint[], {_TYPES}, ${_N + 3}::bigint[], ${_N + 4}::
     AS u(machine_id, slot_ms, {_COLS}, fs, ls)
 """
 
-# Day rows from slot increments, in each machine's customer's time zone.
-_UPSERT_DAYS = f"""
+# Slot increments, the day rows they fall in (in each machine's customer's time zone), and the
+# same summed per customer and day (migration 016): one statement, its arrays sent once.
+_UPSERT = f"""
 WITH inc AS (
     SELECT u.machine_id, to_timestamp(u.slot_ms / 1000.0) AS slot, {_COLS},
            to_timestamp(nullif(u.fs, -1) / 1000.0) AS fs,
            to_timestamp(nullif(u.ls, -1) / 1000.0) AS ls
     FROM unnest($1::text[], $2::bigint[], {_TYPES}, ${_N + 3}::bigint[], ${_N + 4}::bigint[])
         AS u(machine_id, slot_ms, {_COLS}, fs, ls)
+), machine_slots AS (
+    INSERT INTO summary_slots AS s (machine_id, slot, {_COLS}, first_start, last_stop)
+    SELECT * FROM inc
+    ON CONFLICT (machine_id, slot) DO UPDATE SET {_ADD},
+        first_start = LEAST(s.first_start, EXCLUDED.first_start),
+        last_stop = GREATEST(s.last_stop, EXCLUDED.last_stop)
 ), zone AS (
-    SELECT m.machine_id, cs.tz FROM machines m JOIN customer_settings cs USING (customer_id)
+    SELECT m.machine_id, m.customer_id, m.fuel_tank_l, cs.tz
+    FROM machines m JOIN customer_settings cs USING (customer_id)
     WHERE m.machine_id = ANY($1::text[]) FOR SHARE OF cs
 ), local AS (
     SELECT inc.*, (inc.slot AT TIME ZONE zone.tz)::date AS day,
            extract(hour FROM inc.slot AT TIME ZONE zone.tz)::integer AS hr
     FROM inc JOIN zone USING (machine_id)
+), per_day AS (
+    SELECT machine_id, day, {_SUMS_AS}, min(fs) AS first_start, max(ls) AS last_stop,
+           {_BY_HOUR} AS working_by_hour
+    FROM local GROUP BY machine_id, day
+), machine_days AS (
+    INSERT INTO summary_days AS s (machine_id, day, {_COLS}, first_start, last_stop,
+                                   working_by_hour)
+    SELECT * FROM per_day
+    ON CONFLICT (machine_id, day) DO UPDATE SET {_ADD},
+        first_start = LEAST(s.first_start, EXCLUDED.first_start),
+        last_stop = GREATEST(s.last_stop, EXCLUDED.last_stop),
+        working_by_hour = {_ADD_HOURS}
 )
-INSERT INTO summary_days AS s (machine_id, day, {_COLS}, first_start, last_stop, working_by_hour)
-SELECT machine_id, day, {_SUMS}, min(fs), max(ls), {_BY_HOUR}
-FROM local GROUP BY machine_id, day
-ON CONFLICT (machine_id, day) DO UPDATE SET {_ADD},
+INSERT INTO summary_customer_days AS s (customer_id, day, {_COLS}, fuel_used_l, first_start,
+                                        last_stop, working_by_hour)
+SELECT zone.customer_id, p.day, {_P_SUMS}, sum(p.fuel_used_pct * zone.fuel_tank_l / 100),
+       min(p.first_start), max(p.last_stop), {_P_BY_HOUR}
+FROM per_day p JOIN zone USING (machine_id) GROUP BY zone.customer_id, p.day
+ON CONFLICT (customer_id, day) DO UPDATE SET {_ADD},
+    fuel_used_l = coalesce(s.fuel_used_l + EXCLUDED.fuel_used_l, s.fuel_used_l,
+                           EXCLUDED.fuel_used_l),
     first_start = LEAST(s.first_start, EXCLUDED.first_start),
     last_stop = GREATEST(s.last_stop, EXCLUDED.last_stop),
     working_by_hour = {_ADD_HOURS}
 """
 
-# Day rows rebuilt from the slots of the local days that [$2, $3] touches (deleted first).
-_ZONE_SPAN = """
-WITH zone AS (
-    SELECT m.machine_id, cs.tz FROM machines m JOIN customer_settings cs USING (customer_id)
-    WHERE m.machine_id = ANY($1::text[]) FOR SHARE OF cs
-), span AS (
-    SELECT machine_id, tz, ($2::timestamptz AT TIME ZONE tz)::date AS d0,
-           ($3::timestamptz AT TIME ZONE tz)::date AS d1 FROM zone
-)"""
-_DELETE_DAYS = f"""{_ZONE_SPAN}
-DELETE FROM summary_days d USING span
-WHERE d.machine_id = span.machine_id AND d.day BETWEEN span.d0 AND span.d1
-"""
-_REBUILD_DAYS = f"""{_ZONE_SPAN}, local AS (
-    SELECT s.*, (s.slot AT TIME ZONE span.tz)::date AS day,
-           extract(hour FROM s.slot AT TIME ZONE span.tz)::integer AS hr
-    FROM summary_slots s JOIN span USING (machine_id)
-    WHERE s.slot >= (span.d0::timestamp AT TIME ZONE span.tz)
-      AND s.slot < ((span.d1 + 1)::timestamp AT TIME ZONE span.tz)
+# Customer days rebuilt over the local days that each (machine, lo, hi) touches, one span per
+# customer (migration 016's function; a late batch rebuilds them once, after its machines).
+_REBUILD_CUSTOMER_DAYS = """
+WITH span AS (
+    SELECT cs.customer_id, min((to_timestamp(u.lo / 1000.0) AT TIME ZONE cs.tz)::date) AS d0,
+           max((to_timestamp(u.hi / 1000.0) AT TIME ZONE cs.tz)::date) AS d1
+    FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u(machine_id, lo, hi)
+    JOIN machines m USING (machine_id) JOIN customer_settings cs USING (customer_id)
+    GROUP BY cs.customer_id
 )
-INSERT INTO summary_days (machine_id, day, {_COLS}, first_start, last_stop, working_by_hour)
-SELECT machine_id, day, {_SUMS}, min(first_start), max(last_stop), {_BY_HOUR}
-FROM local GROUP BY machine_id, day
+SELECT summary_rebuild_customer_days(array_agg(customer_id), array_agg(d0), array_agg(d1))
+FROM span HAVING count(*) > 0
 """
 
 
@@ -209,15 +214,27 @@ class TailMovedError(Exception):
 
 
 async def move_tails(
-    conn: asyncpg.Connection, moves: Sequence[tuple[str, Tail | None, Tail]]
+    conn: asyncpg.Connection,
+    machine_ids: Sequence[str],
+    expected_ts_ms: IntArray,
+    new: TailColumns,
 ) -> None:
-    """Set each (machine, expected, new) tail, only where the stored one is `expected`.
+    """Set each machine's tail to `new`'s, only where the stored one is at `expected_ts_ms`.
+
+    Args:
+        conn: A connection inside the caller's transaction.
+        machine_ids: The machines, in the order of the other two.
+        expected_ts_ms: Per machine, the time of the tail the caller read (-1: none stored).
+        new: Per machine, its new tail.
 
     Raises:
         TailMovedError: Some tail was not as expected (the caller's transaction must roll back).
     """
-    known = [(m, old, new) for m, old, new in moves if old is not None]
-    fresh = [(m, new) for m, old, new in moves if old is None]
+    states = new.json()
+    ts = new["ts_ms"].tolist()
+    prev = expected_ts_ms.tolist()
+    known = [k for k, p in enumerate(prev) if p >= 0]
+    fresh = [k for k, p in enumerate(prev) if p < 0]
     moved: set[str] = set()
     if known:
         rows = await conn.fetch(
@@ -226,10 +243,10 @@ async def move_tails(
             " AS u(m, prev, ts, state)"
             " WHERE t.machine_id = u.m AND t.ts = to_timestamp(u.prev / 1000.0)"
             " RETURNING t.machine_id",
-            [m for m, _, _ in known],
-            [old.ts_ms for _, old, _ in known if old is not None],
-            [new.ts_ms for _, _, new in known],
-            [tail_json(new) for _, _, new in known],
+            [machine_ids[k] for k in known],
+            [prev[k] for k in known],
+            [ts[k] for k in known],
+            [states[k] for k in known],
         )
         moved.update(r["machine_id"] for r in rows)
     if fresh:
@@ -238,12 +255,12 @@ async def move_tails(
             " SELECT u.m, to_timestamp(u.ts / 1000.0), u.state::jsonb"
             " FROM unnest($1::text[], $2::bigint[], $3::text[]) AS u(m, ts, state)"
             " ON CONFLICT DO NOTHING RETURNING machine_id",
-            [m for m, _ in fresh],
-            [new.ts_ms for _, new in fresh],
-            [tail_json(new) for _, new in fresh],
+            [machine_ids[k] for k in fresh],
+            [ts[k] for k in fresh],
+            [states[k] for k in fresh],
         )
         moved.update(r["machine_id"] for r in rows)
-    missed = [m for m, _, _ in moves if m not in moved]
+    missed = [m for m in machine_ids if m not in moved]
     if missed:
         raise TailMovedError(missed)
 
@@ -265,8 +282,7 @@ async def add_slots(conn: asyncpg.Connection, machine_ids: Sequence[str], slots:
     if not len(slots):
         return
     args = _slot_args(machine_ids, slots)
-    await conn.execute(_UPSERT_SLOTS, *args)
-    await conn.execute(_UPSERT_DAYS, *args)
+    await conn.execute(_UPSERT, *args)
 
 
 async def add_events(
@@ -309,7 +325,10 @@ async def replace_range(
     anomalies: Sequence[MeterAnomaly],
     refuels: Sequence[Refuel],
 ) -> None:
-    """Replace one machine's slots and events in [lo_ms, hi_ms), then rebuild its days there."""
+    """Replace one machine's slots and events in [lo_ms, hi_ms), then rebuild its days there.
+
+    Its customer's days are left to the caller (`rebuild_customer_days`).
+    """
     lo, hi = _dt(lo_ms), _dt(hi_ms)
     for table, column in (("summary_slots", "slot"), ("summary_refuels", "ts"),
                           ("summary_meter_anomalies", "ts")):  # fmt: skip
@@ -321,15 +340,38 @@ async def replace_range(
     if len(slots):
         await conn.execute(_INSERT_SLOTS, *_slot_args(ids, slots))
     await add_events(conn, ids, anomalies, refuels)
-    await rebuild_days(conn, ids, lo, _dt(hi_ms - 1))
+    await rebuild_days(conn, ids, lo, _dt(hi_ms - 1), customers=False)
 
 
 async def rebuild_days(
-    conn: asyncpg.Connection, machine_ids: Sequence[str], lo: datetime, hi: datetime
+    conn: asyncpg.Connection,
+    machine_ids: Sequence[str],
+    lo: datetime,
+    hi: datetime,
+    *,
+    customers: bool = True,
 ) -> None:
-    """Rebuild the day rows of the local days from `lo` to `hi` (inclusive) from the slots."""
-    await conn.execute(_DELETE_DAYS, list(machine_ids), lo, hi)
-    await conn.execute(_REBUILD_DAYS, list(machine_ids), lo, hi)
+    """Rebuild the day rows of the local days from `lo` to `hi` (inclusive) from the slots.
+
+    With `customers`, their customers' day rows over those local days too; without, the caller
+    rebuilds them (`rebuild_customer_days`) once it has rebuilt every machine it had to.
+    """
+    await conn.execute(
+        "SELECT summary_rebuild_days($1::text[], $2, $3, $4)", list(machine_ids), lo, hi, customers
+    )
+
+
+async def rebuild_customer_days(
+    conn: asyncpg.Connection, ranges: Sequence[tuple[str, int, int]]
+) -> None:
+    """Rebuild the customer day rows over the local days each (machine, lo_ms, hi_ms) touches."""
+    if ranges:
+        await conn.execute(
+            _REBUILD_CUSTOMER_DAYS,
+            [m for m, _, _ in ranges],
+            [lo for _, lo, _ in ranges],
+            [hi for _, _, hi in ranges],
+        )
 
 
 _READING_COLS = "ts, engine_speed_rpm, load_pct, fuel_level_pct, engine_hours, lat, lon"

@@ -24,6 +24,7 @@ tails. Feeding a stream in any cut into batches gives the same figures as feedin
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -34,6 +35,7 @@ from telematics.summaries.usage_base import (
     Acc,
     Batch,
     FloatArray,
+    IntArray,
     MeterAnomaly,
     Refuel,
     Slots,
@@ -51,11 +53,14 @@ __all__ = [
     "COLUMNS",
     "SLOT_MS",
     "Batch",
+    "ColumnUsage",
     "MeterAnomaly",
     "Refuel",
     "Slots",
     "Tail",
+    "TailColumns",
     "Usage",
+    "column_contributions",
     "contributions",
     "haversine_m",
 ]
@@ -78,19 +83,48 @@ def contributions(
     Returns:
         The slot contributions, the events, and a new tail for every machine of the batch.
     """
+    found = column_contributions(batch, TailColumns.of(tails), limits, max_gap_ms)
+    return Usage(found.slots, found.anomalies, found.refuels, found.tails.tails(found.machines))
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnUsage:
+    """What a batch adds, with the new tails as columns (no per-machine objects).
+
+    Attributes:
+        slots: The slot contributions.
+        anomalies: Meter anomalies.
+        refuels: Refuels.
+        tails: Every machine's tail after the batch, indexed like the batch's machines.
+        machines: The machine indices the batch had readings of (whose tails moved), ascending.
+    """
+
+    slots: Slots
+    anomalies: list[MeterAnomaly]
+    refuels: list[Refuel]
+    tails: TailColumns
+    machines: IntArray
+
+
+def column_contributions(
+    batch: Batch,
+    old: TailColumns,
+    limits: Sequence[UsageLimits],
+    max_gap_ms: int,
+) -> ColumnUsage:
+    """`contributions` with tails in and out as columns (`old` indexed by machine index)."""
     if not 0 < max_gap_ms <= SLOT_MS:
         raise ValueError("max_gap_ms must be within 1..SLOT_MS")
     acc = Acc()
     idle_load = np.asarray([u.idle_load_pct for u in limits], np.float64)
     idle_rpm = np.asarray([u.idle_rpm_max for u in limits], np.float64)
     tol_h = np.asarray([u.meter_tolerance_h for u in limits], np.float64)
-    old = TailColumns.of(tails)
     new = old.copy()  # the new tails, written column by column below
     _intervals(acc, batch, old, idle_load, idle_rpm, max_gap_ms)
     anomalies = _engine_hours(acc, batch, old, new, tol_h, max_gap_ms)
-    refuels = fuel(acc, batch, tails, old, new, limits, max_gap_ms)
+    refuels = fuel(acc, batch, old, new, limits, max_gap_ms)
     distance(acc, batch, old, new, limits, max_gap_ms)
-    new_tails: dict[int, Tail] = {}
+    machines = np.zeros(0, np.int64)
     if len(batch):
         is_last = np.ones(len(batch), np.bool_)
         is_last[:-1] = batch.machine_idx[1:] != batch.machine_idx[:-1]
@@ -99,8 +133,7 @@ def contributions(
         new["ts_ms"][machines] = batch.ts_ms[last]
         new["rpm"][machines] = batch.rpm[last]
         new["load_pct"][machines] = batch.load_pct[last]
-        new_tails = new.tails(machines)
-    return Usage(acc.slots(), anomalies, refuels, new_tails)
+    return ColumnUsage(acc.slots(), anomalies, refuels, new, machines)
 
 
 def _intervals(

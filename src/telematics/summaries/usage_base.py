@@ -13,6 +13,7 @@ from itertools import chain
 from typing import Any, NamedTuple, get_type_hints
 
 import numpy as np
+import orjson
 from numpy.typing import NDArray
 
 FloatArray = NDArray[np.float64]
@@ -123,8 +124,48 @@ class TailColumns:
             }
         )
 
+    @classmethod
+    def empty(cls, n: int) -> TailColumns:
+        """`n` machines without a tail."""
+        return cls(
+            {
+                name: np.full(n, default, np.int64 if name in TAIL_INT_FIELDS else np.float64)
+                for name, default in zip(TAIL_FIELDS, _NO_TAIL, strict=True)
+            }
+        )
+
     def __getitem__(self, name: str) -> NDArray[Any]:
         return self.cols[name]
+
+    def __len__(self) -> int:
+        return len(self.cols["ts_ms"])
+
+    def take(self, idx: IntArray) -> TailColumns:
+        """The tails at those indices, as new columns."""
+        return TailColumns({name: col[idx] for name, col in self.cols.items()})
+
+    def put(self, idx: IntArray, other: TailColumns) -> None:
+        """Set the tails at those indices to `other`'s (in order)."""
+        for name, col in self.cols.items():
+            col[idx] = other.cols[name]
+
+    def grown(self, n: int) -> TailColumns:
+        """These columns followed by machines without a tail, `n` in all."""
+        more = TailColumns.empty(n - len(self))
+        return TailColumns(
+            {name: np.concatenate([col, more.cols[name]]) for name, col in self.cols.items()}
+        )
+
+    def row(self, i: int) -> Tail:
+        """One machine's tail, as an object."""
+        return Tail(*(self.cols[name][i].item() for name in TAIL_FIELDS))
+
+    def json(self) -> list[str]:
+        """Each tail as JSON (NaN as null), in order: what `summary_tails.state` holds."""
+        # orjson writes NaN as null; field by field from Python values (no Tail objects).
+        columns = [self.cols[name].tolist() for name in TAIL_FIELDS]
+        return [orjson.dumps(dict(zip(TAIL_FIELDS, values, strict=True))).decode()
+                for values in zip(*columns, strict=True)]  # fmt: skip
 
     def copy(self) -> TailColumns:
         """An independent copy."""
@@ -265,26 +306,58 @@ class Acc:
         empty_i = np.zeros(0, np.int64)
         machine = cat([*self.machine, *self.run_machine, empty_i])
         slot = cat([*self.slot, *self.run_slot, empty_i])
-        # One integer key per (machine, slot): slots since 1970 fit well under 2**40.
-        flat = machine * _KEY_WIDTH + slot // SLOT_MS
-        keys, inverse = np.unique(flat, return_inverse=True)
-        inverse = inverse.reshape(-1)
-        rows = len(keys)
-        values = np.zeros((len(COLUMNS), rows), np.float64)
+        row_machine, row_slot, inverse = group(machine, slot)
+        rows = len(row_slot)
+        width = len(COLUMNS)
         first = np.full(rows, np.iinfo(np.int64).max, np.int64)
         last = np.full(rows, -1, np.int64)
         n_add = sum(len(s) for s in self.slot)
         if n_add:
-            col, value, where = cat(self.col), cat(self.value), inverse[:n_add]
-            for c in np.unique(col):
-                pick = col == c
-                values[c] = np.bincount(where[pick], weights=value[pick], minlength=rows)
+            # One bincount over (row, column) cells: each cell sums its values in the order
+            # they were added, as one bincount per column did.
+            col, value = cat(self.col), cat(self.value)
+            cells = np.bincount(inverse[:n_add] * width + col, weights=value,
+                                minlength=rows * width)  # fmt: skip
+            values: FloatArray = np.ascontiguousarray(cells.reshape(rows, width).T)
+        else:
+            values = np.zeros((width, rows), np.float64)
         if self.run_machine:
             where = inverse[n_add:]
             np.minimum.at(first, where, cat(self.run_lo))
             np.maximum.at(last, where, cat(self.run_hi))
         first[first == np.iinfo(np.int64).max] = -1
-        return Slots(keys // _KEY_WIDTH, keys % _KEY_WIDTH * SLOT_MS, values, first, last)
+        return Slots(row_machine, row_slot, values, first, last)
+
+
+_DENSE_CELLS = 1 << 16
+"""Below this many (machine, slot) cells, or a few per element, grouping indexes a dense grid."""
+
+
+def group(machine: IntArray, slot_ms: IntArray) -> tuple[IntArray, IntArray, IntArray]:
+    """Distinct (machine, slot) pairs, sorted, and each element's row among them.
+
+    Returns (row machine, row slot start, inverse). A batch spans a few slots, so the pairs
+    usually index a dense machines x slots grid (a bincount, no sort); a wide span (a replay of
+    days) sorts one integer key per element instead. Both give the same rows in the same order.
+    """
+    if not len(slot_ms):
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty
+    index = slot_ms // SLOT_MS
+    lo = int(index.min())
+    span = int(index.max()) - lo + 1
+    cells = (int(machine.max()) + 1) * span
+    if cells <= max(_DENSE_CELLS, 4 * len(index)):
+        dense = machine * span + (index - lo)
+        present = np.zeros(cells, np.bool_)
+        present[dense] = True
+        row_cell = np.flatnonzero(present)
+        row_of = np.zeros(cells, np.int64)
+        row_of[row_cell] = np.arange(len(row_cell), dtype=np.int64)
+        return row_cell // span, (row_cell % span + lo) * SLOT_MS, row_of[dense]
+    # One integer key per (machine, slot): slots since 1970 fit well under 2**40.
+    keys, inverse = np.unique(machine * _KEY_WIDTH + index, return_inverse=True)
+    return keys // _KEY_WIDTH, keys % _KEY_WIDTH * SLOT_MS, inverse.reshape(-1)
 
 
 def runs(machine_idx: IntArray) -> tuple[IntArray, IntArray]:

@@ -7,7 +7,6 @@ cost no loop.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -18,6 +17,7 @@ from telematics.summaries.usage_base import (
     Acc,
     Batch,
     FloatArray,
+    IntArray,
     TailColumns,
     runs,
     split,
@@ -35,13 +35,6 @@ def haversine_m(
     a = np.sin(dp / 2) ** 2 + np.cos(p0) * np.cos(p1) * np.sin(dl / 2) ** 2
     d: FloatArray = 2 * _EARTH_M * np.arcsin(np.sqrt(np.minimum(a, 1.0)))
     return d
-
-
-def _haversine(lat0: float, lon0: float, lat1: float, lon1: float) -> float:
-    p0, p1 = math.radians(lat0), math.radians(lat1)
-    dp, dl = p1 - p0, math.radians(lon1 - lon0)
-    a = math.sin(dp / 2) ** 2 + math.cos(p0) * math.cos(p1) * math.sin(dl / 2) ** 2
-    return 2 * _EARTH_M * math.asin(math.sqrt(min(a, 1.0)))
 
 
 def distance(
@@ -71,34 +64,59 @@ def distance(
     dist = haversine_m(np.repeat(a_lat, lengths), np.repeat(a_lon, lengths), lat, lon)
     away = np.maximum.reduceat(dist, starts) >= min_move
     ends = starts + lengths - 1
-    # Machines that stayed put keep their anchors; the moving ones are walked below.
     new["pos_ts_ms"][run_m] = ts[ends]
+    moving = np.flatnonzero(away)
+    # Machines that stayed put keep their anchors; the moving ones are walked (`_walk` moves
+    # their anchors in a_lat, a_lon).
+    k_moves, j_moves, d_moves = _walk(moving, starts, ends, a_lat, a_lon, lat, lon, min_move)
+    order = np.lexsort((j_moves, k_moves))  # run by run, reading by reading, as a loop would
+    k_moves, j_moves, d_moves = k_moves[order], j_moves[order], d_moves[order]
+    # The interval a move ends is from the reading before it (the anchor's own time for a
+    # run's first reading) to the reading that moved.
+    t0 = np.where(j_moves > starts[k_moves], ts[np.maximum(j_moves - 1, 0)], a_ts[k_moves])
     new["anchor_lat"][run_m] = a_lat
     new["anchor_lon"][run_m] = a_lon
-    t0s: list[int] = []
-    t1s: list[int] = []
-    ms: list[int] = []
-    moved: list[float] = []
-    lat_l, lon_l, ts_l = lat.tolist(), lon.tolist(), ts.tolist()
-    for k in np.flatnonzero(away).tolist():
-        # Moving: the anchor rule reading by reading (it depends on where the last was).
-        m, lo, hi = run_ml[k], int(starts[k]), int(ends[k])
-        anchor_lat, anchor_lon = float(a_lat[k]), float(a_lon[k])
-        prev_ts, limit = int(a_ts[k]), float(min_move[k])
-        for j in range(lo, hi + 1):
-            d = _haversine(anchor_lat, anchor_lon, lat_l[j], lon_l[j])
-            if d >= limit:
-                t0s.append(prev_ts)
-                t1s.append(ts_l[j])
-                ms.append(m)
-                moved.append(d)
-                anchor_lat, anchor_lon = lat_l[j], lon_l[j]
-            prev_ts = ts_l[j]
-        new["anchor_lat"][m] = anchor_lat
-        new["anchor_lon"][m] = anchor_lon
-    if moved:
+    if len(d_moves):
         col = COLUMNS.index("distance_m")
-        split(
-            acc, np.asarray(ms, np.int64), np.asarray(t0s, np.int64), np.asarray(t1s, np.int64),
-            col, np.asarray(moved, np.float64), max_gap_ms,
-        )  # fmt: skip
+        split(acc, run_m[k_moves], t0, ts[j_moves], col, d_moves, max_gap_ms)
+
+
+def _walk(
+    runs_k: IntArray, starts: IntArray, ends: IntArray, a_lat: FloatArray, a_lon: FloatArray,
+    lat: FloatArray, lon: FloatArray, min_move: FloatArray,
+) -> tuple[IntArray, IntArray, FloatArray]:  # fmt: skip
+    """The anchor rule for every moving run at once: (run, reading, metres) of each move.
+
+    Each round finds, in every run still walking, the first reading at least `min_move` from
+    its anchor, which becomes the anchor; a run stops when no later reading is that far.
+    `a_lat`/`a_lon` (per run) end as the runs' last anchors. Rounds: the most moves of a run.
+    """
+    pos = starts[runs_k].copy()
+    end = ends[runs_k]
+    moves_k: list[IntArray] = []
+    moves_j: list[IntArray] = []
+    moves_d: list[FloatArray] = []
+    while len(runs_k):
+        lens = end - pos + 1
+        offset = np.cumsum(lens) - lens
+        walker = np.repeat(np.arange(len(runs_k)), lens)
+        j = np.arange(int(lens.sum()), dtype=np.int64) - offset[walker] + pos[walker]
+        k = runs_k[walker]
+        d = haversine_m(a_lat[k], a_lon[k], lat[j], lon[j])
+        hit = np.flatnonzero(d >= min_move[k])
+        if not len(hit):
+            break
+        is_first = np.ones(len(hit), np.bool_)
+        is_first[1:] = walker[hit[1:]] != walker[hit[:-1]]
+        hit = hit[is_first]
+        jk, kk = j[hit], k[hit]
+        moves_k.append(kk)
+        moves_j.append(jk)
+        moves_d.append(d[hit])
+        a_lat[kk], a_lon[kk] = lat[jk], lon[jk]
+        go_on = jk < end[walker[hit]]
+        runs_k, pos, end = kk[go_on], jk[go_on] + 1, end[walker[hit]][go_on]
+    if not moves_k:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, np.zeros(0, np.float64)
+    return np.concatenate(moves_k), np.concatenate(moves_j), np.concatenate(moves_d)

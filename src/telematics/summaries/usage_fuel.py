@@ -35,13 +35,13 @@ from telematics.summaries.usage_base import (
 
 
 def fuel(
-    acc: Acc, batch: Batch, tails: Sequence[Tail | None], old: TailColumns, new: TailColumns,
+    acc: Acc, batch: Batch, old: TailColumns, new: TailColumns,
     limits: Sequence[UsageLimits], max_gap_ms: int,
 ) -> list[Refuel]:  # fmt: skip
     """Consumption (falls of the anchor) and refuels (rises past `refuel_min_pct`).
 
-    `old` holds the same tails as `tails`, as columns; the fuel fields of the machines' new
-    tails are written into `new`.
+    `old` holds the tails before the batch; the fuel fields of the machines' new tails are
+    written into `new`.
     """
     machine, ts, level, is_tail = series(
         batch.machine_idx, batch.ts_ms, batch.fuel_pct, old, "fuel_ts_ms", "fuel_pct"
@@ -90,7 +90,8 @@ def fuel(
         rows = np.arange(starts[k], starts[k] + lengths[k])
         m = int(run_m[k])
         with_tail = bool(first_is_tail[k])
-        state = _fuel_loop(m, rows, ts, level, used, tails[m], limits[m], refuels, with_tail)
+        tail = old.row(m) if with_tail else None
+        state = _fuel_loop(m, rows, ts, level, used, tail, limits[m], refuels, with_tail)
         for name, value in state.items():
             new[name][m] = value
     same = machine[1:] == machine[:-1]
