@@ -378,6 +378,16 @@ def _start_jobs(
         tg.create_task(notices.run(pool, channels, notice_config, stop))
 
 
+async def _subscribed(gateway: Gateway, enabled: bool) -> None:
+    """Wait (bounded) until the gateway, if it runs, holds its subscription; warn if it does not."""
+    if not enabled:
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(gateway.connected.wait(), _READY_WAIT_S)
+    if not gateway.connected.is_set():
+        log.warning("ready without the broker: the gateway is not subscribed yet")
+
+
 async def run_service(
     settings: Settings,
     stop: asyncio.Event,
@@ -411,7 +421,7 @@ async def run_service(
         app = build_app(
             replace(
                 context,
-                gateway_connected=gateway.connected.is_set,
+                gateway_connected=gateway.connected.is_set if settings.gateway_enabled else None,
                 knowledge=knowledge,
                 rules=diagnoser.engine.rules if diagnoser else None,
                 models_changed=diagnoser.refresh_models if diagnoser else None,
@@ -430,9 +440,12 @@ async def run_service(
         # Stop in the order data flows: the gateway drains first, then diagnosis of what it
         # committed, then the notices of those alarms.
         gateway_done, diagnosis_done = asyncio.Event(), asyncio.Event()
+        live_diagnoser = diagnoser if settings.gateway_enabled else None
 
         async def run_gateway() -> None:
             try:
+                if not settings.gateway_enabled:
+                    return  # an API copy: the workers of the shared group take the stream
                 if diagnoser is not None:
                     # Batches an earlier run left undiagnosed go first, in their order.
                     await diagnoser.caught_up.wait()
@@ -442,8 +455,9 @@ async def run_service(
 
         async def run_diagnosis() -> None:
             try:
-                if diagnoser is not None:
-                    await diagnoser.run(gateway_done)
+                # An API copy diagnoses nothing: replayed batches go to the workers' diagnosers.
+                if live_diagnoser is not None:
+                    await live_diagnoser.run(gateway_done)
             finally:
                 diagnosis_done.set()
 
@@ -463,10 +477,7 @@ async def run_service(
             # the word would otherwise lose what it sends before the gateway's first session
             # subscribes (the broker keeps nothing for a subscription that does not exist yet).
             # A broker that stays away does not keep the endpoints from being told.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(gateway.connected.wait(), _READY_WAIT_S)
-            if not gateway.connected.is_set():
-                log.warning("ready without the broker: the gateway is not subscribed yet")
+            await _subscribed(gateway, settings.gateway_enabled)
             if on_ready is not None:
                 on_ready(
                     Endpoints(

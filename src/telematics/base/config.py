@@ -299,6 +299,11 @@ class Settings(BaseSettings):
     satisfaction_instrument_path: Path | None = Field(
         default=None, description="A survey instrument TOML to ship instead of the packaged one."
     )
+    gateway_enabled: bool = Field(
+        default=True,
+        description="Take telemetry from the broker here. Off: this copy serves the HTTP API and "
+        "runs the background jobs only (docs/operations.md, 'Production deployment').",
+    )
 
     @field_validator("mqtt_url")
     @classmethod
