@@ -183,3 +183,32 @@ async def test_an_onset_diagnosed_after_the_episode_was_opened_elsewhere_adds_no
     assert await restarted.diagnose(onset) == []
     overheats = [x for x in await alarms_of(pool, machine_id) if x.fault == ENGINE_OVERHEAT]
     assert [x.state for x in overheats] == ["cleared"]
+
+
+async def test_a_late_overheat_that_cleared_before_a_later_episode_is_its_own(
+    pool: asyncpg.Pool,
+) -> None:
+    """The other side of following a late fault past its readings: an overheat in late readings
+    whose readings after them cool down (cleared, by the rule, long before the next episode the
+    live stream raised) is an episode nobody saw, raised at its own reading time."""
+    machine_id = unique("WL")
+    s = Stream(machine_id, start_s=-3600.0)
+    s.add(120).add(40, coolant_temp_c=109.0).add(100, coolant_temp_c=88.0)
+    s.add(80, coolant_temp_c=109.0).add(140, coolant_temp_c=88.0)
+    async with pool.acquire() as conn:
+        await register(conn, machine_id)
+        warm = await store(conn, s, 0, 120)
+        rest = await store(conn, s, 160, 480)
+        held = await store(conn, s, 120, 160)  # arrives late: store-and-forward, a replay
+    live = worker(pool, None)
+    await live.diagnose(warm)
+    await live.diagnose(rest)
+    assert [x.state for x in await alarms_of(pool, machine_id) if x.fault == ENGINE_OVERHEAT] == [
+        "cleared"
+    ]
+    changes = await live.diagnose(held)
+    raised = [c for c in changes if c.fault == ENGINE_OVERHEAT]
+    assert [c.transition.value for c in raised] == ["raised"]
+    assert s.ts(120) <= raised[0].ts.timestamp() * 1000 < s.ts(160)
+    overheats = [x for x in await alarms_of(pool, machine_id) if x.fault == ENGINE_OVERHEAT]
+    assert len(overheats) == 2
