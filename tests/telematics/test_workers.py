@@ -58,8 +58,11 @@ async def metric(worker: ServiceProcess, name: str) -> float:
     )
 
 
-async def received(worker: ServiceProcess) -> float:
-    return await metric(worker, "telematics_mqtt_messages_received_total")
+async def stored_by(worker: ServiceProcess) -> float:
+    """Readings the worker stored. Not the messages it received: the broker is shared with
+    other test runs, whose devices' messages reach the group too (and are refused, their
+    machines being registered in other databases)."""
+    return await metric(worker, "telematics_readings_stored_total")
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +109,7 @@ async def test_two_workers_one_killed_store_each_reading_once_and_raise_one_alar
     for i, message in enumerate(overheat_messages(hot, now_ms() - 900_000)):
         stream.insert(i * 26, message)  # 24 messages spread through the stream
     total_bulk, total_hot = 600 * PER_MESSAGE, 480
-    b_before = await received(b)
+    b_before = await stored_by(b)
     publisher = asyncio.create_task(_paced(mqtt_endpoint, stream, per_s=150))
     await asyncio.sleep(1.5)
     a.kill()
@@ -118,18 +121,22 @@ async def test_two_workers_one_killed_store_each_reading_once_and_raise_one_alar
     await publisher
     stored = count_readings(pool, bulk, hot)
     assert await eventually(stored, total_bulk + total_hot, timeout_s=60) == 12_480
-    b_received = await received(b) - b_before
+    b_stored = await stored_by(b) - b_before
     assert 0 < at_kill < while_dead < total_bulk  # B carried on while A was dead
-    assert 0 < b_received < len(stream)  # the stream was shared
+    assert 0 < b_stored < total_bulk + total_hot  # the stream was shared
     distinct = await pool.fetchval(
         "SELECT count(DISTINCT (machine_id, ts)) FROM readings WHERE machine_id = ANY($1)",
         [bulk, hot],
     )
     assert distinct == total_bulk + total_hot
     overheats = await pool.fetch(
-        "SELECT state FROM alarms WHERE machine_id = $1 AND fault = $2", hot, ENGINE_OVERHEAT
+        "SELECT state, raised_at, cleared_at, readings FROM alarms "
+        "WHERE machine_id = $1 AND fault = $2 ORDER BY alarm_id",
+        hot,
+        ENGINE_OVERHEAT,
     )
-    assert [r["state"] for r in overheats] == ["cleared"]
+    episodes = [tuple(r) for r in overheats]
+    assert [r["state"] for r in overheats] == ["cleared"], (episodes, a.log_tail(), b.log_tail())
 
 
 @pytest.mark.slow

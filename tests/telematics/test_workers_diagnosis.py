@@ -212,3 +212,30 @@ async def test_a_late_overheat_that_cleared_before_a_later_episode_is_its_own(
     assert s.ts(120) <= raised[0].ts.timestamp() * 1000 < s.ts(160)
     overheats = [x for x in await alarms_of(pool, machine_id) if x.fault == ENGINE_OVERHEAT]
     assert len(overheats) == 2
+
+
+async def test_a_batch_diagnosed_again_after_a_restart_under_the_same_id_changes_nothing(
+    pool: asyncpg.Pool,
+) -> None:
+    """Worker A diagnosed a batch (warm readings, then an overheat's onset) and was killed
+    before taking it off `diagnosis_pending`; restarted under the same client id, it diagnoses
+    the batch again with an empty engine. Rebuilt only up to the batch's first reading with the
+    episode open, its warm readings would clear the episode and its onset raise a second one
+    (the two-process test saw that); rebuilt up to the latest reading its mark says was
+    diagnosed, the batch is late and finds its own episode."""
+    machine_id = unique("WR")
+    s = Stream(machine_id, start_s=-3600.0)
+    s.add(120).add(180, coolant_temp_c=109.0)
+    async with pool.acquire() as conn:
+        await register(conn, machine_id)
+        early = await store(conn, s, 0, 40)
+        held = await store(conn, s, 40, 140)  # 80 warm readings, then the onset
+    source = unique("gw-a")
+    first = worker(pool, source)
+    await first.diagnose(early)
+    raised = await first.diagnose(held)
+    assert [c.transition.value for c in raised if c.fault == ENGINE_OVERHEAT] == ["raised"]
+    restarted = worker(pool, source)
+    assert await restarted.diagnose(held) == []
+    overheats = [x for x in await alarms_of(pool, machine_id) if x.fault == ENGINE_OVERHEAT]
+    assert [x.state for x in overheats] == ["open"]

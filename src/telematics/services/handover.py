@@ -46,13 +46,18 @@ async def claim(
     vouch for (diagnosed elsewhere since, or never marked).
 
     Returns:
-        Per forgotten machine that was diagnosed before, the time its rebuild must reach
-        (one past the latest reading diagnosed): its readings up to then are late here.
+        Per machine to be rebuilt that was diagnosed before, the time its rebuild must reach
+        (one past the latest reading diagnosed): its readings up to then are late here. That
+        is every machine the engine does not know now, not only those forgotten here: after a
+        restart under the same client id the mark is this worker's own, and a batch the dead
+        process diagnosed but had not yet taken off `diagnosis_pending` comes round again; rebuilt
+        only up to its first reading with the episodes open now, its older readings would clear
+        them and its newer ones raise them a second time.
     """
     marks = await marks_store.claim(conn, frame.machine_ids)
     stale = [m for m in frame.machine_ids if marks.get(m, _NO_MARK).source != source]
     engine.forget(stale)
-    return {m: marks[m].ts_ms + 1 for m in stale if m in marks}
+    return {m: marks[m].ts_ms + 1 for m in engine.unknown(frame.machine_ids) if m in marks}
 
 
 async def mark(conn: asyncpg.Connection, frame: Frame, source: str) -> None:
