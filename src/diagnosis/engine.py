@@ -95,6 +95,11 @@ class Engine:
         """The machines the engine has no state for, in the order given."""
         return [m for m in machine_ids if m not in self._state.slots]
 
+    def last_ts_ms(self, machine_ids: Iterable[str]) -> dict[str, int]:
+        """The time of the last reading processed for each known machine, epoch ms."""
+        st = self._state
+        return {m: int(st.last_ts[st.slots[m]]) for m in machine_ids if m in st.slots}
+
     def late_rows(self, frame: Frame) -> BoolArray:
         """Per reading: not later than the last processed for its machine (`process` skips it)."""
         st = self._state
@@ -141,13 +146,20 @@ class Engine:
         if len(history):
             self._process(_select_machines(history, wanted), emit=False)
         st = self._state
-        for info in infos:
-            slot = st.slots[info.machine_id]
+        # The store's open episodes are the truth: every fault row of these machines is set
+        # from it, in one vector operation for the many machines with none open (a fleet's
+        # cold start registers every machine through here).
+        slots = np.array([st.slots[info.machine_id] for info in infos], np.int64)
+        st.active[:, slots] = False
+        for info, slot in zip(infos, slots.tolist(), strict=True):
             faults = set(open_faults.get(info.machine_id, ()))
-            for fault, row in FAULT_ROW.items():
-                st.active[row, slot] = fault in faults
+            for fault in faults:
+                row = FAULT_ROW.get(fault)
+                if row is not None:
+                    st.active[row, slot] = True
             codes = {c for f in faults if (c := ev.parse_dtc_code(f)) is not None}
-            self._dtc.reconcile(slot, codes, int(st.last_ts[slot]))
+            if codes or slot in self._dtc.open:
+                self._dtc.reconcile(slot, codes, int(st.last_ts[slot]))
 
     def process(self, frame: Frame) -> list[AlarmEvent]:
         """Diagnose a batch.
@@ -181,7 +193,7 @@ class Engine:
             One RAISED event per machine that fell silent, ordered by machine.
         """
         st = self._state
-        used = np.array(sorted(self._info), np.int64)
+        used = np.flatnonzero(st.in_use)  # slot order, as the machines' info is keyed
         if len(used) == 0:
             return []
         timeout = self._tables.of(lambda t: t.machine_silent.timeout_s * 1000)[st.model_idx[used]]

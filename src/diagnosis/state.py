@@ -60,6 +60,9 @@ class MachineState:
         self._used = 0
         self.capacity = 0
         faults = len(EPISODE_FAULTS)
+        self.in_use: BoolArray = np.zeros(0, np.bool_)
+        """Per slot: a machine holds it. What a sweep over every machine (silence) reads, so it
+        costs one vector operation, not a sort of the machine table (70 ms at 600,000)."""
         self.model_idx: IntArray = np.zeros(0, np.int64)
         self.site: FloatArray = np.zeros((3, 0))  # lat, lon, radius_m; NaN where none
         self.last_ts: IntArray = np.zeros(0, np.int64)
@@ -89,6 +92,7 @@ class MachineState:
             slot = self._used
             self._used += 1
         self.slots[machine_id] = slot
+        self.in_use[slot] = True
         return slot
 
     def release(self, machine_id: str) -> int | None:
@@ -96,6 +100,7 @@ class MachineState:
         slot = self.slots.pop(machine_id, None)
         if slot is not None:
             self._reset(np.array([slot], np.int64))
+            self.in_use[slot] = False
             self._free.append(slot)
         return slot
 
@@ -110,6 +115,7 @@ class MachineState:
             shape[axis] = extra
             return np.concatenate([a, np.zeros(shape, a.dtype)], axis=axis)
 
+        self.in_use = widen(self.in_use, 0)
         self.model_idx = widen(self.model_idx, 0)
         self.site = widen(self.site, 1)
         self.last_ts = widen(self.last_ts, 0)

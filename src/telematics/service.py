@@ -34,6 +34,7 @@ from telematics.base.db import acquire, create_pool, with_retry
 from telematics.base.errors import StoreUnavailableError, TelematicsError
 from telematics.base.metrics import Metrics
 from telematics.base.migrate import migrate
+from telematics.base.replica import ReadRoute, Replica
 from telematics.ingest.gateway import Gateway, GatewayConfig
 from telematics.ingest.mqtt import parse_mqtt_url
 from telematics.maintenance import job as maintenance_job
@@ -133,11 +134,13 @@ class Pools:
         ingest: The gateway's writers and its source lookups.
         api: HTTP requests, token lookups included.
         jobs: Migrations, diagnosis, SLA timers and partition upkeep.
+        replica: The API's reads that may lag, on the read replica; None without one.
     """
 
     ingest: asyncpg.Pool
     api: asyncpg.Pool
     jobs: asyncpg.Pool
+    replica: asyncpg.Pool | None = None
 
 
 @asynccontextmanager
@@ -147,20 +150,43 @@ async def open_pools(
     """Open the three pools of `settings` (waiting for the database), and close them after."""
     async with AsyncExitStack() as stack:
 
-        async def opened(size: int) -> asyncpg.Pool:
+        async def opened(size: int, url: str = dsn, *, staging: bool = True) -> asyncpg.Pool:
             pool = await with_retry(
-                lambda: create_pool(dsn, max_size=size, timeout_s=settings.db_timeout_s),
+                lambda: create_pool(
+                    url, max_size=size, timeout_s=settings.db_timeout_s, staging=staging
+                ),
                 what="database connection",
                 stop=stop,
             )
             stack.push_async_callback(pool.close)
             return pool
 
+        replica_url = settings.database_replica_url
         yield Pools(
             ingest=await opened(settings.db_ingest_pool_size),
             api=await opened(settings.db_api_pool_size),
             jobs=await opened(settings.db_jobs_pool_size),
+            replica=None
+            if replica_url is None
+            else await opened(
+                settings.db_replica_pool_size, replica_url.get_secret_value(), staging=False
+            ),
         )
+
+
+def read_route(settings: Settings, pools: Pools, metrics: Metrics) -> ReadRoute | None:
+    """Where the API's lagging reads go: the replica's pool when one is configured."""
+    if pools.replica is None:
+        return None
+    replica = Replica(
+        pools.replica, pools.api, metrics, max_lag_s=settings.database_replica_max_lag_s
+    )
+    return ReadRoute(pools.api, replica, metrics, sticky_s=settings.database_replica_sticky_s)
+
+
+async def _watch_replica(reads: ReadRoute | None, stop: asyncio.Event) -> None:
+    if reads is not None and reads.replica is not None:
+        await reads.replica.run(stop)
 
 
 def api_context(
@@ -168,6 +194,7 @@ def api_context(
 ) -> ApiContext:
     """The API's share of the service: its own pool, and the limits the settings give it."""
     return ApiContext(
+        reads=read_route(settings, pools, metrics),
         pool=pools.api,
         directory=directory,
         metrics=metrics,
@@ -302,7 +329,11 @@ def _diagnosis(
         engine,
         knowledge,
         metrics,
-        DiagnoserConfig(history_s=settings.diagnosis_history_s, source=settings.mqtt_client_id),
+        DiagnoserConfig(
+            history_s=settings.diagnosis_history_s,
+            source=settings.mqtt_client_id,
+            shared=settings.mqtt_shared_group is not None,
+        ),
         notify=publisher.publish if publisher is not None else None,
         consumers=[Rollup(pool, rules, settings.summary_max_gap_s)]
         if settings.summaries_enabled
@@ -384,6 +415,16 @@ def _start_jobs(
         tg.create_task(notices.run(pool, channels, notice_config, stop))
 
 
+async def _subscribed(gateway: Gateway, enabled: bool) -> None:
+    """Wait (bounded) until the gateway, if it runs, holds its subscription; warn if it does not."""
+    if not enabled:
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(gateway.connected.wait(), _READY_WAIT_S)
+    if not gateway.connected.is_set():
+        log.warning("ready without the broker: the gateway is not subscribed yet")
+
+
 async def run_service(
     settings: Settings,
     stop: asyncio.Event,
@@ -414,10 +455,11 @@ async def run_service(
         if diagnoser is not None:
             diagnoser.heard_since = gateway.heard_since
         token = admin_token(settings)
+        context = api_context(settings, pools, directory, metrics, token)
         app = build_app(
             replace(
-                api_context(settings, pools, directory, metrics, token),
-                gateway_connected=gateway.connected.is_set,
+                context,
+                gateway_connected=gateway.connected.is_set if settings.gateway_enabled else None,
                 knowledge=knowledge,
                 rules=diagnoser.engine.rules if diagnoser else None,
                 models_changed=diagnoser.refresh_models if diagnoser else None,
@@ -436,9 +478,12 @@ async def run_service(
         # Stop in the order data flows: the gateway drains first, then diagnosis of what it
         # committed, then the notices of those alarms.
         gateway_done, diagnosis_done = asyncio.Event(), asyncio.Event()
+        live_diagnoser = diagnoser if settings.gateway_enabled else None
 
         async def run_gateway() -> None:
             try:
+                if not settings.gateway_enabled:
+                    return  # an API copy: the workers of the shared group take the stream
                 if diagnoser is not None:
                     # Batches an earlier run left undiagnosed go first, in their order.
                     await diagnoser.caught_up.wait()
@@ -448,8 +493,9 @@ async def run_service(
 
         async def run_diagnosis() -> None:
             try:
-                if diagnoser is not None:
-                    await diagnoser.run(gateway_done)
+                # An API copy diagnoses nothing: replayed batches go to the workers' diagnosers.
+                if live_diagnoser is not None:
+                    await live_diagnoser.run(gateway_done)
             finally:
                 diagnosis_done.set()
 
@@ -459,6 +505,7 @@ async def run_service(
             if publisher is not None:
                 tg.create_task(publisher.run(diagnosis_done))
             _start_jobs(tg, pools.jobs, settings, metrics, (mqtt_url, protocol), stop)
+            tg.create_task(_watch_replica(context.reads, stop))
             api = tg.create_task(server.serve(sockets=[listener]))
             # uvicorn offers no "started" event to wait on.
             while not server.started and not api.done():  # noqa: ASYNC110
@@ -468,10 +515,7 @@ async def run_service(
             # the word would otherwise lose what it sends before the gateway's first session
             # subscribes (the broker keeps nothing for a subscription that does not exist yet).
             # A broker that stays away does not keep the endpoints from being told.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(gateway.connected.wait(), _READY_WAIT_S)
-            if not gateway.connected.is_set():
-                log.warning("ready without the broker: the gateway is not subscribed yet")
+            await _subscribed(gateway, settings.gateway_enabled)
             if on_ready is not None:
                 on_ready(
                     Endpoints(

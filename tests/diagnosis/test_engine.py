@@ -666,3 +666,33 @@ def test_restore_takes_open_episodes_from_the_store() -> None:
     cool = Stream("m1").add(100, coolant_temp_c=t.clear_c - 1)
     cleared = of(engine.process(frame_of(cool)), ev.ENGINE_OVERHEAT, Transition.CLEARED)
     assert len(cleared) == 1
+
+
+def test_silence_sweeps_exactly_the_machines_held_after_forget_and_slot_reuse() -> None:
+    # The sweep reads the slots in use, not the machine table: a forgotten machine's slot is
+    # swept no more, and the machine that takes the slot over is swept.
+    timeout_ms = round(thresholds().machine_silent.timeout_s * 1000)
+    engine = engine_for("a", "b")
+    engine.process(frame_of(Stream("a").add(3), Stream("b").add(3)))
+    engine.forget(["a"])
+    engine.restore([MachineInfo("c", "excavator")], frame_of(), {})
+    engine.process(frame_of(Stream("c").add(3)))
+    raised = engine.check_silence(Stream("a").ts(2) + timeout_ms + 5000)
+    assert sorted(e.machine_id for e in raised) == ["b", "c"]
+
+
+def test_restore_takes_every_fault_flag_from_the_store() -> None:
+    # Restoring a machine the engine holds: an episode open in memory but closed in the store is
+    # forgotten (the next hot stretch raises anew); one open in the store is kept (no raise).
+    t = thresholds().engine_overheat
+    n = confirm_index(0, t.raise_readings, t.raise_s) + 3
+    hot = t.raise_c + 5
+    engine = engine_for("m1", "m2")
+    first = engine.process(frame_of(*(Stream(m).add(n, coolant_temp_c=hot) for m in ("m1", "m2"))))
+    assert len(of(first, ev.ENGINE_OVERHEAT, Transition.RAISED)) == 2
+    infos = [MachineInfo("m1", "excavator"), MachineInfo("m2", "excavator")]
+    engine.restore(infos, frame_of(), {"m2": {ev.ENGINE_OVERHEAT}})
+    again = engine.process(
+        frame_of(*(Stream(m, start_s=1000).add(n, coolant_temp_c=hot) for m in ("m1", "m2")))
+    )
+    assert [e.machine_id for e in of(again, ev.ENGINE_OVERHEAT, Transition.RAISED)] == ["m1"]

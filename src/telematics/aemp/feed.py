@@ -52,10 +52,14 @@ Instant = Annotated[
 ]
 
 
-async def feed_connection(ctx: Context, caller: FeedCallerDep) -> AsyncIterator[asyncpg.Connection]:
-    """A pooled connection for one request, taken only once the caller is known and counted."""
-    del caller
-    async with acquire(ctx.pool, timeout_s=ctx.acquire_timeout_s) as conn:
+async def feed_connection(
+    request: Request, ctx: Context, caller: FeedCallerDep
+) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection for one request, taken only once the caller is known and counted;
+    on the read replica when there is one (the feed only reads).
+    """
+    pool = ctx.pool if ctx.reads is None else ctx.reads.pool_for(caller.key, request.headers)
+    async with acquire(pool, timeout_s=ctx.acquire_timeout_s) as conn:
         yield conn
 
 

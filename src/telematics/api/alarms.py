@@ -29,7 +29,7 @@ from telematics.api.alarm_schemas import (
     NoteIn,
     ResolveIn,
 )
-from telematics.api.context import Conn, Context, Staff, allow
+from telematics.api.context import Conn, Context, ReadConn, Staff, allow
 from telematics.api.language import Lang
 from telematics.api.schemas import BeforeId, Instant, PathId, ReadingOut
 from telematics.base.errors import InvalidRequestError, NotFoundError
@@ -51,7 +51,7 @@ _ACK, _CONFIRM, _RESOLVE = AckIn(), ConfirmIn(), ResolveIn()
 
 @router.get("")
 async def list_alarms(
-    conn: Conn,
+    conn: ReadConn,
     ctx: Context,
     lang: Lang,
     caller: Annotated[Principal, Depends(allow(Role.EXPERT, Role.CUSTOMER))],

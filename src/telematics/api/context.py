@@ -27,6 +27,7 @@ from telematics.base.config import Settings
 from telematics.base.db import acquire
 from telematics.base.errors import AuthError, ForbiddenError
 from telematics.base.metrics import Metrics
+from telematics.base.replica import ReadRoute
 from telematics.store.registry import SourceDirectory
 from telematics.store.tokens import Principal, Role, TokenCache, token_hash
 from telematics.wire.decode import Limits
@@ -52,6 +53,7 @@ class ApiContext:
         body_limits: How large request bodies may be.
         settings: The service's settings, for the capabilities' routers (their tuning).
         sessions: The web console's signed-in browsers (`api.session_cookie`).
+        reads: Where reads that may lag go (a read replica, base/replica.py); None: `pool`.
     """
 
     pool: asyncpg.Pool
@@ -69,6 +71,7 @@ class ApiContext:
     body_limits: BodyLimits = field(default_factory=BodyLimits)
     settings: Settings = field(default_factory=Settings)
     sessions: SessionKeeper = field(default_factory=SessionKeeper)
+    reads: ReadRoute | None = None
 
 
 def get_context(request: Request) -> ApiContext:
@@ -142,17 +145,37 @@ Caller = Annotated[Principal, Depends(principal)]
 """Any authenticated caller; routes scope what it sees by its role."""
 
 
-async def connection(ctx: Context, caller: Caller) -> AsyncIterator[asyncpg.Connection]:
+async def connection(
+    request: Request, ctx: Context, caller: Caller
+) -> AsyncIterator[asyncpg.Connection]:
     """A pooled connection for the duration of one request, taken only once the caller is known.
 
     Depending on `principal` makes authentication come first whatever the order of a route's
     parameters: a request with a bad token is refused without ever holding a connection.
     """
+    if ctx.reads is not None and request.method not in SAFE_METHODS:
+        ctx.reads.wrote(caller.actor)  # its next reads must see this write: the primary's
     async with acquire(ctx.pool, timeout_s=ctx.acquire_timeout_s) as conn:
         yield conn
 
 
 Conn = Annotated[asyncpg.Connection, Depends(connection)]
+
+
+async def read_connection(
+    request: Request, ctx: Context, caller: Caller
+) -> AsyncIterator[asyncpg.Connection]:
+    """A connection for a read that may be a little behind: on the read replica when there is
+    one and it is allowed (`base.replica.ReadRoute`), else on the primary like `connection`.
+    Only for routes that never write.
+    """
+    pool = ctx.pool if ctx.reads is None else ctx.reads.pool_for(caller.actor, request.headers)
+    async with acquire(pool, timeout_s=ctx.acquire_timeout_s) as conn:
+        yield conn
+
+
+ReadConn = Annotated[asyncpg.Connection, Depends(read_connection)]
+"""A connection for a read-only route whose answer may lag the primary by the replica's lag."""
 
 
 def allow(*roles: Role) -> Callable[[Principal], Principal]:

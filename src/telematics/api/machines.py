@@ -8,7 +8,7 @@ from typing import Annotated
 import asyncpg
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
-from telematics.api.context import Admin, Caller, Conn, allow
+from telematics.api.context import Admin, Caller, Conn, ReadConn, allow
 from telematics.api.schemas import (
     Instant,
     MachineImportOut,
@@ -136,7 +136,7 @@ async def get_machine(
 
 
 @router.get("/machines/{machine_id}/latest", tags=["machines"])
-async def latest_reading(machine_id: str, conn: Conn, caller: Caller) -> ReadingOut:
+async def latest_reading(machine_id: str, conn: ReadConn, caller: Caller) -> ReadingOut:
     """The machine's newest reading (by its time); 404 if it has none yet."""
     await visible_machine(conn, caller, machine_id)
     reading = await readings_store.latest_reading(conn, machine_id)
@@ -148,7 +148,7 @@ async def latest_reading(machine_id: str, conn: Conn, caller: Caller) -> Reading
 @router.get("/machines/{machine_id}/readings", tags=["machines"])
 async def machine_readings(
     machine_id: str,
-    conn: Conn,
+    conn: ReadConn,
     caller: Caller,
     start: Instant | None = None,
     end: Instant | None = None,

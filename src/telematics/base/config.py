@@ -98,6 +98,24 @@ class Settings(BaseSettings):
     db_jobs_pool_size: int = Field(
         default=3, ge=1, description="Connections of diagnosis, SLA timers and upkeep."
     )
+    database_replica_url: SecretStr | None = Field(
+        default=None,
+        description="A streaming replica the API's reads go to (readings, summaries, alarm "
+        "queue, AEMP feed); writes never do. Unset: everything on the primary.",
+    )
+    db_replica_pool_size: int = Field(
+        default=4, ge=1, description="Connections of the API to the read replica."
+    )
+    database_replica_max_lag_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Reads go to the primary while the replica is further behind, or unknown.",
+    )
+    database_replica_sticky_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="After a caller's write, its reads go to the primary for this long.",
+    )
     token_cache_s: float = Field(
         default=5.0,
         gt=0,
@@ -303,6 +321,11 @@ class Settings(BaseSettings):
     )
     satisfaction_instrument_path: Path | None = Field(
         default=None, description="A survey instrument TOML to ship instead of the packaged one."
+    )
+    gateway_enabled: bool = Field(
+        default=True,
+        description="Take telemetry from the broker here. Off: this copy serves the HTTP API and "
+        "runs the background jobs only (docs/operations.md, 'Production deployment').",
     )
 
     @field_validator("mqtt_url")

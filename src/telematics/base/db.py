@@ -99,9 +99,16 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(
-    dsn: str, *, min_size: int = 1, max_size: int = 4, timeout_s: float = 30.0
+    dsn: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 4,
+    timeout_s: float = 30.0,
+    staging: bool = True,
 ) -> asyncpg.Pool:
     """Open a connection pool.
+
+    `staging=False` for a read replica: a hot standby refuses even temporary tables.
 
     Raises:
         StoreUnavailableError: The database could not be reached within `timeout_s`.
@@ -113,7 +120,7 @@ async def create_pool(
             max_size=max_size,
             timeout=timeout_s,
             command_timeout=timeout_s,
-            init=_init_connection,
+            init=_init_connection if staging else None,
         )
     except TRANSIENT_ERRORS as exc:
         raise StoreUnavailableError(f"cannot connect to the database: {exc}") from exc

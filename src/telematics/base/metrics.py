@@ -112,6 +112,25 @@ class Metrics:
             ["kind", "verdict"],
             registry=r,
         )
+        # Read replicas (base/replica.py): -1 while the lag is unknown (replica unreachable).
+        self.replica_lag_seconds = Gauge(
+            "telematics_db_replica_lag_seconds",
+            "How far the read replica's replay is behind, in time (0 when it has replayed "
+            "everything it received); -1: unknown",
+            registry=r,
+        )
+        self.replica_lag_bytes = Gauge(
+            "telematics_db_replica_lag_bytes",
+            "WAL the read replica has not replayed yet, against the primary's position; "
+            "-1: unknown",
+            registry=r,
+        )
+        self.replica_reads = Counter(
+            "telematics_db_replica_reads",
+            "Read-only API requests by the database they were sent to (replica or primary)",
+            ["target"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 import asyncpg
+import numpy as np
 
 from diagnosis.engine import Engine
 from diagnosis.events import AlarmEvent, Severity, Transition
@@ -42,7 +43,7 @@ from diagnosis.model import ModelError, RegimeModel
 from telematics.base.db import acquire, with_retry
 from telematics.base.errors import StoreUnavailableError
 from telematics.base.metrics import Metrics
-from telematics.services import late
+from telematics.services import handover, late
 from telematics.store import alarms as alarm_store
 from telematics.store import models as model_store
 from telematics.store import pending as pending_store
@@ -84,6 +85,9 @@ class DiagnoserConfig:
             recorded in `diagnosis_pending` under it are diagnosed on start, and each one
             diagnosed is taken off the table. None: nothing is durable (tests, tools).
         done_flush_s: How often diagnosed batches are taken off `diagnosis_pending`.
+        shared: Other workers take the same stream (a shared subscription): a machine's
+            state is trusted only while no other worker diagnosed it since, silence only
+            when the store has nothing newer either (`store.diagnosis_marks`). Needs `source`.
     """
 
     history_s: float = 900.0
@@ -92,6 +96,7 @@ class DiagnoserConfig:
     model_refresh_s: float = 60.0
     source: str | None = None
     done_flush_s: float = 1.0
+    shared: bool = False
 
 
 def frame_of(readings: ReadingColumns) -> Frame:
@@ -337,32 +342,52 @@ class Diagnoser:
         self._room.set()
 
     async def diagnose(self, frame: Frame) -> list[alarm_store.AlarmChange]:
-        """Restore unknown machines, run the engine on `frame`, store the alarm changes."""
+        """Restore unknown machines, run the engine on `frame`, store the alarm changes.
+
+        With `shared` on, all of it is one transaction holding the batch's machines' locks
+        (`store.diagnosis_marks`): a machine another worker diagnosed since this one did is
+        rebuilt from the store first, and two workers never diagnose one machine at once.
+        """
+        source = self._config.source if self._config.shared else None
         async with acquire(self._pool) as conn:
             try:
-                unknown = self.engine.unknown(frame.machine_ids)
-                if unknown:
-                    await self._restore(conn, unknown, int(frame.ts_ms.min()))
-                is_late = self.engine.late_rows(frame)
-                missed: list[AlarmEvent] = []
-                if bool(is_late.any()):
-                    missed = await late.late_events(
-                        conn,
-                        frame.take(is_late),
-                        self.engine.rules,
-                        self._scorers,
-                        self._config.history_s,
-                    )
-                events = self.engine.process(frame)
-                if not events and not missed:
-                    return []
+                if source is None:
+                    return await self._diagnose_on(conn, frame)
                 async with conn.transaction():
-                    changes = await alarm_store.apply_events(conn, missed + events, self.describe)
+                    floor = await handover.claim(conn, self.engine, frame, source)
+                    changes = await self._diagnose_on(conn, frame, floor)
+                    await handover.mark(conn, frame, source)
+                    return changes
             except BaseException:
                 # Memory must not run ahead of the store: what this batch taught the engine is
                 # forgotten, and rebuilt from the store next time.
                 self.engine.forget(frame.machine_ids)
                 raise
+
+    async def _diagnose_on(
+        self, conn: asyncpg.Connection, frame: Frame, floor: dict[str, int] | None = None
+    ) -> list[alarm_store.AlarmChange]:
+        unknown = self.engine.unknown(frame.machine_ids)
+        if unknown:
+            first = handover.per_machine(frame, np.minimum)
+            floor = floor or {}
+            before = {m: max(first[m], floor.get(m, first[m])) for m in unknown}
+            await late.restore_each(conn, self.engine, before, self._config.history_s)
+        is_late = self.engine.late_rows(frame)
+        missed: list[AlarmEvent] = []
+        if bool(is_late.any()):
+            missed = await late.late_events(
+                conn,
+                frame.take(is_late),
+                self.engine.rules,
+                self._scorers,
+                self._config.history_s,
+            )
+        events = self.engine.process(frame)
+        if not events and not missed:
+            return []
+        async with conn.transaction():
+            changes = await alarm_store.apply_events(conn, missed + events, self.describe)
         if missed:
             # Episodes the live state does not know of: rebuilt from the store next time, so
             # the next live reading decides whether they are still active.
@@ -419,6 +444,8 @@ class Diagnoser:
                 return
             heard_ms = now_ms - round((now_s - since) * 1000)
         events = self.engine.check_silence(now_ms, heard_ms)
+        if events and self._config.shared:
+            events = await handover.silent_in_store(self._pool, self.engine, events, stop)
         if events:
             await self.apply(events, stop)
 

@@ -161,15 +161,28 @@ async def get_alarm(conn: asyncpg.Connection, alarm_id: int) -> Alarm:
 
 
 _EPISODES_OVER = """
-SELECT DISTINCT machine_id, fault FROM alarms
+SELECT machine_id, fault, raised_at, cleared_at FROM alarms
 WHERE machine_id = ANY($1::text[])
   AND (state = 'open' OR (raised_at <= $3 AND cleared_at >= $2))
 """
 
 
+@dataclass(frozen=True, slots=True)
+class EpisodeSpan:
+    """When a stored episode ran: `cleared_at` None while it is open."""
+
+    machine_id: str
+    fault: str
+    raised_at: datetime
+    cleared_at: datetime | None
+
+
 async def episodes_over(
     conn: asyncpg.Connection, machine_ids: Sequence[str], start: datetime, end: datetime
-) -> set[tuple[str, str]]:
-    """(machine, fault) of every episode open now or covering part of `start`..`end`."""
+) -> list[EpisodeSpan]:
+    """Every episode of the machines open now or covering part of `start`..`end`."""
     rows = await conn.fetch(_EPISODES_OVER, list(machine_ids), start, end)
-    return {(row["machine_id"], row["fault"]) for row in rows}
+    return [
+        EpisodeSpan(row["machine_id"], row["fault"], row["raised_at"], row["cleared_at"])
+        for row in rows
+    ]

@@ -117,6 +117,34 @@ async def history(
     )
 
 
+_HISTORY_BEFORE = f"""
+SELECT r.machine_id, (extract(epoch FROM r.ts) * 1000)::bigint AS ts_ms,
+       {", ".join(f"COALESCE(r.{name}, 'NaN') AS {name}" for name in SIGNAL_NAMES)},
+       r.dtc::text AS dtc
+FROM unnest($1::text[], $2::bigint[]) AS b(machine_id, before_ms)
+JOIN readings r ON r.machine_id = b.machine_id
+ AND r.ts >= to_timestamp((b.before_ms - $3::bigint) / 1000.0)
+ AND r.ts < to_timestamp(b.before_ms / 1000.0)
+ORDER BY r.machine_id, r.ts
+"""
+
+
+async def history_before(
+    conn: asyncpg.Connection, before_ms: dict[str, int], history_ms: int
+) -> History:
+    """Per machine, its readings of the `history_ms` before its own `before_ms`, sorted by
+    machine and time (one query; each machine's window ends where its batch begins).
+    """
+    ids = sorted(before_ms)
+    rows = await conn.fetch(_HISTORY_BEFORE, ids, [before_ms[m] for m in ids], history_ms)
+    return History(
+        machine_ids=[row["machine_id"] for row in rows],
+        ts_ms=[row["ts_ms"] for row in rows],
+        values=[[row[name] for row in rows] for name in SIGNAL_NAMES],
+        dtcs=[dtc_codes(row["dtc"]) for row in rows],
+    )
+
+
 _REPORTED_SINCE = """
 SELECT m.machine_id FROM machines m
 WHERE EXISTS (SELECT 1 FROM readings r WHERE r.machine_id = m.machine_id AND r.ts >= $1)

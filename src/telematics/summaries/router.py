@@ -14,7 +14,7 @@ import asyncpg
 import orjson
 from fastapi import APIRouter, Depends, Query, Response
 
-from telematics.api.context import Caller, Conn, allow
+from telematics.api.context import Caller, Conn, ReadConn, allow
 from telematics.api.machines import visible_machine
 from telematics.base.errors import InvalidRequestError, NotFoundError
 from telematics.store.tokens import Principal, Role
@@ -88,7 +88,7 @@ def _csv(text: str, name: str) -> Response:
 )
 async def machine_summary(
     machine_id: str,
-    conn: Conn,
+    conn: ReadConn,
     caller: Caller,
     period: Period = Period.DAY,
     first: From = None,
@@ -121,7 +121,7 @@ async def machine_summary(
     responses={200: {"content": {"text/csv": {}}}},
 )
 async def fleet_summary(
-    conn: Conn,
+    conn: ReadConn,
     caller: StaffOrCustomer,
     customer_id: Annotated[str | None, Query(max_length=200)] = None,
     period: Period = Period.DAY,
