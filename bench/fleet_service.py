@@ -33,8 +33,9 @@ from diagnosis.knowledge import KnowledgeBase
 from diagnosis.rules import RuleBook
 from telematics.base.config import Settings
 from telematics.base.metrics import Metrics
+from telematics.base.pools import open_pools
 from telematics.ingest.gateway import Gateway
-from telematics.service import gateway_config, open_pools, prepare_database
+from telematics.service import gateway_config, prepare_database
 from telematics.services.diagnose import Diagnoser, DiagnoserConfig
 from telematics.store.registry import SourceDirectory
 from telematics.summaries.rollup import Rollup

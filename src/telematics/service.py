@@ -30,11 +30,11 @@ from telematics.api.request_guard import BodyLimits
 from telematics.api.session_cookie import SessionKeeper
 from telematics.base import embedded
 from telematics.base.config import Settings
-from telematics.base.db import acquire, create_pool, with_retry
+from telematics.base.db import acquire, with_retry
 from telematics.base.errors import StoreUnavailableError, TelematicsError
 from telematics.base.metrics import Metrics
 from telematics.base.migrate import migrate
-from telematics.base.replica import ReadRoute, Replica
+from telematics.base.pools import Pools, open_pools, read_route, watch_replica
 from telematics.ingest.gateway import Gateway, GatewayConfig
 from telematics.ingest.mqtt import parse_mqtt_url
 from telematics.maintenance import job as maintenance_job
@@ -124,69 +124,6 @@ async def _upkeep_loop(pool: asyncpg.Pool, settings: Settings, stop: asyncio.Eve
             return  # stopping with the database away
         except Exception:  # a supervisor: upkeep failing once must not stop the service
             log.exception("partition upkeep failed; trying again in %.0f s", UPKEEP_INTERVAL_S)
-
-
-@dataclass(frozen=True, slots=True)
-class Pools:
-    """One pool for each kind of work, so that no amount of one can starve another.
-
-    Attributes:
-        ingest: The gateway's writers and its source lookups.
-        api: HTTP requests, token lookups included.
-        jobs: Migrations, diagnosis, SLA timers and partition upkeep.
-        replica: The API's reads that may lag, on the read replica; None without one.
-    """
-
-    ingest: asyncpg.Pool
-    api: asyncpg.Pool
-    jobs: asyncpg.Pool
-    replica: asyncpg.Pool | None = None
-
-
-@asynccontextmanager
-async def open_pools(
-    dsn: str, settings: Settings, stop: asyncio.Event | None = None
-) -> AsyncIterator[Pools]:
-    """Open the three pools of `settings` (waiting for the database), and close them after."""
-    async with AsyncExitStack() as stack:
-
-        async def opened(size: int, url: str = dsn, *, staging: bool = True) -> asyncpg.Pool:
-            pool = await with_retry(
-                lambda: create_pool(
-                    url, max_size=size, timeout_s=settings.db_timeout_s, staging=staging
-                ),
-                what="database connection",
-                stop=stop,
-            )
-            stack.push_async_callback(pool.close)
-            return pool
-
-        replica_url = settings.database_replica_url
-        yield Pools(
-            ingest=await opened(settings.db_ingest_pool_size),
-            api=await opened(settings.db_api_pool_size),
-            jobs=await opened(settings.db_jobs_pool_size),
-            replica=None
-            if replica_url is None
-            else await opened(
-                settings.db_replica_pool_size, replica_url.get_secret_value(), staging=False
-            ),
-        )
-
-
-def read_route(settings: Settings, pools: Pools, metrics: Metrics) -> ReadRoute | None:
-    """Where the API's lagging reads go: the replica's pool when one is configured."""
-    if pools.replica is None:
-        return None
-    replica = Replica(
-        pools.replica, pools.api, metrics, max_lag_s=settings.database_replica_max_lag_s
-    )
-    return ReadRoute(pools.api, replica, metrics, sticky_s=settings.database_replica_sticky_s)
-
-
-async def _watch_replica(reads: ReadRoute | None, stop: asyncio.Event) -> None:
-    if reads is not None and reads.replica is not None:
-        await reads.replica.run(stop)
 
 
 def api_context(
@@ -505,7 +442,7 @@ async def run_service(
             if publisher is not None:
                 tg.create_task(publisher.run(diagnosis_done))
             _start_jobs(tg, pools.jobs, settings, metrics, (mqtt_url, protocol), stop)
-            tg.create_task(_watch_replica(context.reads, stop))
+            tg.create_task(watch_replica(context.reads, stop))
             api = tg.create_task(server.serve(sockets=[listener]))
             # uvicorn offers no "started" event to wait on.
             while not server.started and not api.done():  # noqa: ASYNC110

@@ -15,8 +15,9 @@ from diagnosis.knowledge import KnowledgeBase
 from telematics.api.session_cookie import COOKIE, SessionKeeper
 from telematics.base.config import Settings
 from telematics.base.metrics import Metrics
+from telematics.base.pools import Pools
 from telematics.console import language
-from telematics.service import Pools, api_context
+from telematics.service import api_context
 from telematics.store.registry import Site, SourceDirectory, add_machine
 from telematics.store.tokens import Role, create_token
 from tests.conftest import unique
