@@ -35,8 +35,11 @@ def overheating(machine_id: str, start_s: float) -> Stream:
     return s
 
 
-async def store(conn: asyncpg.Connection, s: Stream, lo: int, hi: int) -> Frame:
-    """Publish-equivalent: readings lo:hi through the real decoder and write path."""
+async def store(
+    conn: asyncpg.Connection, s: Stream, lo: int, hi: int, *, pending_source: str | None = None
+) -> Frame:
+    """Publish-equivalent: readings lo:hi through the real decoder and write path (recorded as
+    waiting for diagnosis under `pending_source`, as the gateway does, if given)."""
     frame = frame_of(s, lo=lo, hi=hi)
     rows = [
         {"ts": int(t), **{k: float(v) for k, v in zip(s.rows[0], col, strict=True)}}
@@ -51,6 +54,7 @@ async def store(conn: asyncpg.Connection, s: Stream, lo: int, hi: int) -> Frame:
         [(f"machines/{s.machine_id}/telemetry", payload)],
         limits=Limits(),
         clock_ms=clock_ms,
+        pending_source=pending_source,
     )
     assert written.readings_inserted == len(frame)
     return frame

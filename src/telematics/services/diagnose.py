@@ -347,12 +347,15 @@ class Diagnoser:
         With `shared` on, all of it is one transaction holding the batch's machines' locks
         (`store.diagnosis_marks`): a machine another worker diagnosed since this one did is
         rebuilt from the store first, and two workers never diagnose one machine at once.
+        Alone with a `source`, a batch that changes alarms marks its machines too, so that one
+        diagnosed again after a crash changes nothing (`handover`).
         """
-        source = self._config.source if self._config.shared else None
+        source = self._config.source
         async with acquire(self._pool) as conn:
             try:
-                if source is None:
-                    return await self._diagnose_on(conn, frame)
+                if source is None or not self._config.shared:
+                    alone = await handover.floor_alone(conn, self.engine, frame) if source else {}
+                    return await self._diagnose_on(conn, frame, alone, mark_changed=source)
                 async with conn.transaction():
                     floor = await handover.claim(conn, self.engine, frame, source)
                     changes = await self._diagnose_on(conn, frame, floor)
@@ -365,12 +368,15 @@ class Diagnoser:
                 raise
 
     async def _diagnose_on(
-        self, conn: asyncpg.Connection, frame: Frame, floor: dict[str, int] | None = None
+        self,
+        conn: asyncpg.Connection,
+        frame: Frame,
+        floor: dict[str, int],
+        mark_changed: str | None = None,
     ) -> list[alarm_store.AlarmChange]:
         unknown = self.engine.unknown(frame.machine_ids)
         if unknown:
             first = handover.per_machine(frame, np.minimum)
-            floor = floor or {}
             before = {m: max(first[m], floor.get(m, first[m])) for m in unknown}
             await late.restore_each(conn, self.engine, before, self._config.history_s)
         is_late = self.engine.late_rows(frame)
@@ -388,6 +394,8 @@ class Diagnoser:
             return []
         async with conn.transaction():
             changes = await alarm_store.apply_events(conn, missed + events, self.describe)
+            if mark_changed is not None:  # alone: see `handover`
+                await handover.mark_changed(conn, frame, missed + events, mark_changed)
         if missed:
             # Episodes the live state does not know of: rebuilt from the store next time, so
             # the next live reading decides whether they are still active.

@@ -11,6 +11,15 @@ module holds the two decisions the diagnoser takes from it, and never runs the e
   late;
 * `silent_in_store`: a machine this engine thinks silent may be reporting to another worker;
   the store's newest reading decides.
+
+A diagnoser alone (no shared group, but a `source`) uses the marks only across its own restarts:
+`mark_changed` in the transaction that stores a batch's alarm changes, `floor_alone` when it
+rebuilds a machine. A batch it diagnosed and had not yet taken off `diagnosis_pending` when it
+died comes round again on restart; rebuilt only up to the batch's first reading with the
+episodes open now, its older readings would clear them and its newer ones raise them a second
+time. Rebuilt up to the mark, the batch is late and finds its own episodes. Only batches that
+changed a machine's alarms mark it: up to the next such batch the store's episodes stay what
+they were, so readings after the mark diagnosed again live find them unchanged too.
 """
 
 from __future__ import annotations
@@ -63,6 +72,27 @@ async def claim(
 async def mark(conn: asyncpg.Connection, frame: Frame, source: str) -> None:
     """Record, in the diagnosis transaction, that `source` diagnosed the batch's machines."""
     await marks_store.mark(conn, per_machine(frame, np.maximum), source)
+
+
+async def floor_alone(conn: asyncpg.Connection, engine: Engine, frame: Frame) -> dict[str, int]:
+    """Per machine of the batch the engine does not know and that was marked, the time its
+    rebuild must reach (one past the latest reading marked diagnosed); a diagnoser alone.
+    """
+    unknown = engine.unknown(frame.machine_ids)
+    if not unknown:
+        return {}
+    return {m: t + 1 for m, t in (await marks_store.marked_ts_ms(conn, unknown)).items()}
+
+
+async def mark_changed(
+    conn: asyncpg.Connection, frame: Frame, events: Sequence[AlarmEvent], source: str
+) -> None:
+    """Record, in the transaction storing a diagnoser alone's alarm changes, that the machines
+    they are about were diagnosed up to the batch's latest reading of each.
+    """
+    changed = {e.machine_id for e in events}
+    last = per_machine(frame, np.maximum)
+    await marks_store.mark(conn, {m: t for m, t in last.items() if m in changed}, source)
 
 
 async def silent_in_store(

@@ -41,6 +41,9 @@ ON CONFLICT (machine_id) DO UPDATE
 SET source = EXCLUDED.source, ts_ms = GREATEST(diagnosis_marks.ts_ms, EXCLUDED.ts_ms),
     marked_at = now()
 """
+_MARKED = """
+SELECT machine_id, ts_ms FROM diagnosis_marks WHERE machine_id = ANY($1::text[]) AND source <> ''
+"""
 _LATEST = """
 SELECT machine_id, (extract(epoch FROM max(ts)) * 1000)::bigint AS ts_ms FROM readings
 WHERE machine_id = ANY($1::text[]) GROUP BY machine_id
@@ -70,6 +73,14 @@ async def mark(conn: asyncpg.Connection, last_ts_ms: Mapping[str, int], source: 
     if last_ts_ms:
         ids = sorted(last_ts_ms)
         await conn.execute(_WRITE, ids, [last_ts_ms[m] for m in ids], source)
+
+
+async def marked_ts_ms(conn: asyncpg.Connection, machine_ids: Sequence[str]) -> dict[str, int]:
+    """The latest reading time marked diagnosed for each machine that has a mark, without
+    locking it (one diagnoser alone).
+    """
+    rows = await conn.fetch(_MARKED, list(machine_ids))
+    return {r["machine_id"]: int(r["ts_ms"]) for r in rows}
 
 
 async def latest_ts_ms(conn: asyncpg.Connection, machine_ids: Sequence[str]) -> dict[str, int]:
