@@ -267,7 +267,15 @@ def _diagnosis(
         metrics,
         DiagnoserConfig(history_s=settings.diagnosis_history_s, source=settings.mqtt_client_id),
         notify=publisher.publish if publisher is not None else None,
-        consumers=[Rollup(pool, rules, settings.summary_max_gap_s)]
+        consumers=[
+            Rollup(
+                pool,
+                rules,
+                settings.summary_max_gap_s,
+                settings.summary_flush_s,
+                settings.summary_flush_readings,
+            )
+        ]
         if settings.summaries_enabled
         else [],
     )
