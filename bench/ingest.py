@@ -279,8 +279,8 @@ async def run_service_gateway(
 
     Two pools (ingest and jobs), the diagnoser's backpressure, its pending-batch bookkeeping
     under the gateway's client id and, with `summaries`, the work-summary rollup as its
-    after-batch consumer (flushed with the batch marks, once a second). Silence checks are
-    off (see below). The counter is what
+    after-batch consumer (asked to flush with the batch marks, once a second; it writes every
+    `TELEMATICS_SUMMARY_FLUSH_S`). Silence checks are off (see below). The counter is what
     was diagnosed (stored minus the diagnosis backlog), so a consumer that falls behind shows.
     """
     settings = Settings(mqtt_client_id=client_id)
@@ -298,7 +298,17 @@ async def run_service_gateway(
         DiagnoserConfig(
             history_s=settings.diagnosis_history_s, source=client_id, silence_check_s=3600.0
         ),
-        consumers=[Rollup(jobs_pool, rules, settings.summary_max_gap_s)] if summaries else [],
+        consumers=[
+            Rollup(
+                jobs_pool,
+                rules,
+                settings.summary_max_gap_s,
+                settings.summary_flush_s,
+                settings.summary_flush_readings,
+            )
+        ]
+        if summaries
+        else [],
     )
     gateway = Gateway(
         gateway_config(settings, url, "5"),

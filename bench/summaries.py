@@ -233,13 +233,13 @@ async def main_async(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--machines", type=int, default=1000, help="machines in the rollup run")
-    parser.add_argument("--batches", type=int, default=15, help="timed batches (0: skip)")
+    parser.add_argument("--batches", type=int, default=30, help="timed batches (0: skip)")
     parser.add_argument(
         "--flush-every",
         type=int,
-        default=5,
-        help="batches per rollup flush (the diagnoser flushes once a second: ~7 batches at"
-        " the gateway's 133k readings/s)",
+        default=15,
+        help="batches per rollup flush (the product's: every TELEMATICS_SUMMARY_FLUSH_S = 10 s"
+        " or 300,000 readings, whichever first: 15 batches of 20,000 at the gateway's rate)",
     )
     parser.add_argument("--fleet", type=int, default=1000, help="machines in the query run")
     parser.add_argument("--slots-per-day", type=int, default=40, help="slot rows a machine-day")

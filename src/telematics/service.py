@@ -272,7 +272,15 @@ def _diagnosis(
             shared=settings.mqtt_shared_group is not None,
         ),
         notify=publisher.publish if publisher is not None else None,
-        consumers=[Rollup(pool, rules, settings.summary_max_gap_s)]
+        consumers=[
+            Rollup(
+                pool,
+                rules,
+                settings.summary_max_gap_s,
+                settings.summary_flush_s,
+                settings.summary_flush_readings,
+            )
+        ]
         if settings.summaries_enabled
         else [],
     )

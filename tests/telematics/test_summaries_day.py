@@ -104,7 +104,7 @@ async def pipeline(
     pool: asyncpg.Pool, mqtt_endpoint: MqttEndpoint
 ) -> AsyncIterator[tuple[Gateway, Rollup]]:
     """Gateway -> diagnoser -> rollup, as the service wires them."""
-    rollup = Rollup(pool, RuleBook.load(), max_gap_s=300)
+    rollup = Rollup(pool, RuleBook.load(), max_gap_s=300, flush_interval_s=0)
     diagnoser = Diagnoser(
         pool, Engine(RuleBook.load()), KnowledgeBase.load(), Metrics(), consumers=[rollup]
     )

@@ -224,3 +224,57 @@ async def test_a_tail_moved_by_another_worker_loses_no_other_machines_increments
     want = await figures(pool, straight)
     assert await figures(pool, other) == pytest.approx(want, abs=1e-6)
     assert await figures(pool, shared) == pytest.approx(want, abs=1e-6)
+
+
+async def test_a_flush_waits_until_due_and_its_batches_stay_pending_until_written(
+    pool: asyncpg.Pool,
+) -> None:
+    """The diagnoser asks for a flush every `done_flush_s`, the rollup writes only when one is
+    due (`flush_interval_s`, or `flush_readings` buffered): until then nothing is written and
+    the batches stay in `diagnosis_pending`; at a stop everything is written and taken off."""
+    unit, machine, straight, source = unique("SD"), unique("SD"), unique("SD"), unique("gw")
+    await machines(pool, unit, machine, straight)
+    rows = script(start())
+    await feed(pool, Rollup(pool, RuleBook.load()), straight, rows)
+    # The rollup alone: by buffered readings.
+    rollup = Rollup(pool, RuleBook.load(), flush_interval_s=3600, flush_readings=200)
+    lo_half = True  # 120 readings buffered: not due; 240: due
+    async with pool.acquire() as conn:
+        for part in (rows[:120], rows[120:240]):
+            message = (f"machines/{unit}/telemetry", orjson.dumps({"readings": part}))
+            decoded, _ = await ingest(conn, SourceDirectory(), [message], limits=Limits())
+            await rollup.consume(frame_of(decoded.readings))
+            written = await rollup.flush(due_only=True)
+            stored = (await figures(pool, unit))["n"]
+            assert (written, stored > 0) == ((False, False) if lo_half else (True, True))
+            lo_half = False
+    # Under the diagnoser: by time.
+    async with pool.acquire() as conn:
+        for lo in range(0, len(rows), 120):
+            payload = orjson.dumps({"readings": rows[lo : lo + 120]})
+            await ingest(
+                conn,
+                SourceDirectory(),
+                [(f"machines/{machine}/telemetry", payload)],
+                limits=Limits(),
+                pending_source=source,
+            )
+    diagnoser = Diagnoser(
+        pool,
+        Engine(RuleBook.load()),
+        KnowledgeBase.load(),
+        Metrics(),
+        DiagnoserConfig(source=source, done_flush_s=0.01),
+        consumers=[Rollup(pool, RuleBook.load(), flush_interval_s=3600)],
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(diagnoser.run(stop))
+    await asyncio.wait_for(diagnoser.caught_up.wait(), 60)
+    await asyncio.sleep(0.2)  # many done flushes asked for, none due
+    pending = "SELECT count(*) FROM diagnosis_pending WHERE source = $1"
+    assert await pool.fetchval(pending, source) == 3
+    assert (await figures(pool, machine))["n"] == 0
+    stop.set()
+    await asyncio.wait_for(task, 60)
+    assert await pool.fetchval(pending, source) == 0
+    assert await figures(pool, machine) == pytest.approx(await figures(pool, straight), abs=1e-6)

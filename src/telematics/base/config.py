@@ -196,6 +196,18 @@ class Settings(BaseSettings):
         le=900,
         description="Longest gap between readings counted as known time in work summaries.",
     )
+    summary_flush_s: float = Field(
+        default=10.0,
+        ge=0,
+        le=300,
+        description="Work-summary increments are written at most this often (batches are"
+        " marked diagnosed once written, so a restart feeds up to this much again).",
+    )
+    summary_flush_readings: int = Field(
+        default=300_000,
+        ge=1,
+        description="... or once this many readings are buffered (they stay in memory until).",
+    )
     sla_callback_s: int = Field(
         default=15 * 60, ge=1, description="After a dispatch, by when the customer is called."
     )

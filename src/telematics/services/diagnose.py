@@ -66,9 +66,14 @@ class AfterBatch(Protocol):
         must be handled (logged) inside: one batch's failure must not stop diagnosis.
         """
 
-    async def flush(self) -> None:
+    async def flush(self, *, due_only: bool = False) -> bool:
         """Make durable what the batches taken so far did; called before they are marked
-        diagnosed (about every `done_flush_s`). Raise only `StoreUnavailableError`.
+        diagnosed (about every `done_flush_s`, with `due_only`: the consumer may wait for a
+        larger flush; at a stop, without). Raise only `StoreUnavailableError`.
+
+        Returns:
+            Whether everything taken so far is durable (False: not flushed yet, so the
+            batches are not marked diagnosed yet).
         """
 
 
@@ -221,7 +226,7 @@ class Diagnoser:
                         await self.refresh_models()
         finally:
             with contextlib.suppress(StoreUnavailableError):
-                await self._flush_done()
+                await self._flush_done(due_only=False)
 
     async def _diagnose_batch(self, frame: Frame, stop: asyncio.Event) -> bool:
         """Diagnose one batch; False if it must be diagnosed again (the database was away)."""
@@ -253,15 +258,16 @@ class Diagnoser:
                 return False  # stopping with the database away: left pending, done next run
         return True
 
-    async def _flush_done(self) -> None:
+    async def _flush_done(self, *, due_only: bool = True) -> None:
         # The consumers first: a batch is marked diagnosed only once what they did with it is
         # stored, so a crash before that feeds it to them again on restart.
         try:
+            stored = True
             for consumer in self._consumers:
-                await consumer.flush()
+                stored = await consumer.flush(due_only=due_only) and stored
         except StoreUnavailableError:
             return  # the batches stay pending; flushed next time
-        if not self._done:
+        if not stored or not self._done:
             return
         seqs, self._done = self._done, []
         try:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Iterable, Sequence
 
 import asyncpg
@@ -142,21 +143,41 @@ class Rollup:
     An after-batch consumer.
 
     `consume` computes a batch's increments in memory; `flush` writes what the batches since
-    the last flush added in one transaction (the diagnoser flushes before it marks batches
-    done, about once a second, so a crash loses nothing: those batches are fed again on
-    restart). Late readings flush first, then recompute at once.
+    the last flush added in one transaction. The diagnoser asks for a flush before it marks
+    batches done (about once a second) but with `due_only`, so it happens every
+    `flush_interval_s` or once `flush_readings` are buffered, whichever comes first: a flush
+    writes a few rows per machine whatever the number of its readings, so fewer flushes cost
+    less per reading. Batches are marked done only once flushed, so a crash loses nothing:
+    those batches are fed again on restart. Late readings flush first, then recompute at once.
     """
 
-    def __init__(self, pool: asyncpg.Pool, rules: RuleBook, max_gap_s: int = 300) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        rules: RuleBook,
+        max_gap_s: int = 300,
+        flush_interval_s: float = 10.0,
+        flush_readings: int = 300_000,
+    ) -> None:
         """Create the consumer.
 
         Args:
             pool: The jobs pool.
             rules: The rule book: `usage` thresholds per machine class and model.
             max_gap_s: Longest gap between readings counted as known time (<= 900).
+            flush_interval_s: A `due_only` flush writes at most this often...
+            flush_readings: ... unless this many readings are buffered (they are kept in
+                memory until then, for a re-apply after `TailMovedError`).
         """
         if not 0 < max_gap_s <= SLOT_MS // 1000:
             raise ValueError("max_gap_s must be within 1..900")
+        if flush_interval_s < 0 or flush_readings < 1:
+            raise ValueError("flush_interval_s must be >= 0 and flush_readings >= 1")
+        self._flush_interval_s = flush_interval_s
+        self._flush_readings = flush_readings
+        self._last_flush = time.monotonic()
+        self._buffered = 0
+        """Readings taken since the last flush (in `_frames`)."""
         self._pool = pool
         self._rules = rules
         self._max_gap_ms = max_gap_s * 1000
@@ -216,14 +237,24 @@ class Rollup:
             log.exception("summary rollup of a batch failed; its machines will be re-read")
             self.forget(frame.machine_ids)
 
-    async def flush(self) -> None:
+    async def flush(self, *, due_only: bool = False) -> bool:
         """Write what the batches taken since the last flush added, in one transaction.
+
+        Args:
+            due_only: Only if a flush is due (`flush_interval_s` since the last one, or
+                `flush_readings` buffered); else nothing is written.
+
+        Returns:
+            Whether every batch taken so far is stored (False: the flush was not due).
 
         Raises:
             StoreUnavailableError: The database is away; everything stays buffered.
         """
         if not self._moving.any():
-            return
+            self._last_flush = time.monotonic()
+            return True
+        if due_only and not self.flush_due():
+            return False
         try:
             async with acquire(self._pool) as conn:
                 await self._flush(conn)
@@ -234,6 +265,14 @@ class Rollup:
             log.exception("summary flush failed; %d machines' increments dropped", moving)
             self._cached[:] = False
             self._clear()
+        return True
+
+    def flush_due(self) -> bool:
+        """Whether a `due_only` flush would write now."""
+        return (
+            self._buffered >= self._flush_readings
+            or time.monotonic() - self._last_flush >= self._flush_interval_s
+        )
 
     async def _flush(self, conn: asyncpg.Connection) -> None:
         rows = np.flatnonzero(self._moving)
@@ -265,6 +304,8 @@ class Rollup:
         self._moving[:] = False
         self._parts.clear()
         self._frames.clear()
+        self._buffered = 0
+        self._last_flush = time.monotonic()
 
     async def _apply(self, conn: asyncpg.Connection, frame: Frame) -> None:
         ids = list(frame.machine_ids)
@@ -305,6 +346,7 @@ class Rollup:
         self._parts.append((ids, usage))
         # Kept for a re-apply after TailMovedError; the whole frame when all of it was fresh.
         self._frames.append(frame if bool(fresh.all()) else frame.take(fresh))
+        self._buffered += int(fresh.sum())
         moved = rows[usage.machines]
         starting = moved[~self._moving[moved]]
         self._start_ts[starting] = self._tails["ts_ms"][starting]  # the stored tail's time
