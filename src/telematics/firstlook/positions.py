@@ -10,19 +10,16 @@ on site) shows what a real van would give it.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import itertools
 import logging
 import math
 import time
 from collections.abc import Sequence
-from contextlib import AsyncExitStack
 
 import aiomqtt
 import orjson
 
-from telematics.ingest.mqtt import MqttEndpoint
+from telematics.ingest.mqtt import LazyPublisher, MqttEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +55,7 @@ class PositionPublisher:
         self, endpoint: MqttEndpoint, client_id: str, *, protocol: str = "5", timeout_s: float = 5
     ) -> None:
         """Create the publisher; nothing connects until the first `publish`."""
-        self._endpoint = endpoint
-        self._client_id = client_id
-        self._protocol = (
-            aiomqtt.ProtocolVersion.V5 if protocol == "5" else aiomqtt.ProtocolVersion.V311
-        )
-        self._timeout_s = timeout_s
-        self._stack: AsyncExitStack | None = None
-        self._client: aiomqtt.Client | None = None
+        self._publisher = LazyPublisher(endpoint, client_id, protocol=protocol, timeout_s=timeout_s)
 
     async def publish(self, engineer_id: str, at: Point) -> bool:
         """Publish one position stamped now; False if the broker did not take it."""
@@ -73,26 +63,12 @@ class PositionPublisher:
             {"ts": int(time.time() * 1000), "lat": float(at[0]), "lon": float(at[1])}
         )
         try:
-            if self._client is None:
-                ep, stack = self._endpoint, AsyncExitStack()
-                client = aiomqtt.Client(
-                    ep.host, ep.port, username=ep.username, password=ep.password,
-                    identifier=self._client_id, protocol=self._protocol, timeout=self._timeout_s,
-                )  # fmt: skip
-                await asyncio.wait_for(stack.enter_async_context(client), self._timeout_s)
-                self._stack, self._client = stack, client
-            await self._client.publish(
-                f"engineers/{engineer_id}/position", payload, qos=1, timeout=self._timeout_s
-            )
+            await self._publisher.publish(f"engineers/{engineer_id}/position", payload)
         except (aiomqtt.MqttError, TimeoutError, OSError) as exc:
             log.warning("van position of %s not published: %s", engineer_id, exc)
-            await self.close()
             return False
         return True
 
     async def close(self) -> None:
         """Disconnect (if connected)."""
-        stack, self._stack, self._client = self._stack, None, None
-        if stack is not None:
-            with contextlib.suppress(aiomqtt.MqttError, TimeoutError, OSError):
-                await asyncio.wait_for(stack.aclose(), self._timeout_s)
+        await self._publisher.close()

@@ -12,7 +12,10 @@ per-message task and `asyncio.wait` overhead, which dominates the gateway's cost
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
@@ -171,3 +174,58 @@ def take_ready(
         into.append(message)
         have_bytes += len(message.payload)
     return have_bytes
+
+
+class LazyPublisher:
+    """A QoS 1 publishing client that connects on its first publish and again after a failure.
+
+    For the service's own outgoing messages (notices, demo van positions): `publish` raises
+    what aiomqtt raises (`aiomqtt.MqttError`, `TimeoutError`, `OSError`) after dropping the
+    connection, so the next call reconnects.
+    """
+
+    def __init__(
+        self, endpoint: MqttEndpoint, client_id: str, *, protocol: str = "5", timeout_s: float = 10
+    ) -> None:
+        """Create the publisher; nothing connects until the first `publish`."""
+        self._endpoint = endpoint
+        self._client_id = client_id
+        self._protocol = (
+            aiomqtt.ProtocolVersion.V5 if protocol == "5" else aiomqtt.ProtocolVersion.V311
+        )
+        self.timeout_s = timeout_s
+        self._lock = asyncio.Lock()
+        self._stack: AsyncExitStack | None = None
+        self._client: aiomqtt.Client | None = None
+
+    async def _connected(self) -> aiomqtt.Client:
+        async with self._lock:
+            if self._client is None:
+                ep = self._endpoint
+                stack = AsyncExitStack()
+                client = aiomqtt.Client(
+                    ep.host, ep.port, username=ep.username, password=ep.password,
+                    identifier=self._client_id, protocol=self._protocol,
+                    timeout=self.timeout_s,
+                )  # fmt: skip
+                await asyncio.wait_for(stack.enter_async_context(client), self.timeout_s)
+                self._stack, self._client = stack, client
+            return self._client
+
+    async def publish(self, topic: str, payload: bytes) -> None:
+        """Publish at QoS 1 and wait for the broker's acknowledgement."""
+        try:
+            client = await self._connected()
+            await client.publish(topic, payload, qos=1, timeout=self.timeout_s)
+        except (aiomqtt.MqttError, TimeoutError, OSError):
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Disconnect (if connected)."""
+        async with self._lock:
+            stack, self._stack, self._client = self._stack, None, None
+        if stack is not None:
+            # The connection is gone either way.
+            with contextlib.suppress(aiomqtt.MqttError, TimeoutError, OSError):
+                await asyncio.wait_for(stack.aclose(), self.timeout_s)
