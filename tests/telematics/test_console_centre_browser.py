@@ -21,9 +21,10 @@ import asyncpg
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
+from dispatch.orders import Accept, Arrive, StartTravel
 from dispatch.sla import SlaPolicy, TimerKind, TimerSpec, Verdict, judge
 from telematics.quality.survey_store import SurveyRecord, insert_survey, set_region
-from telematics.services.dispatching import dispatch_alarm
+from telematics.services.dispatching import act, dispatch_alarm
 from telematics.store import desk
 from telematics.store import orders as order_store
 from telematics.store.tokens import Role
@@ -145,6 +146,9 @@ async def test_board_counts_down_and_shows_breaches_in_red_then_the_map(
     pool: asyncpg.Pool, base_url: str, browser: Browser
 ) -> None:
     (on_time, _), (late, _), (missed, world) = [await _dispatched(pool) for _ in range(3)]
+    arrived, _ = await _dispatched(pool)
+    for command in (Accept(), StartTravel(), Arrive()):
+        await act(pool, SlaPolicy(), arrived, command, actor="engineer:t")
     machine_id = world.machine_id
     async with pool.acquire() as conn:
         # One callback overdue now (the page turns it red itself), one arrival fired as a breach.
@@ -175,6 +179,12 @@ async def test_board_counts_down_and_shows_breaches_in_red_then_the_map(
     await overdue.filter(has_text="overdue").wait_for()
     breach = page.get_by_role("row", name=f"Order {missed}", exact=True).get_by_role("alert")
     await breach.filter(has_text="Arrival missed").wait_for()
+    # An engineer on site: the arrival clock is met, not counting down (its timer is judged
+    # only when due); the completion clock still runs.
+    on_site = page.get_by_role("row", name=f"Order {arrived}", exact=True)
+    await on_site.get_by_text("Arrival met").wait_for()
+    assert await on_site.get_by_role("timer").filter(has_text="Arrival").count() == 0
+    await on_site.get_by_role("timer").filter(has_text="Completion").wait_for()
     for alert in (overdue, breach):
         assert await alert.evaluate("e => getComputedStyle(e).backgroundColor") == RED
     assert await clock.evaluate("e => getComputedStyle(e).backgroundColor") != RED

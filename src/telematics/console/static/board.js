@@ -16,9 +16,22 @@ export function clock(ms) {
   return `${hh}:${mm}:${ss}`;
 }
 
-// One timer's chip: its kind and what is left (pending), or how it ended (fired).
-function chip(timer) {
+// Order states that show a clock's event has happened: the engineer is on site, the work done.
+const MET_BY = { arrival_deadline: ["on_site", "completed"], completion_escalation: ["completed"] };
+
+// A clock still pending whose event the order's state shows, before its due time, is met: the
+// timer itself is judged only when it comes due, but the board must not count it down meanwhile.
+export function metByState(timer, order) {
+  return timer.fired_at === null && (MET_BY[timer.kind] || []).includes(order.state)
+    && Date.parse(timer.due_at) > Date.now();
+}
+
+// One timer's chip: its kind and what is left (pending), or how it ended (fired, or met).
+function chip(timer, order) {
   const label = t(`board.timer.${timer.kind}`);
+  if (metByState(timer, order)) {
+    return h("span", { class: "sla done" }, label, " ", t("board.verdict.satisfied"));
+  }
   if (timer.fired_at !== null) {
     const breach = timer.verdict === "breach";
     return h("span", { class: `sla ${breach ? "breach" : "done"}`, role: breach ? "alert" : null },
@@ -75,7 +88,8 @@ export function showBoard(root, shell) {
     let breaches = 0;
     body.replaceChildren(...open.map((o) => {
       const clocks = byOrder.get(o.order_id) || [];
-      const breached = clocks.some((c) => c.verdict === "breach" || (c.fired_at === null && Date.parse(c.due_at) < Date.now()));
+      const breached = clocks.some((c) => c.verdict === "breach"
+        || (c.fired_at === null && !metByState(c, o) && Date.parse(c.due_at) < Date.now()));
       if (breached) breaches += 1;
       const eta = o.tracking && o.tracking.eta ? o.tracking.eta : o.eta;
       return h("tr", { class: breached ? "breached" : null, "aria-label": t("order.heading", { id: o.order_id }) },
@@ -86,7 +100,7 @@ export function showBoard(root, shell) {
         h("td", {}, t(`order.state.${o.state}`)),
         h("td", {}, o.engineer_id || "—"),
         h("td", {}, when(eta)),
-        h("td", { class: "clocks" }, clocks.length ? clocks.map(chip) : "—"));
+        h("td", { class: "clocks" }, clocks.length ? clocks.map((c) => chip(c, o)) : "—"));
     }));
     summary.textContent = t("board.summary", { open: open.length, breaches });
     if (open.length === 0) note.append(h("p", {}, t("board.empty")));
