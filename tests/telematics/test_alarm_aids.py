@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncpg
 
+from diagnosis.events import LOW_OIL_PRESSURE, UNEXPLAINED_ANOMALY, AlarmEvent, Transition
 from diagnosis.rules import RuleBook
 from dispatch.sla import SlaPolicy
 from telematics.quality.survey_store import set_region
 from telematics.services.dispatching import dispatch_alarm
+from telematics.store import alarms as alarm_store
 from telematics.store import resources
 from telematics.store.resources import LocationKind
 from tests.conftest import unique
@@ -19,6 +21,12 @@ from tests.telematics.test_orders import KB, build, raise_alarm
 
 AS_ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 RULES = RuleBook.load()
+# What the anomaly model writes when oil pressure broke its relation to engine speed: the
+# shipped knowledge base maps that relation (`[relation]`) to low oil pressure.
+RELATION_DETAIL = (
+    "anomaly score 1.40 above the model's threshold 1.00; relation broken: oil_pressure_kpa"
+    " low for engine_speed_rpm (-8.2); oil_pressure_kpa z=-2.1"
+)
 
 
 async def _reserved(conn: asyncpg.Connection, engineer_id: str) -> int:
@@ -124,3 +132,48 @@ async def test_the_board_reads_the_timers_of_open_orders_only(pool: asyncpg.Pool
     assert {t["kind"] for t in mine} >= {"callback_check", "arrival_deadline"}
     assert all(t["verdict"] is None and t["fired_at"] is None for t in mine)
     assert [t["due_at"] for t in timers] == sorted(t["due_at"] for t in timers)
+
+
+async def _raise_anomaly(conn: asyncpg.Connection, machine_id: str, detail: str) -> int:
+    event = AlarmEvent(
+        machine_id, UNEXPLAINED_ANOMALY, Transition.RAISED, 1_795_000_000_000, detail=detail
+    )
+    async with conn.transaction():
+        (change,) = await alarm_store.apply_events(
+            conn, [event], lambda f: (KB.diagnose(f).severity, KB.diagnose(f).title)
+        )
+    return change.alarm_id
+
+
+async def test_an_anomaly_mapped_to_a_fault_is_suggested_and_dispatched_with_its_parts(
+    pool: asyncpg.Pool,
+) -> None:
+    oil = KB.diagnose(LOW_OIL_PRESSURE)
+    kit = sorted((p.part_no, p.quantity) for p in oil.parts)
+    async with pool.acquire() as conn:
+        w = await build(conn)  # engineers with low oil pressure's skills, the far one its kit
+        alarm_id = await _raise_anomaly(conn, w.machine_id, RELATION_DETAIL)
+        plain_world = await build(conn)
+        plain_id = await _raise_anomaly(conn, plain_world.machine_id, "battery_v z=+9.0")
+    async with api_client(pool, knowledge=KB) as http:
+        page = (await http.get(f"/v1/alarms/{alarm_id}", headers=AS_ADMIN)).json()
+        found = (await http.get(f"/v1/alarms/{alarm_id}/suggestions", headers=AS_ADMIN)).json()
+        plain = (await http.get(f"/v1/alarms/{plain_id}/suggestions", headers=AS_ADMIN)).json()
+        sent = await http.post(f"/v1/alarms/{alarm_id}/dispatch", json={}, headers=AS_ADMIN)
+        assert sent.status_code == 201, sent.text
+        order = sent.json()
+    assert page["diagnosis"]["fault"] == LOW_OIL_PRESSURE
+    assert {p["part_no"] for p in page["diagnosis"]["parts"]} == {p for p, _ in kit}
+    # The suggestions and the order need what the alarm page shows, not the anomaly's needs.
+    assert found["fault"] == UNEXPLAINED_ANOMALY
+    assert sorted(found["skills"]) == sorted(oil.skills)
+    assert sorted((p["part_no"], p["quantity"]) for p in found["parts"]) == kit
+    assert found["candidates"][0]["engineer_id"] == w.far
+    assert order["engineer_id"] == w.far
+    assert order["fault"] == UNEXPLAINED_ANOMALY
+    assert sorted(order["skills"]) == sorted(oil.skills)
+    assert sorted((p["part_no"], p["quantity"]) for p in order["parts"]) == kit
+    # An anomaly whose detail names no mapped relation keeps the anomaly's own needs.
+    anomaly = KB.diagnose(UNEXPLAINED_ANOMALY)
+    assert sorted(plain["skills"]) == sorted(anomaly.skills)
+    assert [p["part_no"] for p in plain["parts"]] == [p.part_no for p in anomaly.parts]

@@ -152,6 +152,8 @@ async def test_expert_sees_a_new_alarm_live_opens_it_sees_the_chart_and_dispatch
     steps = page.get_by_role("checkbox")
     assert await steps.count() >= 1
     await steps.first.check()
+    # A count is told as "label: n" (no plural to get wrong with one).
+    await page.get_by_text("Steps ticked: 1", exact=True).wait_for()
     chart = page.get_by_role("img", name="Oil pressure (kPa)")
     await chart.wait_for()
     painted = await chart.locator("canvas").evaluate(

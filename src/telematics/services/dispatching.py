@@ -29,7 +29,7 @@ from typing import Any
 import asyncpg
 
 from diagnosis.events import Severity
-from diagnosis.knowledge import KnowledgeBase
+from diagnosis.knowledge import Diagnosis, KnowledgeBase
 from dispatch.assignment import assign
 from dispatch.errors import TransitionError
 from dispatch.geo import GeoPoint
@@ -220,10 +220,18 @@ class _Job:
     site: tuple[float, float]
 
 
+def alarm_needs(knowledge: KnowledgeBase, alarm: alarm_store.Alarm) -> tuple[str, Diagnosis]:
+    """The fault an order for `alarm` is for (the confirmed one, if an expert corrected it) and
+    the diagnosis whose parts and skills it needs: the alarm page's (`diagnose_alarm`), so an
+    anomaly whose broken relation maps to a fault needs that fault's, not the anomaly's.
+    """
+    fault = alarm.confirmed_fault or alarm.fault
+    return fault, knowledge.diagnose_alarm(fault, alarm.detail)
+
+
 async def _job(conn: asyncpg.Connection, knowledge: KnowledgeBase, alarm_id: int) -> _Job:
     alarm = await alarm_store.get_alarm(conn, alarm_id)
-    fault = alarm.confirmed_fault or alarm.fault
-    diagnosis = knowledge.diagnose(fault)
+    fault, diagnosis = alarm_needs(knowledge, alarm)
     parts = tuple(PartNeed(p.part_no, p.quantity) for p in diagnosis.parts)
     site = await site_of(conn, alarm.machine_id)
     order_id = await order_store.next_order_id(conn)

@@ -21,7 +21,7 @@ from dispatch.matching import rank
 from dispatch.needs import OrderNeed, PartNeed
 from dispatch.ranking import Ranking
 from telematics.base.db import acquire
-from telematics.services.dispatching import site_of
+from telematics.services.dispatching import alarm_needs, site_of
 from telematics.services.snapshot import fleet_snapshot
 from telematics.store import alarms as alarm_store
 
@@ -35,7 +35,8 @@ class Suggestion:
     Attributes:
         alarm_id: The alarm.
         fault: The fault the order would be for (the confirmed one, if an expert corrected it).
-        diagnosis: That fault's diagnosis (its parts and skills are the order's needs).
+        diagnosis: The diagnosis the alarm page shows for it (`dispatching.alarm_needs`): its
+            parts and skills are the order's needs.
         ranking: Candidates fastest first, and the rejected by reason.
     """
 
@@ -56,8 +57,7 @@ async def suggest(
     """
     async with acquire(pool) as conn, conn.transaction(readonly=True):
         alarm = await alarm_store.get_alarm(conn, alarm_id)
-        fault = alarm.confirmed_fault or alarm.fault
-        diagnosis = knowledge.diagnose(fault)
+        fault, diagnosis = alarm_needs(knowledge, alarm)
         parts = tuple(PartNeed(p.part_no, p.quantity) for p in diagnosis.parts)
         site = await site_of(conn, alarm.machine_id)
         need = OrderNeed(
