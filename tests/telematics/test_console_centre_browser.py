@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 
 from dispatch.orders import Accept, Arrive, StartTravel
 from dispatch.sla import SlaPolicy, TimerKind, TimerSpec, Verdict, judge
@@ -29,9 +29,9 @@ from telematics.store import desk
 from telematics.store import orders as order_store
 from telematics.store.tokens import Role
 from tests.conftest import unique
+from tests.telematics import test_console_browser as console_browser
 from tests.telematics.console_live import KB, live_console
 from tests.telematics.test_console_browser import (
-    CHROMIUM,
     Watch,
     _page,
     _raise_with_readings,
@@ -43,25 +43,8 @@ from tests.telematics.test_orders import World, build
 from tests.telematics.test_satisfaction import acsi_answers
 
 pytestmark = pytest.mark.timeout(120)
+base_url, browser = console_browser.base_url, console_browser.browser  # shared fixtures
 RED = "rgb(180, 35, 24)"  # --critical in console.css
-
-
-@pytest.fixture(scope="module")
-async def base_url(pool: asyncpg.Pool) -> AsyncIterator[str]:
-    async with live_console(pool) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as p:
-        launched = await p.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
-        )
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 async def _expert(pool: asyncpg.Pool, browser: Browser, base_url: str) -> tuple[Page, Watch]:

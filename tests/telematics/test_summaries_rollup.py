@@ -64,6 +64,22 @@ async def feed(
     await rollup.flush()
 
 
+async def store_pending(
+    pool: asyncpg.Pool, machine: str, rows: list[dict[str, float]], source: str
+) -> None:
+    """Commit `rows` as the gateway `source` would, 120 a batch, none of them diagnosed yet."""
+    async with pool.acquire() as conn:
+        for lo in range(0, len(rows), 120):
+            payload = orjson.dumps({"readings": rows[lo : lo + 120]})
+            await ingest(
+                conn,
+                SourceDirectory(),
+                [(f"machines/{machine}/telemetry", payload)],
+                limits=Limits(),
+                pending_source=source,
+            )
+
+
 async def figures(pool: asyncpg.Pool, machine: str) -> dict[str, float]:
     row = await pool.fetchrow(
         "SELECT count(*) AS n, sum(known_s) AS known_s, sum(working_s) AS working_s,"
@@ -166,16 +182,7 @@ async def test_batches_left_pending_by_a_crash_are_rolled_up_on_restart(pool: as
     await machines(pool, crashed, straight)
     rows = script(start())
     await feed(pool, Rollup(pool, RuleBook.load()), straight, rows)
-    async with pool.acquire() as conn:
-        for lo in range(0, len(rows), 120):
-            payload = orjson.dumps({"readings": rows[lo : lo + 120]})
-            await ingest(
-                conn,
-                SourceDirectory(),
-                [(f"machines/{crashed}/telemetry", payload)],
-                limits=Limits(),
-                pending_source=source,
-            )
+    await store_pending(pool, crashed, rows, source)
     diagnoser = Diagnoser(
         pool,
         Engine(RuleBook.load()),
@@ -249,16 +256,7 @@ async def test_a_flush_waits_until_due_and_its_batches_stay_pending_until_writte
             assert (written, stored > 0) == ((False, False) if lo_half else (True, True))
             lo_half = False
     # Under the diagnoser: by time.
-    async with pool.acquire() as conn:
-        for lo in range(0, len(rows), 120):
-            payload = orjson.dumps({"readings": rows[lo : lo + 120]})
-            await ingest(
-                conn,
-                SourceDirectory(),
-                [(f"machines/{machine}/telemetry", payload)],
-                limits=Limits(),
-                pending_source=source,
-            )
+    await store_pending(pool, machine, rows, source)
     diagnoser = Diagnoser(
         pool,
         Engine(RuleBook.load()),
