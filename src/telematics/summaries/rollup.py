@@ -176,8 +176,6 @@ class Rollup:
         self._flush_interval_s = flush_interval_s
         self._flush_readings = flush_readings
         self._last_flush = time.monotonic()
-        self._buffered = 0
-        """Readings taken since the last flush (in `_frames`)."""
         self._pool = pool
         self._rules = rules
         self._max_gap_ms = max_gap_s * 1000
@@ -270,7 +268,7 @@ class Rollup:
     def flush_due(self) -> bool:
         """Whether a `due_only` flush would write now."""
         return (
-            self._buffered >= self._flush_readings
+            sum(len(frame) for frame in self._frames) >= self._flush_readings
             or time.monotonic() - self._last_flush >= self._flush_interval_s
         )
 
@@ -304,7 +302,6 @@ class Rollup:
         self._moving[:] = False
         self._parts.clear()
         self._frames.clear()
-        self._buffered = 0
         self._last_flush = time.monotonic()
 
     async def _apply(self, conn: asyncpg.Connection, frame: Frame) -> None:
@@ -346,7 +343,6 @@ class Rollup:
         self._parts.append((ids, usage))
         # Kept for a re-apply after TailMovedError; the whole frame when all of it was fresh.
         self._frames.append(frame if bool(fresh.all()) else frame.take(fresh))
-        self._buffered += int(fresh.sum())
         moved = rows[usage.machines]
         starting = moved[~self._moving[moved]]
         self._start_ts[starting] = self._tails["ts_ms"][starting]  # the stored tail's time
