@@ -24,8 +24,9 @@ from simulators.link import MqttSettings
 from simulators.registry import register_machines
 from telematics.base.config import Settings
 from telematics.ingest.mqtt import MqttEndpoint
-from telematics.service import Endpoints, run_service
+from telematics.service import Endpoints
 from tests.conftest import unique
+from tests.telematics.harness import running_service
 
 TOKEN = "test-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -42,14 +43,8 @@ async def service(settings: Settings, tmp_path: Path) -> AsyncIterator[Endpoints
             "admin_token": settings.admin_token,
         }
     )
-    stop = asyncio.Event()
-    ready: asyncio.Future[Endpoints] = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(run_service(cfg, stop, ready.set_result))
-    try:
-        yield await asyncio.wait_for(asyncio.shield(ready), 30)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
+    async with running_service(cfg, 30) as endpoints:
+        yield endpoints
 
 
 async def alarms_of(http: httpx.AsyncClient, machine_id: str) -> list[dict[str, object]]:

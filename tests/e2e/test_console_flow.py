@@ -11,7 +11,6 @@ Every request stays on the service's origin and no page logs an error.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator
@@ -27,12 +26,13 @@ from playwright.async_api import Browser, Page, Response
 from dispatch.sla import SlaPolicy
 from telematics.base.config import Settings
 from telematics.ingest.mqtt import MqttEndpoint
-from telematics.service import Endpoints, run_service
+from telematics.service import Endpoints
 from telematics.services.dispatching import dispatch_alarm
 from telematics.store.tokens import Role
 from tests.conftest import unique
 from tests.telematics import test_console_browser as console_browser
 from tests.telematics.console_live import KB
+from tests.telematics.harness import running_service
 from tests.telematics.test_console_browser import _page, _shot, _sign_in, _token
 from tests.telematics.test_orders import build, raise_alarm
 
@@ -45,14 +45,8 @@ async def service(settings: Settings, tmp_path: Path) -> AsyncIterator[Endpoints
     """`telematics run` in-process: its own gateway session, HTTP on a free port."""
     update = {"mqtt_client_id": unique("gw-console"), "http_port": 0, "data_dir": tmp_path}
     cfg = settings.model_copy(update={**update, "console_poll_s": 0.2})
-    stop = asyncio.Event()
-    ready: asyncio.Future[Endpoints] = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(run_service(cfg, stop, ready.set_result))
-    try:
-        yield await asyncio.wait_for(asyncio.shield(ready), 30)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
+    async with running_service(cfg, 30) as endpoints:
+        yield endpoints
 
 
 def _fault_readings(now: datetime) -> bytes:

@@ -13,9 +13,11 @@ import httpx
 import orjson
 
 from telematics.api.context import ApiContext
+from telematics.base.config import Settings
 from telematics.base.metrics import Metrics
 from telematics.ingest.gateway import Gateway, GatewayConfig
 from telematics.ingest.mqtt import MqttEndpoint
+from telematics.service import Endpoints, run_service
 from telematics.store.registry import Site, SourceDirectory, add_machine
 from telematics.web import build_app
 from telematics.wire.decode import Limits
@@ -125,3 +127,16 @@ def reject_reasons(pool: asyncpg.Pool, source_id: str) -> Callable[[], Awaitable
         return [row["reason"] for row in rows]
 
     return probe
+
+
+@asynccontextmanager
+async def running_service(cfg: Settings, stop_timeout_s: float = 60) -> AsyncIterator[Endpoints]:
+    """`telematics run` in-process with `cfg` while the block runs; then stopped and drained."""
+    stop = asyncio.Event()
+    ready: asyncio.Future[Endpoints] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(run_service(cfg, stop, ready.set_result))
+    try:
+        yield await asyncio.wait_for(asyncio.shield(ready), 30)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, stop_timeout_s)

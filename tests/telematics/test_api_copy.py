@@ -12,9 +12,9 @@ import httpx
 
 from telematics.base.config import Settings
 from telematics.ingest.mqtt import MqttEndpoint
-from telematics.service import Endpoints, run_service
+from telematics.service import Endpoints
 from tests.conftest import unique
-from tests.telematics.harness import count_readings, now_ms, publish, register
+from tests.telematics.harness import count_readings, now_ms, publish, register, running_service
 
 
 @contextlib.asynccontextmanager
@@ -29,14 +29,8 @@ async def api_copy(settings: Settings, tmp_path: Path) -> AsyncIterator[Endpoint
             "alarm_notices": False,
         }
     )
-    stop = asyncio.Event()
-    ready: asyncio.Future[Endpoints] = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(run_service(cfg, stop, ready.set_result))
-    try:
-        yield await asyncio.wait_for(asyncio.shield(ready), 30)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 60)
+    async with running_service(cfg, 60) as endpoints:
+        yield endpoints
 
 
 async def test_api_copy_serves_http_and_takes_no_telemetry(

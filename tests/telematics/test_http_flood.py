@@ -20,12 +20,19 @@ from telematics.base.config import Settings
 from telematics.base.db import create_pool
 from telematics.base.metrics import Metrics
 from telematics.ingest.mqtt import MqttEndpoint
-from telematics.service import Endpoints, run_service
+from telematics.service import Endpoints
 from telematics.store.registry import SourceDirectory
 from telematics.store.tokens import Role, TokenCache, create_token
 from telematics.wire.decode import Limits
 from tests.conftest import unique
-from tests.telematics.harness import count_readings, eventually, now_ms, publish, register
+from tests.telematics.harness import (
+    count_readings,
+    eventually,
+    now_ms,
+    publish,
+    register,
+    running_service,
+)
 
 ADMIN = "flood-admin"
 
@@ -122,14 +129,8 @@ async def service(settings: Settings, tmp_path: Path) -> AsyncIterator[Endpoints
             "alarm_notices": False,
         }
     )
-    stop = asyncio.Event()
-    ready: asyncio.Future[Endpoints] = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(run_service(cfg, stop, ready.set_result))
-    try:
-        yield await asyncio.wait_for(asyncio.shield(ready), 30)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 60)
+    async with running_service(cfg, 60) as endpoints:
+        yield endpoints
 
 
 @pytest.mark.slow
