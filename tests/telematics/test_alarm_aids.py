@@ -164,16 +164,41 @@ async def test_an_anomaly_mapped_to_a_fault_is_suggested_and_dispatched_with_its
         order = sent.json()
     assert page["diagnosis"]["fault"] == LOW_OIL_PRESSURE
     assert {p["part_no"] for p in page["diagnosis"]["parts"]} == {p for p, _ in kit}
-    # The suggestions and the order need what the alarm page shows, not the anomaly's needs.
-    assert found["fault"] == UNEXPLAINED_ANOMALY
+    # The suggestions and the order need what the alarm page shows, not the anomaly's needs,
+    # and the order is for the mapped fault (KPIs by fault count it there).
+    assert found["fault"] == LOW_OIL_PRESSURE
     assert sorted(found["skills"]) == sorted(oil.skills)
     assert sorted((p["part_no"], p["quantity"]) for p in found["parts"]) == kit
     assert found["candidates"][0]["engineer_id"] == w.far
     assert order["engineer_id"] == w.far
-    assert order["fault"] == UNEXPLAINED_ANOMALY
+    assert order["fault"] == LOW_OIL_PRESSURE
     assert sorted(order["skills"]) == sorted(oil.skills)
     assert sorted((p["part_no"], p["quantity"]) for p in order["parts"]) == kit
     # An anomaly whose detail names no mapped relation keeps the anomaly's own needs.
     anomaly = KB.diagnose(UNEXPLAINED_ANOMALY)
     assert sorted(plain["skills"]) == sorted(anomaly.skills)
     assert [p["part_no"] for p in plain["parts"]] == [p.part_no for p in anomaly.parts]
+
+
+async def test_after_an_experts_correction_the_page_and_the_order_follow_the_confirmed_fault(
+    pool: asyncpg.Pool,
+) -> None:
+    oil = KB.diagnose(LOW_OIL_PRESSURE)
+    async with pool.acquire() as conn:
+        w = await build(conn)  # engineers with low oil pressure's skills, the far one its kit
+        alarm_id = await _raise_anomaly(conn, w.machine_id, "battery_v z=+9.0")
+    async with api_client(pool, knowledge=KB) as http:
+        corrected = await http.post(
+            f"/v1/alarms/{alarm_id}/confirm", json={"fault": LOW_OIL_PRESSURE}, headers=AS_ADMIN
+        )
+        assert corrected.status_code == 200, corrected.text
+        page = (await http.get(f"/v1/alarms/{alarm_id}", headers=AS_ADMIN)).json()
+        zh = (await http.get(f"/v1/alarms/{alarm_id}?lang=zh-CN", headers=AS_ADMIN)).json()
+        sent = await http.post(f"/v1/alarms/{alarm_id}/dispatch", json={}, headers=AS_ADMIN)
+        assert sent.status_code == 201, sent.text
+    assert page["alarm"]["fault"] == UNEXPLAINED_ANOMALY  # what was raised stays on record
+    assert page["diagnosis"]["fault"] == LOW_OIL_PRESSURE
+    assert page["diagnosis"]["title"] == oil.title
+    assert zh["diagnosis"]["title"] == KB.diagnose(LOW_OIL_PRESSURE, "zh-CN").title
+    assert sent.json()["fault"] == LOW_OIL_PRESSURE
+    assert sorted(sent.json()["skills"]) == sorted(oil.skills)

@@ -33,6 +33,7 @@ from telematics.api.context import Conn, Context, ReadConn, Staff, allow
 from telematics.api.language import Lang
 from telematics.api.schemas import BeforeId, Instant, PathId, ReadingOut
 from telematics.base.errors import InvalidRequestError, NotFoundError
+from telematics.services.dispatching import alarm_needs
 from telematics.store import alarms as alarm_store
 from telematics.store import orders as order_store
 from telematics.store import readings as readings_store
@@ -162,7 +163,7 @@ async def get_alarm(
     are in the language asked for (`lang`, else `Accept-Language`: en or zh-CN).
     """
     (alarm,) = _titled(ctx.knowledge, lang, [await _visible_alarm(conn, caller, alarm_id)])
-    diagnosis = DiagnosisOut.of(_knowledge(ctx).diagnose_alarm(alarm.fault, alarm.detail, lang))
+    diagnosis = DiagnosisOut.of(alarm_needs(_knowledge(ctx), alarm, lang)[1])
     start = alarm.raised_at - WINDOW_BEFORE
     end = (alarm.cleared_at or alarm.last_seen_at) + WINDOW_AFTER
     window = await readings_store.readings_between(

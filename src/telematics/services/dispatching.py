@@ -220,13 +220,19 @@ class _Job:
     site: tuple[float, float]
 
 
-def alarm_needs(knowledge: KnowledgeBase, alarm: alarm_store.Alarm) -> tuple[str, Diagnosis]:
-    """The fault an order for `alarm` is for (the confirmed one, if an expert corrected it) and
-    the diagnosis whose parts and skills it needs: the alarm page's (`diagnose_alarm`), so an
-    anomaly whose broken relation maps to a fault needs that fault's, not the anomaly's.
+def alarm_needs(
+    knowledge: KnowledgeBase, alarm: alarm_store.Alarm, lang: str = "en"
+) -> tuple[str, Diagnosis]:
+    """The fault an order for `alarm` is for and the diagnosis whose parts and skills it needs,
+    which is also what the alarm page shows (`diagnose_alarm`).
+
+    That is the confirmed fault's, if an expert corrected the alarm; and for an anomaly whose
+    broken relation the knowledge base maps to a fault, the mapped fault's: the order is then
+    for that fault (`low_oil_pressure`), so KPIs by fault and the engineer's steps count it
+    there, not as an unexplained anomaly.
     """
-    fault = alarm.confirmed_fault or alarm.fault
-    return fault, knowledge.diagnose_alarm(fault, alarm.detail)
+    diagnosis = knowledge.diagnose_alarm(alarm.confirmed_fault or alarm.fault, alarm.detail, lang)
+    return diagnosis.fault, diagnosis
 
 
 async def _job(conn: asyncpg.Connection, knowledge: KnowledgeBase, alarm_id: int) -> _Job:
