@@ -56,11 +56,13 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
 import numpy as np
 import orjson
 
+from bench.eval_diagnosed import print_diagnosed_as
 from diagnosis.engine import Engine
 from diagnosis.events import AlarmEvent, Transition
 from diagnosis.frame import FloatArray, Frame, IntArray, MachineInfo
 from diagnosis.model import RegimeModel, regime_index
 from diagnosis.rules import RuleBook
+from diagnosis.scoring import RELATION_MARGIN
 from diagnosis.signals import SIGNAL_NAMES
 from diagnosis.state import NO_TS, Segments
 from diagnosis.windows import MODEL_SIGNAL_ROWS, HistoryWindows, is_settled, running_since
@@ -185,13 +187,15 @@ class History:
                 self.rows[name].append(w.means[is_model])
                 self.ids[name].append([m for m, ok in zip(ids, is_model, strict=True) if ok])
 
-    def fit(self, seed: int) -> dict[str, RegimeModel]:
-        """One RegimeModel per machine model."""
+    def fit(self, seed: int, relation_margin: float = RELATION_MARGIN) -> dict[str, RegimeModel]:
+        """One RegimeModel per machine model (`relation_margin` inf: no relation figure)."""
         models: dict[str, RegimeModel] = {}
         for name, parts in self.rows.items():
             x = np.concatenate(parts)
             ids = [m for part in self.ids[name] for m in part]
-            models[name] = RegimeModel(name, seed=seed).fit(x, ids, trained_at_ms=T0_MS)
+            models[name] = RegimeModel(name, seed=seed, relation_margin=relation_margin).fit(
+                x, ids, trained_at_ms=T0_MS
+            )
             info = models[name].info
             n_rows = ", ".join(
                 f"{r} {n:,} ({info.n_machines.get(r, 0)} machines)" for r, n in info.n_rows.items()
@@ -348,7 +352,7 @@ def run(args: argparse.Namespace, machines: Sequence[MachineSpec], planned: list
         history.add(frame, trained)
         if end_ms >= T0_MS:
             break
-    engine = Engine(rules, models=history.fit(args.seed))
+    engine = Engine(rules, models=history.fit(args.seed, args.relation_margin))
     infos = [
         MachineInfo(
             m.machine_id,
@@ -396,6 +400,7 @@ class FaultResult:
     detected_ms: int | None = None  # first alarm of its code(s) while the fault is in effect
     early_ms: int | None = None  # the same, when it came before visible - tolerance
     repeats: int = 0  # matching alarms after the first (the episode cleared and came back)
+    detail: str = ""  # what the first matching alarm said
 
     def to_json(self) -> dict[str, object]:
         visible = self.gt.visible_ts_ms
@@ -407,6 +412,7 @@ class FaultResult:
             "delay_s": None if delay is None else delay / 1000,
             "early_ts_ms": self.early_ms,
             "repeats": self.repeats,
+            "detail": self.detail,
         }
 
 
@@ -426,7 +432,7 @@ def classify(e: AlarmEvent, faults: list[FaultResult], end_ms: int, tol_ms: int,
             category = "collateral"
             continue
         if f.detected_ms is None:
-            f.detected_ms = e.ts_ms
+            f.detected_ms, f.detail = e.ts_ms, e.detail
             if gt.visible_ts_ms is not None and e.ts_ms < gt.visible_ts_ms - tol_ms:
                 f.early_ms = e.ts_ms
             return "detected"
@@ -679,6 +685,7 @@ def report(args: argparse.Namespace, s: Scores, r: Run) -> list[str]:
         if s.alarms[cat]:
             parts = ", ".join(f"{c} {n}" for c, n in sorted(s.alarms[cat].items()))
             print(f"  {cat:10s} {parts}")
+    print_diagnosed_as(s.faults, JUDGED_KIND)
     short = goals(s)
     print(
         f"\ngoals: recall >= {GOAL_RECALL} and delay p95 <= {GOAL_DELAY_S:.0f} s per type "
@@ -752,6 +759,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--warmup-s", type=float, default=LEAD_S, help="not scored: random start")
     p.add_argument("--tolerance-s", type=float, default=30.0, help="raise before visible")
     p.add_argument("--grace-s", type=float, default=600.0, help="raise after the fault ended")
+    p.add_argument(
+        "--relation-margin", type=float, default=RELATION_MARGIN,
+        help="the models' relation_margin; inf: no relation figure (the detector before it)",
+    )  # fmt: skip
     p.add_argument("--json", type=Path, help="write the results here as JSON")
     p.add_argument("--details", action="store_true", help="list misses and unmatched alarms")
     args = p.parse_args()

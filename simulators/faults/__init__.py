@@ -58,7 +58,12 @@ Kinds: the effect, the duty it needs, `magnitude` and `rate` (None draws from th
   The fleet's own position is untouched (its physics keeps machines inside the site).
 * unexplained_anomaly (no rule covers it): variant `oil_pressure_high`, a relief valve stuck
   closed: oil pressure times magnitude (1.4-1.6) while running; variant `overcharging`, a failed
-  voltage regulator: the alternator charges at magnitude V (29.5-30.5). Gradual: over ramp_s.
+  voltage regulator: the alternator charges at magnitude V (29.5-30.5); variant
+  `oil_pressure_low_for_speed`, a weak pressure-regulator spring: oil pressure is right at idle
+  but rises less than it should with speed, down to magnitude (0.75-0.85) times healthy at rated
+  speed (in between, by the fraction of the way from idle to rated): a broken relation to engine
+  speed, with every reading within the healthy range and above both low-oil-pressure limits (the
+  maker's curve and 65 % of the machine's own baseline). Gradual: over ramp_s.
 * dtc: code (spn, fmi, oc) in every reading of the window; flapping: on for flap_readings
   readings, off as many, and so on, oc counting each return.
 
@@ -91,7 +96,8 @@ fleet's value before the fault changed it, on the same step):
 * machine_silent: the first reading not published.
 * outside_site: position more than site radius + 100 m from the site centre.
 * unexplained_anomaly: oil_pressure_high: running and oil pressure at least 125 % of healthy;
-  overcharging: running for more than 60 s and battery at or above 29.0 V.
+  overcharging: running for more than 60 s and battery at or above 29.0 V;
+  oil_pressure_low_for_speed: running and oil pressure at most 90 % of healthy.
 * dtc: the first reading that carries the code.
 """
 

@@ -2,7 +2,8 @@
 
 This module owns low_oil_pressure, the temperature climbs (engine_overheat, hydraulic_overheat,
 coolant_rising_fast), fuel_drop_engine_off, charging_failure, engine_power_loss and
-unexplained_anomaly (oil pressure too high, overcharging). Each is a `_Fault` that changes the
+unexplained_anomaly (oil pressure too high, overcharging, oil pressure too low for the engine
+speed). Each is a `_Fault` that changes the
 fleet state inside `Fleet.step`; their effects, duties and criteria are tabled in the package
 docstring (`simulators.faults`).
 """
@@ -331,6 +332,9 @@ class _UnexplainedAnomaly(_RunClock):
         if self.variant == "oil_pressure_high":
             self.level = self.draw(spec.magnitude, 1.4, 1.6)
             self.criterion_text = "engine running and oil_pressure_kpa >= 1.25 x healthy"
+        elif self.variant == "oil_pressure_low_for_speed":
+            self.level = self.draw(spec.magnitude, 0.75, 0.85)
+            self.criterion_text = "engine running and oil_pressure_kpa <= 0.9 x healthy"
         else:
             self.level = self.draw(spec.magnitude, 29.5, 30.5)
             self.criterion_text = "engine running > 60 s and battery_v >= 29.0"
@@ -352,6 +356,15 @@ class _UnexplainedAnomaly(_RunClock):
             state.oil_pressure_kpa[i] = min(
                 self.healthy_kpa * (1.0 + e * (self.level - 1.0)), 950.0
             )
+        elif self.variant == "oil_pressure_low_for_speed":
+            # A weak pressure-regulator spring: the valve opens early, so the pressure is right
+            # at idle but rises less than it should with speed, `level` of healthy at rated
+            # speed. Every reading stays inside the healthy range and above both low-pressure
+            # limits; only its relation to engine speed is broken.
+            self.healthy_kpa = float(state.oil_pressure_kpa[i])
+            idle, rated = float(state.idle_rpm[i]), float(state.rated_rpm[i])
+            rise = min(max((float(state.engine_speed_rpm[i]) - idle) / (rated - idle), 0.0), 1.0)
+            state.oil_pressure_kpa[i] = self.healthy_kpa * (1.0 + e * rise * (self.level - 1.0))
         else:
             # A failed regulator lets the alternator overcharge the battery.
             target_v = self.alternator0_v + e * (self.level - self.alternator0_v)
@@ -365,5 +378,8 @@ class _UnexplainedAnomaly(_RunClock):
         if self.variant == "oil_pressure_high":
             running = self.signal(frame, "engine_speed_rpm") > 0.0
             return running and self.signal(frame, "oil_pressure_kpa") >= 1.25 * self.healthy_kpa
+        if self.variant == "oil_pressure_low_for_speed":
+            running = self.signal(frame, "engine_speed_rpm") > 0.0
+            return running and self.signal(frame, "oil_pressure_kpa") <= 0.9 * self.healthy_kpa
         high = self.signal(frame, "battery_v") >= 29.0
         return high and self.running_for_s(frame) > _RUN_FOR_S

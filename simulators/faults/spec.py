@@ -38,13 +38,13 @@ FAULT_DESCRIPTIONS: Final[Mapping[FaultKind, str]] = {
     "engine_power_loss": "air filter or injector: speed sags under full load while working",
     "machine_silent": "the telematics unit loses power: nothing is published while working",
     "outside_site": "carried off on a truck: the GPS fix leaves the site by 3-8 km",
-    "unexplained_anomaly": "oil pressure high or overcharging: no rule covers it, a trained "
-    "anomaly model sees it",
+    "unexplained_anomaly": "oil pressure high, overcharging, or oil pressure too low for the "
+    "engine speed though above every limit: no rule covers it, a trained anomaly model sees it",
     "dtc": "a J1939 fault code (spn, fmi) in every reading, steady or flapping",
 }
 """One line per kind for `--help`; the package docstring tables the effects in full."""
 FaultForm = Literal["sudden", "gradual"]
-AnomalyVariant = Literal["oil_pressure_high", "overcharging"]
+AnomalyVariant = Literal["oil_pressure_high", "overcharging", "oil_pressure_low_for_speed"]
 ANOMALY_VARIANTS: Final[tuple[AnomalyVariant, ...]] = get_args(AnomalyVariant)
 ParamValue = float | int | str | bool
 
@@ -103,7 +103,8 @@ class FaultSpec:
         ramp_s: How long a gradual effect takes to build; default `DEFAULT_RAMP_S`.
         magnitude: Size of the effect, in the kind's unit (package table); None draws it.
         rate: Speed of the effect, in the kind's unit (package table); None draws it.
-        variant: unexplained_anomaly only: `oil_pressure_high` or `overcharging`; None draws.
+        variant: unexplained_anomaly only: `oil_pressure_high`, `overcharging` or
+            `oil_pressure_low_for_speed`; None draws.
         spn: dtc only: Suspect Parameter Number.
         fmi: dtc only: Failure Mode Identifier.
         oc: dtc only: occurrence count of the first activation (each flap adds one).

@@ -84,8 +84,9 @@ SPECS = (
     spec(16, "unexplained_anomaly", variant="overcharging"),
     spec(17, "dtc", spn=3251, fmi=0, duration_s=1800.0),
     spec(18, "dtc", spn=97, fmi=15, oc=4, flapping=True, flap_readings=3, duration_s=1800.0),
+    spec(19, "unexplained_anomaly", variant="oil_pressure_low_for_speed"),
 )
-HEALTHY = list(range(19, 30))
+HEALTHY = list(range(20, 30))
 
 
 class Run:
@@ -420,6 +421,41 @@ def test_unexplained_anomalies_stay_clear_of_every_rule(faulty: Run, healthy: Ru
         window = faulty.window(n)
         assert faulty.signal("coolant_temp_c", n)[window].max() < 100.0
         assert faulty.signal("hydraulic_oil_temp_c", n)[window].max() < 88.0
+
+
+def test_oil_pressure_too_low_for_the_speed_stays_in_range_and_above_both_limits(
+    faulty: Run, healthy: Run
+) -> None:
+    n = 19
+    truth = faulty.truth[IDS[n]]
+    level = float(truth.params["level"])
+    assert 0.75 <= level <= 0.85
+    assert truth.faults == ("unexplained_anomaly",)
+    assert truth.visible_ts_ms is not None
+    running = faulty.window(n) & (faulty.signal("engine_speed_rpm", n) > 0.0)
+    assert running.sum() > 100
+    oil, oil_h = faulty.signal("oil_pressure_kpa", n), healthy.signal("oil_pressure_kpa", n)
+    rpm = faulty.signal("engine_speed_rpm", n)
+    assert np.array_equal(rpm, healthy.signal("engine_speed_rpm", n))
+    state = Fleet(MACHINES, seed=SEED, start_ts_ms=T0_MS).state
+    idle, rated = float(state.idle_rpm[n]), float(state.rated_rpm[n])
+    rise = np.clip((rpm[running] - idle) / (rated - idle), 0.0, 1.0)
+    # Right at idle, `level` of healthy at rated speed, in proportion in between (noise aside).
+    assert np.all(np.abs(oil[running] - oil_h[running] * (1.0 - rise * (1.0 - level))) < 15.0)
+    assert rise.max() > 0.8
+    # Above the maker's curve (60 kPa at 800 rpm to 180 at 2000) and 65 % of the machine's own
+    # healthy pressure: neither low-oil-pressure limit sees it.
+    assert np.all(oil[running] > np.interp(rpm[running], [800.0, 2000.0], [60.0, 180.0]) + 20.0)
+    assert np.all(oil[running] > 0.65 * oil_h[running] + 5.0)
+    # And every reading on its own is one the healthy fleet also gives while running.
+    fleet = np.concatenate(
+        [healthy.signal("oil_pressure_kpa", h)[healthy.signal("engine_speed_rpm", h) > 0.0]
+         for h in HEALTHY]
+    )  # fmt: skip
+    assert fleet.min() <= oil[running].min()
+    assert oil[running].max() <= fleet.max()
+    # Outside its window the machine reads as healthy.
+    assert np.array_equal(oil[~faulty.window(n)], oil_h[~faulty.window(n)])
 
 
 def codes_of(run: Run, n: int) -> list[tuple[int, int, int] | None]:
