@@ -11,13 +11,14 @@ import orjson
 
 from diagnosis.engine import Engine
 from diagnosis.events import MACHINE_SILENT
+from diagnosis.frame import Frame
 from diagnosis.knowledge import KnowledgeBase
 from diagnosis.rules import RuleBook
 from telematics.base.metrics import Metrics
 from telematics.ingest.pipeline import ingest
 from telematics.services.diagnose import Diagnoser, DiagnoserConfig
 from telematics.store.registry import Site, SourceDirectory, add_machine
-from telematics.wire.decode import Limits
+from telematics.wire.decode import DecodedBatch, Limits, decode_message
 from tests.conftest import unique
 from tests.diagnosis.test_engine import HEALTHY, SITE
 
@@ -61,6 +62,17 @@ def _diagnoser(pool: asyncpg.Pool, source: str) -> Diagnoser:
     )
 
 
+async def _run_until_restored(diagnoser: Diagnoser) -> None:
+    """Run until the recently active machines are restored (in the background of the loop)."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(diagnoser.run(stop))
+    try:
+        await asyncio.wait_for(diagnoser.restored.wait(), 120)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)
+
+
 async def _run_once(diagnoser: Diagnoser) -> None:
     stop = asyncio.Event()
     stop.set()  # catch up, restore, and return once nothing is queued
@@ -98,7 +110,8 @@ async def test_a_machine_that_never_reports_again_is_declared_silent_after_a_res
     # Diagnosed before the restart (nothing pending): running, then quiet for 5 minutes.
     await _store(pool, machine, _readings(_now_ms() - 360_000, 60), None)
     diagnoser = _diagnoser(pool, source)
-    await _run_once(diagnoser)
+    await _run_until_restored(diagnoser)
+    assert diagnoser.restore_left == 0
     await diagnoser.check_silence()
     faults = await pool.fetch(
         "SELECT fault FROM alarms WHERE machine_id = $1 AND state = 'open'", machine
@@ -129,3 +142,53 @@ async def test_late_readings_raise_the_alarm_they_show_once_at_their_reading_tim
     rows = await pool.fetch("SELECT fault, raised_at FROM alarms WHERE machine_id = $1", machine)
     assert [r["fault"] for r in rows] == ["dtc_100_1"]
     assert round(rows[0]["raised_at"].timestamp() * 1000) == late_start
+
+
+class _WhatWasLeft:
+    """After-batch work that notes, for each batch, how many machines were left to restore."""
+
+    def __init__(self) -> None:
+        self.diagnoser: Diagnoser | None = None
+        self.left: list[int] = []
+
+    async def consume(self, frame: Frame) -> None:
+        assert self.diagnoser is not None
+        self.left.append(self.diagnoser.restore_left)
+
+    async def flush(self, *, due_only: bool = False) -> bool:
+        return True
+
+
+async def test_after_a_restart_the_live_stream_is_diagnosed_before_the_restore_is_done(
+    pool: asyncpg.Pool,
+) -> None:
+    """The recently active machines are restored between batches: a batch that comes while
+    they are being restored is diagnosed first, and the restore still finishes."""
+    quiet = [unique("DQ") for _ in range(4)]
+    live, source = unique("DL"), unique("gw")
+    async with pool.acquire() as conn:
+        for m in [*quiet, live]:
+            await add_machine(conn, m, "excavator", "C-durable", Site(*SITE))
+    for m in quiet:  # diagnosed before the restart, then quiet
+        await _store(pool, m, _readings(_now_ms() - 300_000, 20), None)
+    seen = _WhatWasLeft()
+    diagnoser = Diagnoser(
+        pool, Engine(RuleBook.load()), KnowledgeBase.load(), Metrics(),
+        DiagnoserConfig(source=source, restore_chunk=1), consumers=[seen],
+    )  # fmt: skip
+    seen.diagnoser = diagnoser
+    now_ms = _now_ms()
+    batch = DecodedBatch()
+    decode_message(
+        f"machines/{live}/telemetry", _readings(now_ms - 10_000, 10, dtc=True), now_ms=now_ms,
+        limits=Limits(), known_machines={live}, known_engineers=(), out=batch,
+    )  # fmt: skip
+    diagnoser.submit(batch.readings)  # committed by the gateway as the service starts
+    await _run_until_restored(diagnoser)
+    # The batch was diagnosed while at least the four quiet machines were still to restore
+    # (the store's other recently active machines may come on top), one at a time here.
+    assert len(seen.left) == 1
+    assert seen.left[0] >= len(quiet)
+    assert diagnoser.engine.unknown([*quiet, live]) == []
+    rows = await pool.fetch("SELECT fault FROM alarms WHERE machine_id = $1", live)
+    assert [r["fault"] for r in rows] == ["dtc_100_1"]

@@ -95,6 +95,11 @@ class Metrics:
             "Committed readings waiting for diagnosis",
             registry=r,
         )
+        self.diagnosis_restore_left = Gauge(
+            "telematics_diagnosis_restore_left_machines",
+            "Recently active machines still to be restored after a start (between batches)",
+            registry=r,
+        )
         self.diagnosis_failures = Counter(
             "telematics_diagnosis_failures",
             "Batches whose diagnosis failed (state is rebuilt from the store)",

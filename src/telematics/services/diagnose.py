@@ -29,7 +29,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Protocol
 
 import asyncpg
@@ -44,6 +44,7 @@ from telematics.base.db import acquire, with_retry
 from telematics.base.errors import StoreUnavailableError
 from telematics.base.metrics import Metrics
 from telematics.services import handover, late
+from telematics.services.recent import RecentMachines
 from telematics.store import alarms as alarm_store
 from telematics.store import models as model_store
 from telematics.store import pending as pending_store
@@ -93,6 +94,7 @@ class DiagnoserConfig:
         shared: Other workers take the same stream (a shared subscription): a machine's
             state is trusted only while no other worker diagnosed it since, silence only
             when the store has nothing newer either (`store.diagnosis_marks`). Needs `source`.
+        restore_chunk: Recently active machines restored at a time on start, between batches.
     """
 
     history_s: float = 900.0
@@ -102,6 +104,7 @@ class DiagnoserConfig:
     source: str | None = None
     done_flush_s: float = 1.0
     shared: bool = False
+    restore_chunk: int = _RESTORE_CHUNK
 
 
 def frame_of(readings: ReadingColumns) -> Frame:
@@ -141,6 +144,10 @@ class Diagnoser:
         self._room.set()
         self.idle = asyncio.Event()
         self.idle.set()
+        self._recent = RecentMachines(pool, engine, metrics, self._config.restore_chunk)
+        self.restored = self._recent.done
+        """Set once the machines that reported within `history_s` before the start are all
+        restored (or cannot be, the database being away), so that silence is judged for them."""
         self.caught_up = asyncio.Event()
         """Set once the batches left undiagnosed by an earlier run are diagnosed (or cannot be,
         the database being away): the gateway waits for it before it takes new messages, so
@@ -151,6 +158,11 @@ class Diagnoser:
         self.heard_since: Callable[[], float | None] | None = None
         """Since when (monotonic) the gateway hears every machine, None while it does not
         (`Gateway.heard_since`); unset, silence counts from each machine's last reading."""
+
+    @property
+    def restore_left(self) -> int:
+        """Recently active machines still to be restored after the start (see `run`)."""
+        return self._recent.left
 
     def describe(self, fault: str) -> tuple[Severity, str]:
         """Severity and title of a fault, from the knowledge base."""
@@ -185,33 +197,33 @@ class Diagnoser:
     async def run(self, stop: asyncio.Event) -> None:
         """Diagnose submitted batches, and look for silent machines, until `stop` and drained.
 
-        First what the store says was committed and not diagnosed (a crash, or a replay), then
+        First what the store says was committed and not diagnosed (a crash, or a replay). Then
         the machines that reported lately are restored, so that one that never reports again
-        is still declared silent.
+        is still declared silent: in chunks while no batch waits (`restored` is set when done),
+        so that after the restart of a large fleet the live stream is diagnosed at once
+        instead of after the whole restore; a batch restores its own machines as it comes.
         """
         last_silence_check = last_model_refresh = last_flush = time.monotonic()
         with contextlib.suppress(StoreUnavailableError):
             await self.refresh_models()
         await self._catch_up(stop)
-        await self._restore_recent()
+        await self._recent.find(self._config.history_s)
         await self._catch_up(stop, replays_only=True)
         try:
             while True:
-                if not self._backlog:
+                if self._backlog:
+                    await self._take_batch(stop)
+                elif self._recent.left and not stop.is_set():
+                    await self._recent.restore_some()  # instead of waiting: a batch goes first
+                else:
                     self.idle.set()
                     if stop.is_set():
                         return
                     self._work.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._work.wait(), timeout=1.0)
-                if self._backlog:
-                    readings, seq = self._backlog.popleft()
-                    self._backlog_readings -= len(readings)
-                    self._metrics.diagnosis_backlog.set(self._backlog_readings)
-                    if self._backlog_readings < self._config.max_backlog_readings:
-                        self._room.set()
-                    if await self._diagnose_batch(frame_of(readings), stop) and seq is not None:
-                        self._done.append(seq)
+                    if self._backlog:
+                        await self._take_batch(stop)
                 now = time.monotonic()
                 if now - last_flush >= self._config.done_flush_s:
                     last_flush = now
@@ -227,6 +239,16 @@ class Diagnoser:
         finally:
             with contextlib.suppress(StoreUnavailableError):
                 await self._flush_done(due_only=False)
+
+    async def _take_batch(self, stop: asyncio.Event) -> None:
+        """Diagnose the oldest submitted batch."""
+        readings, seq = self._backlog.popleft()
+        self._backlog_readings -= len(readings)
+        self._metrics.diagnosis_backlog.set(self._backlog_readings)
+        if self._backlog_readings < self._config.max_backlog_readings:
+            self._room.set()
+        if await self._diagnose_batch(frame_of(readings), stop) and seq is not None:
+            self._done.append(seq)
 
     async def _diagnose_batch(self, frame: Frame, stop: asyncio.Event) -> bool:
         """Diagnose one batch; False if it must be diagnosed again (the database was away)."""
@@ -319,21 +341,6 @@ class Diagnoser:
         past = await readings_store.history(conn, list(batch.machine_ids), start, end)
         return Frame.build(past.machine_ids, past.ts_ms, past.values, past.dtcs)
 
-    async def _restore_recent(self) -> None:
-        """Restore the machines that reported within `history_s` and are not known yet, so that
-        silence is judged for them too after a restart.
-        """
-        since = datetime.now(UTC) - timedelta(seconds=self._config.history_s)
-        try:
-            async with acquire(self._pool) as conn:
-                recent = await readings_store.reported_since(conn, since)
-                unknown = self.engine.unknown(recent)
-                for lo in range(0, len(unknown), _RESTORE_CHUNK):
-                    now_ms = time.time_ns() // 1_000_000
-                    await self._restore(conn, unknown[lo : lo + _RESTORE_CHUNK], now_ms + 1)
-        except StoreUnavailableError:
-            log.warning("restoring recently active machines: the database is away; skipped")
-
     def _abandon_backlog(self) -> None:
         # Stopping with the database away: each batch would wait out its own connection
         # timeout, one after another. Their readings are committed; leave them undiagnosed.
@@ -407,11 +414,6 @@ class Diagnoser:
             # the next live reading decides whether they are still active.
             self.engine.forget({e.machine_id for e in missed})
         return changes
-
-    async def _restore(
-        self, conn: asyncpg.Connection, machine_ids: list[str], before_ms: int
-    ) -> None:
-        await late.restore(conn, self.engine, machine_ids, before_ms, self._config.history_s)
 
     async def refresh_models(self) -> list[ModelKey]:
         """Load anomaly models newer than those in use; returns the (scope, name) refreshed.
