@@ -290,15 +290,24 @@ async def test_a_dropped_connection_is_resumed_and_nothing_is_lost() -> None:
         HOST, PORT, identifier=f"sim-test-{uuid.uuid4().hex}", protocol=aiomqtt.ProtocolVersion.V5
     ) as subscriber:
         await subscriber.subscribe([(telemetry_topic(m.machine_id), 1) for m in machines])
+        simulation = asyncio.create_task(arun(config))
         try:
             async with asyncio.timeout(60):
-                simulation = asyncio.create_task(arun(config))
                 async for message in subscriber.messages:
                     assert isinstance(message.payload, bytes)
                     received.add((machine_of(message), orjson.loads(message.payload)["ts"]))
                     if len(received) == 600:
                         break
                 report = await simulation
+        except TimeoutError:
+            # Say which side stopped: the simulator (still reconnecting, or done) or delivery.
+            done = simulation.done() and not simulation.cancelled()
+            outcome = repr(simulation.exception() or simulation.result()) if done else "running"
+            simulation.cancel()
+            pytest.fail(
+                f"60 s: {len(received)} of 600 readings received; {proxy.connections} proxy "
+                f"connections, {proxy.upstream_bytes} bytes before the cut; simulator: {outcome}"
+            )
         finally:
             proxy.cut()
             server.close()
