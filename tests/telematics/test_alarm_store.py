@@ -313,3 +313,64 @@ async def test_the_expert_workflow_leaves_an_audit_trail(pool: asyncpg.Pool) -> 
     ]  # fmt: skip
     assert {e["actor"] for e in trail} == {"expert:ecc-zhang"}
     assert trail[-1]["detail"]["steps"] == steps
+
+
+_COMPARED = (
+    "fault, state, severity, raised_at, last_seen_at, readings, first_value, last_value, "
+    "worst_value, occurrences, detail, deviations, incident_id IS NOT NULL AS in_incident"
+)
+
+
+async def _episodes(conn: asyncpg.Connection, machine_ids: list[str]) -> list[list[object]]:
+    rows = []
+    for m in machine_ids:
+        found = await conn.fetch(
+            f"SELECT {_COMPARED} FROM alarms WHERE machine_id = $1 ORDER BY alarm_id", m
+        )
+        incident = await conn.fetchrow(
+            "SELECT opened_at, last_seen_at, severity FROM incidents WHERE machine_id = $1", m
+        )
+        rows.append([[tuple(r) for r in found], None if incident is None else tuple(incident)])
+    return rows
+
+
+async def test_a_batch_of_updates_applies_as_one_at_a_time_would(pool: asyncpg.Pool) -> None:
+    """A batch's UPDATED events go to the store in one statement (`_update_open`): the rows
+    are those that applying them one by one gives, an update with no open episode opens one,
+    and a second update of an episode in the same batch sees the first."""
+
+    def story(a: str, b: str, c: str) -> list[list[AlarmEvent]]:
+        raised = [
+            event(a, LOW_OIL_PRESSURE, Transition.RAISED, T0, value=80.0, worst=80.0,
+                  higher_is_worse=False, count=3),
+            event(b, ENGINE_OVERHEAT, Transition.RAISED, T0, value=106.0, worst=106.0, count=2),
+        ]  # fmt: skip
+        batch = [
+            event(a, LOW_OIL_PRESSURE, Transition.UPDATED, T0 + 60_000, value=75.0, worst=70.0,
+                  higher_is_worse=False, count=50),
+            event(b, ENGINE_OVERHEAT, Transition.UPDATED, T0 + 60_000, value=104.0, worst=104.0,
+                  count=40, detail="coolant 104 C"),
+            event(c, UNEXPLAINED_ANOMALY, Transition.UPDATED, T0 + 60_000, value=2.0, worst=2.5,
+                  count=5, deviations=(("oil_pressure_kpa", -9.1),)),
+            event(a, LOW_OIL_PRESSURE, Transition.UPDATED, T0 + 90_000, value=72.0, worst=72.0,
+                  higher_is_worse=False, count=30),
+            event(b, ENGINE_OVERHEAT, Transition.CLEARED, T0 + 120_000),
+        ]  # fmt: skip
+        return [raised, batch]
+
+    async with pool.acquire() as conn:
+        together = [await machine(conn) for _ in range(3)]
+        alone = [await machine(conn) for _ in range(3)]
+        for events in story(*together):
+            changes = await apply(conn, *events)
+        opened = [c for c in changes if c.transition is Transition.RAISED]
+        assert [(c.machine_id, c.fault) for c in opened] == [(together[2], UNEXPLAINED_ANOMALY)]
+        for events in story(*alone):
+            for e in events:
+                await apply(conn, e)
+        assert await _episodes(conn, together) == await _episodes(conn, alone)
+        (a,) = await conn.fetch(
+            "SELECT readings, worst_value, last_value FROM alarms WHERE machine_id = $1",
+            together[0],
+        )
+        assert tuple(a) == (83, 70.0, 72.0)

@@ -119,6 +119,38 @@ WHERE machine_id = $1 AND fault = $2 AND state = 'open'
 RETURNING alarm_id, incident_id, severity, title
 """
 
+_UPDATE_OPEN_ALARMS = """
+WITH ev AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int8[], $5::float8[],
+                         $6::float8[], $7::int4[], $8::text[], $9::text[])
+        AS e(machine_id, fault, ts, readings, last_value, worst, occurrences, detail, deviations)
+), up AS (
+    UPDATE alarms a
+    SET last_seen_at = GREATEST(a.last_seen_at, ev.ts),
+        readings = a.readings + ev.readings,
+        last_value = COALESCE(ev.last_value, a.last_value),
+        worst_value = CASE
+            WHEN a.worst_value IS NULL THEN ev.worst
+            WHEN ev.worst IS NULL THEN a.worst_value
+            WHEN a.higher_is_worse THEN GREATEST(a.worst_value, ev.worst)
+            ELSE LEAST(a.worst_value, ev.worst) END,
+        occurrences = COALESCE(ev.occurrences, a.occurrences),
+        detail = CASE WHEN ev.detail = '' THEN a.detail ELSE ev.detail END,
+        deviations = COALESCE(ev.deviations::jsonb, a.deviations),
+        updated_at = now()
+    FROM ev
+    WHERE a.machine_id = ev.machine_id AND a.fault = ev.fault AND a.state = 'open'
+    RETURNING a.machine_id, a.fault, a.incident_id, ev.ts
+), seen AS (
+    UPDATE incidents i SET last_seen_at = GREATEST(i.last_seen_at, m.ts)
+    FROM (SELECT incident_id, max(ts) AS ts FROM up GROUP BY incident_id) m
+    WHERE i.incident_id = m.incident_id
+)
+SELECT machine_id, fault FROM up
+"""
+"""`_UPDATE_ALARM` and its incident's `last_seen_at` for many episodes in one statement: each
+event's (machine, fault) at most once (`alarms` holds at most one open row for each)."""
+
 _CLEAR_ALARM = """
 UPDATE alarms
 SET state = 'cleared', cleared_at = GREATEST(last_seen_at, $3),
@@ -182,7 +214,16 @@ async def apply_events(
     active; the store must not lose it). A clear for an episode that is not open changes nothing.
     """
     changes: list[AlarmChange] = []
-    for event in events:
+    i = 0
+    while i < len(events):
+        run = _updates_from(events, i)
+        if len(run) > 1:  # a batch's updates of its active episodes: one statement
+            i += len(run)
+            for event in await _update_open(conn, run):  # no open episode: open one
+                changes.extend(await _open(conn, event, describe))
+            continue
+        event = events[i]
+        i += 1
         ts = _ts(event.ts_ms)
         if event.transition is Transition.CLEARED:
             row = await conn.fetchrow(_CLEAR_ALARM, event.machine_id, event.fault, ts)
@@ -224,23 +265,56 @@ async def apply_events(
                     ts,
                 )
                 continue
-        severity, title = describe(event.fault)
-        alarm_id, incident_id, inserted = await _raise(conn, event, severity, title)
-        if inserted:
-            changes.append(
-                AlarmChange(
-                    alarm_id,
-                    incident_id,
-                    event.machine_id,
-                    event.fault,
-                    Transition.RAISED,
-                    severity,
-                    title,
-                    ts,
-                    event.detail,
-                )
-            )
+        changes.extend(await _open(conn, event, describe))
     return changes
+
+
+def _updates_from(events: Sequence[AlarmEvent], start: int) -> Sequence[AlarmEvent]:
+    """The UPDATED events from `start` on, up to the first that is not one or whose episode
+    is already among them (it must see the first one applied).
+    """
+    seen: set[tuple[str, str]] = set()
+    end = start
+    while end < len(events) and events[end].transition is Transition.UPDATED:
+        key = (events[end].machine_id, events[end].fault)
+        if key in seen:
+            break
+        seen.add(key)
+        end += 1
+    return events[start:end]
+
+
+async def _update_open(conn: asyncpg.Connection, run: Sequence[AlarmEvent]) -> list[AlarmEvent]:
+    """Apply UPDATED events of distinct episodes at once; returns those with no open episode."""
+    rows = await conn.fetch(
+        _UPDATE_OPEN_ALARMS,
+        [e.machine_id for e in run],
+        [e.fault for e in run],
+        [_ts(e.ts_ms) for e in run],
+        [e.count for e in run],
+        [e.value for e in run],
+        [e.worst for e in run],
+        [e.occurrences for e in run],
+        [e.detail for e in run],
+        [_deviations_json(e) for e in run],
+    )
+    updated = {(r["machine_id"], r["fault"]) for r in rows}
+    return [e for e in run if (e.machine_id, e.fault) not in updated]
+
+
+async def _open(
+    conn: asyncpg.Connection, event: AlarmEvent, describe: Describe
+) -> list[AlarmChange]:
+    """Raise `event`'s episode (or update the open one); the change if one was opened."""
+    severity, title = describe(event.fault)
+    alarm_id, incident_id, inserted = await _raise(conn, event, severity, title)
+    if not inserted:
+        return []
+    change = AlarmChange(
+        alarm_id, incident_id, event.machine_id, event.fault, Transition.RAISED, severity,
+        title, _ts(event.ts_ms), event.detail,
+    )  # fmt: skip
+    return [change]
 
 
 async def open_faults(conn: asyncpg.Connection, machine_ids: Iterable[str]) -> dict[str, set[str]]:
