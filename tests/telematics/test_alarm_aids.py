@@ -202,3 +202,31 @@ async def test_after_an_experts_correction_the_page_and_the_order_follow_the_con
     assert zh["diagnosis"]["title"] == KB.diagnose(LOW_OIL_PRESSURE, "zh-CN").title
     assert sent.json()["fault"] == LOW_OIL_PRESSURE
     assert sorted(sent.json()["skills"]) == sorted(oil.skills)
+
+
+async def test_a_correction_to_an_unknown_code_is_refused_and_an_old_one_still_shows(
+    pool: asyncpg.Pool,
+) -> None:
+    async with pool.acquire() as conn:
+        w = await build(conn)
+        alarm_id = await _raise_anomaly(conn, w.machine_id, "battery_v z=+9.0")
+    async with api_client(pool, knowledge=KB) as http:
+        refused = await http.post(
+            f"/v1/alarms/{alarm_id}/confirm", json={"fault": "no_such_fault"}, headers=AS_ADMIN
+        )
+        dtc = await http.post(
+            f"/v1/alarms/{alarm_id}/confirm", json={"fault": "dtc_100_1"}, headers=AS_ADMIN
+        )
+        assert refused.status_code == 422, refused.text
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        assert "no_such_fault" in refused.json()["detail"]
+        assert dtc.status_code == 200, dtc.text
+        # A correction stored under a knowledge base that knew the code, read under one that
+        # does not: the page shows the raised fault's diagnosis instead of failing.
+        async with pool.acquire() as conn:
+            await conn.execute(
+                "UPDATE alarms SET confirmed_fault = 'retired_fault' WHERE alarm_id = $1", alarm_id
+            )
+        page = await http.get(f"/v1/alarms/{alarm_id}", headers=AS_ADMIN)
+    assert page.status_code == 200, page.text
+    assert page.json()["diagnosis"]["fault"] == UNEXPLAINED_ANOMALY

@@ -163,7 +163,11 @@ async def get_alarm(
     are in the language asked for (`lang`, else `Accept-Language`: en or zh-CN).
     """
     (alarm,) = _titled(ctx.knowledge, lang, [await _visible_alarm(conn, caller, alarm_id)])
-    diagnosis = DiagnosisOut.of(alarm_needs(_knowledge(ctx), alarm, lang)[1])
+    knowledge = _knowledge(ctx)
+    try:
+        diagnosis = DiagnosisOut.of(alarm_needs(knowledge, alarm, lang)[1])
+    except UnknownFaultError:  # corrected to a code a later knowledge base no longer has
+        diagnosis = DiagnosisOut.of(knowledge.diagnose_alarm(alarm.fault, alarm.detail, lang))
     start = alarm.raised_at - WINDOW_BEFORE
     end = (alarm.cleared_at or alarm.last_seen_at) + WINDOW_AFTER
     window = await readings_store.readings_between(
@@ -209,11 +213,17 @@ async def acknowledge(alarm_id: PathId, conn: Conn, caller: Staff, body: AckIn =
 
 @router.post("/{alarm_id}/confirm")
 async def confirm(
-    alarm_id: PathId, conn: Conn, caller: Staff, body: ConfirmIn = _CONFIRM
+    alarm_id: PathId, conn: Conn, ctx: Context, caller: Staff, body: ConfirmIn = _CONFIRM
 ) -> AlarmOut:
-    """Confirm the preliminary diagnosis, or correct it (`fault`); corrections are kept for
-    retraining the diagnosis.
+    """Confirm the preliminary diagnosis, or correct it (`fault`: a code of the knowledge base,
+    or a J1939 `dtc_<spn>_<fmi>`); corrections are kept for retraining the diagnosis, and the
+    alarm page and an order then follow the corrected fault.
     """
+    if body.fault is not None and ctx.knowledge is not None:
+        try:
+            ctx.knowledge.diagnose(body.fault)
+        except (UnknownFaultError, ValueError) as exc:
+            raise InvalidRequestError(f"fault {body.fault!r} is not a known fault code") from exc
     return AlarmOut.of(
         await alarm_store.confirm(conn, alarm_id, caller.actor, body.fault, body.note)
     )
