@@ -16,7 +16,7 @@ broker or database: the wire path (encode, MQTT, decode, store, restore) is test
    the machines keep their individual settings, and the engine starts at its beginning.
    `--unseen` leaves some machines out of training, to measure machines first seen after it.
 2. Faults. Every kind of `simulators.faults`, `--faults-per-kind` of each, one per machine, spread
-   evenly over the kind's types (sudden and gradual forms, the anomaly's two variants, dtc steady
+   evenly over the kind's types (sudden and gradual forms, the anomaly's three variants, dtc steady
    and flapping), at random times; the rest of the fleet stays healthy.
 3. Matching. A RAISED event matches a fault when it is on the fault's machine, its code is in
    `GroundTruth.faults`, and it is raised while the fault is in effect: within

@@ -75,7 +75,7 @@ async def _run_until_restored(diagnoser: Diagnoser) -> None:
 
 async def _run_once(diagnoser: Diagnoser) -> None:
     stop = asyncio.Event()
-    stop.set()  # catch up, restore, and return once nothing is queued
+    stop.set()  # catch up and return once nothing is queued (no restore: stopping)
     await asyncio.wait_for(diagnoser.run(stop), 60)
 
 

@@ -213,7 +213,8 @@ class Diagnoser:
             while True:
                 if self._backlog:
                     await self._take_batch(stop)
-                elif self._recent.left and not stop.is_set():
+                elif self._recent.due() and not stop.is_set():
+                    self.idle.set()  # nothing submitted waits
                     await self._recent.restore_some()  # instead of waiting: a batch goes first
                 else:
                     self.idle.set()

@@ -6,6 +6,11 @@ or its silence is never noticed. `RecentMachines` finds those that reported with
 window and restores them a chunk at a time, which `Diagnoser.run` does only while no batch
 waits: after the restart of a large fleet (220,000 machines took 200 s here) the live stream is
 diagnosed at once instead of after the whole restore.
+
+Every chunk is restored as of the moment the machines were found (their readings up to then,
+within the history window): one that reported since was restored by its own batch, so the
+restore does not drift with the time it takes while live traffic holds it back. A chunk the
+database could not serve stays queued and is tried again after `RETRY_S`.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ from telematics.store import readings as readings_store
 
 log = logging.getLogger(__name__)
 
+RETRY_S = 5.0
+"""How long a chunk waits after the database failed it."""
+
 
 class RecentMachines:
     """The recently active machines still to restore, and the restore of the next chunk."""
@@ -37,7 +45,9 @@ class RecentMachines:
         self._pool, self._engine, self._metrics, self._chunk = pool, engine, metrics, chunk
         self._left: list[str] = []
         self._history_s = 0.0
+        self._found_ms = 0
         self._started = 0.0
+        self._retry_at = 0.0
         self.done = asyncio.Event()
         """Set once every machine found is restored, or cannot be (the database was away)."""
 
@@ -46,9 +56,14 @@ class RecentMachines:
         """Machines found and not restored yet."""
         return len(self._left)
 
+    def due(self) -> bool:
+        """Whether a chunk is waiting and may be tried now (not just after a failure)."""
+        return bool(self._left) and time.monotonic() >= self._retry_at
+
     async def find(self, history_s: float) -> None:
         """Find the machines that reported within `history_s` that the engine does not know."""
         self._history_s, self._started = history_s, time.monotonic()
+        self._found_ms = time.time_ns() // 1_000_000 + 1
         since = datetime.now(UTC) - timedelta(seconds=history_s)
         try:
             async with acquire(self._pool) as conn:
@@ -61,21 +76,23 @@ class RecentMachines:
 
     async def restore_some(self) -> None:
         """Restore the next chunk of them still unknown (a batch that came meanwhile restored
-        its own machines), each from its readings up to now.
+        its own machines), as of when they were found.
         """
         chunk = self._engine.unknown(self._left[: self._chunk])
-        del self._left[: self._chunk]
         try:
             if chunk:
                 async with acquire(self._pool) as conn:
-                    now_ms = time.time_ns() // 1_000_000
-                    await late.restore(conn, self._engine, chunk, now_ms + 1, self._history_s)
+                    await late.restore(conn, self._engine, chunk, self._found_ms, self._history_s)
         except StoreUnavailableError:
+            self._retry_at = time.monotonic() + RETRY_S
             log.warning(
-                "restoring recently active machines: the database is away; %d skipped",
-                len(chunk) + len(self._left),
+                "restoring recently active machines: the database is away; %d left, again in "
+                "%.0f s",
+                len(self._left),
+                RETRY_S,
             )
-            self._left.clear()
+            return
+        del self._left[: self._chunk]
         self._settle()
 
     def _settle(self) -> None:
