@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit, urlunsplit
 
 
 class TcpProxy:
@@ -84,3 +86,16 @@ class TcpProxy:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._accepts, return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def database_proxy(dsn: str) -> AsyncIterator[tuple[str, TcpProxy]]:
+    """A started proxy to the PostgreSQL server of `dsn`, and `dsn` through it."""
+    parts = urlsplit(dsn)
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    await proxy.start()
+    user = f"{parts.username}@" if parts.username else ""
+    try:
+        yield urlunsplit(parts._replace(netloc=f"{user}127.0.0.1:{proxy.port}")), proxy
+    finally:
+        await proxy.close()

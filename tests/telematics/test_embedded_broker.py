@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import aiomqtt
 import asyncpg
@@ -29,7 +28,7 @@ from telematics.ingest.mqtt import MqttEndpoint, parse_mqtt_url
 from telematics.service import Endpoints, gateway_config, run_service
 from telematics.store.registry import SourceDirectory
 from tests.conftest import unique
-from tests.proxy import TcpProxy
+from tests.proxy import TcpProxy, database_proxy
 from tests.telematics.harness import count_readings, eventually, now_ms, register
 
 STALL_S = 8.0  # longer than amqtt's fixed 5 s wait for a PUBACK
@@ -38,14 +37,8 @@ PER_MESSAGE = 5
 
 @pytest.fixture
 async def proxied(database_dsn: str) -> AsyncIterator[tuple[str, TcpProxy]]:
-    parts = urlsplit(database_dsn)
-    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
-    await proxy.start()
-    user = f"{parts.username}@" if parts.username else ""
-    try:
-        yield urlunsplit(parts._replace(netloc=f"{user}127.0.0.1:{proxy.port}")), proxy
-    finally:
-        await proxy.close()
+    async with database_proxy(database_dsn) as found:
+        yield found
 
 
 @contextlib.asynccontextmanager

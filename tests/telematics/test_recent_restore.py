@@ -4,7 +4,6 @@ when they were found, however late a chunk runs, and kept through a database out
 from __future__ import annotations
 
 import asyncio
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -18,7 +17,7 @@ from telematics.services.recent import RecentMachines
 from telematics.store.registry import Site, add_machine
 from tests.conftest import unique
 from tests.diagnosis.test_engine import SITE
-from tests.proxy import TcpProxy
+from tests.proxy import database_proxy
 from tests.telematics.test_diagnosis_durable import _now_ms, _readings, _store
 
 
@@ -55,29 +54,24 @@ async def test_a_chunk_the_database_fails_stays_queued_and_is_tried_again(
 ) -> None:
     monkeypatch.setattr(recent, "RETRY_S", 0.5)
     machine = await _quiet_machine(pool, _now_ms() - 1_000)
-    parts = urlsplit(database_dsn)
-    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
-    await proxy.start()
-    user = f"{parts.username}@" if parts.username else ""
-    dsn = urlunsplit(parts._replace(netloc=f"{user}127.0.0.1:{proxy.port}"))
-    proxied = await create_pool(dsn, min_size=0, max_size=1, timeout_s=1.0)
-    try:
-        engine = Engine(RuleBook.load())
-        found = RecentMachines(proxied, engine, Metrics(), chunk=100_000)
-        await found.find(history_s=60.0)
-        left = found.left
-        assert left >= 1
-        proxy.cut()
-        await proxied.expire_connections()
-        await found.restore_some()  # the database is away
-        assert (found.left, found.done.is_set(), found.due()) == (left, False, False)
-        assert engine.unknown([machine]) == [machine]
-        proxy.restore()
-        await asyncio.sleep(0.6)  # past RETRY_S
-        assert found.due()
-        await found.restore_some()
-        assert found.done.is_set()
-        assert engine.unknown([machine]) == []
-    finally:
-        await proxied.close()
-        await proxy.close()
+    async with database_proxy(database_dsn) as (dsn, proxy):
+        proxied = await create_pool(dsn, min_size=0, max_size=1, timeout_s=1.0)
+        try:
+            engine = Engine(RuleBook.load())
+            found = RecentMachines(proxied, engine, Metrics(), chunk=100_000)
+            await found.find(history_s=60.0)
+            left = found.left
+            assert left >= 1
+            proxy.cut()
+            await proxied.expire_connections()
+            await found.restore_some()  # the database is away
+            assert (found.left, found.done.is_set(), found.due()) == (left, False, False)
+            assert engine.unknown([machine]) == [machine]
+            proxy.restore()
+            await asyncio.sleep(0.6)  # past RETRY_S
+            assert found.due()
+            await found.restore_some()
+            assert found.done.is_set()
+            assert engine.unknown([machine]) == []
+        finally:
+            await proxied.close()

@@ -79,7 +79,17 @@ SET last_seen_at = GREATEST(incidents.last_seen_at, EXCLUDED.last_seen_at),
 RETURNING incident_id
 """
 
-_UPSERT_ALARM = """
+
+def _worst(alarm: str, new: str) -> str:
+    """SQL for an open episode's worst value given a new one, by its `higher_is_worse`."""
+    return f"""CASE
+        WHEN {alarm}.worst_value IS NULL THEN {new}
+        WHEN {new} IS NULL THEN {alarm}.worst_value
+        WHEN {alarm}.higher_is_worse THEN GREATEST({alarm}.worst_value, {new})
+        ELSE LEAST({alarm}.worst_value, {new}) END"""
+
+
+_UPSERT_ALARM = f"""
 INSERT INTO alarms (machine_id, incident_id, fault, state, severity, title, signal, spn, fmi,
                     raised_at, last_seen_at, readings, first_value, last_value, worst_value,
                     higher_is_worse, occurrences, detail, deviations)
@@ -89,11 +99,7 @@ ON CONFLICT (machine_id, fault) WHERE state = 'open' DO UPDATE
 SET last_seen_at = GREATEST(alarms.last_seen_at, EXCLUDED.last_seen_at),
     readings = alarms.readings + EXCLUDED.readings,
     last_value = COALESCE(EXCLUDED.last_value, alarms.last_value),
-    worst_value = CASE
-        WHEN alarms.worst_value IS NULL THEN EXCLUDED.worst_value
-        WHEN EXCLUDED.worst_value IS NULL THEN alarms.worst_value
-        WHEN alarms.higher_is_worse THEN GREATEST(alarms.worst_value, EXCLUDED.worst_value)
-        ELSE LEAST(alarms.worst_value, EXCLUDED.worst_value) END,
+    worst_value = {_worst("alarms", "EXCLUDED.worst_value")},
     occurrences = COALESCE(EXCLUDED.occurrences, alarms.occurrences),
     detail = EXCLUDED.detail,
     deviations = COALESCE(EXCLUDED.deviations, alarms.deviations),
@@ -101,25 +107,7 @@ SET last_seen_at = GREATEST(alarms.last_seen_at, EXCLUDED.last_seen_at),
 RETURNING alarm_id, incident_id, (xmax = 0) AS inserted
 """
 
-_UPDATE_ALARM = """
-UPDATE alarms
-SET last_seen_at = GREATEST(last_seen_at, $3),
-    readings = readings + $4,
-    last_value = COALESCE($5, last_value),
-    worst_value = CASE
-        WHEN worst_value IS NULL THEN $6
-        WHEN $6::float8 IS NULL THEN worst_value
-        WHEN higher_is_worse THEN GREATEST(worst_value, $6)
-        ELSE LEAST(worst_value, $6) END,
-    occurrences = COALESCE($7, occurrences),
-    detail = CASE WHEN $8 = '' THEN detail ELSE $8 END,
-    deviations = COALESCE($9::jsonb, deviations),
-    updated_at = now()
-WHERE machine_id = $1 AND fault = $2 AND state = 'open'
-RETURNING alarm_id, incident_id, severity, title
-"""
-
-_UPDATE_OPEN_ALARMS = """
+_UPDATE_OPEN_ALARMS = f"""
 WITH ev AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int8[], $5::float8[],
                          $6::float8[], $7::int4[], $8::text[], $9::text[])
@@ -129,11 +117,7 @@ WITH ev AS (
     SET last_seen_at = GREATEST(a.last_seen_at, ev.ts),
         readings = a.readings + ev.readings,
         last_value = COALESCE(ev.last_value, a.last_value),
-        worst_value = CASE
-            WHEN a.worst_value IS NULL THEN ev.worst
-            WHEN ev.worst IS NULL THEN a.worst_value
-            WHEN a.higher_is_worse THEN GREATEST(a.worst_value, ev.worst)
-            ELSE LEAST(a.worst_value, ev.worst) END,
+        worst_value = {_worst("a", "ev.worst")},
         occurrences = COALESCE(ev.occurrences, a.occurrences),
         detail = CASE WHEN ev.detail = '' THEN a.detail ELSE ev.detail END,
         deviations = COALESCE(ev.deviations::jsonb, a.deviations),
@@ -148,8 +132,8 @@ WITH ev AS (
 )
 SELECT machine_id, fault FROM up
 """
-"""`_UPDATE_ALARM` and its incident's `last_seen_at` for many episodes in one statement: each
-event's (machine, fault) at most once (`alarms` holds at most one open row for each)."""
+"""UPDATED events applied to their open episodes and the incidents' `last_seen_at`, in one
+statement: each event's (machine, fault) at most once (at most one open row for each)."""
 
 _CLEAR_ALARM = """
 UPDATE alarms
@@ -217,7 +201,7 @@ async def apply_events(
     i = 0
     while i < len(events):
         run = _updates_from(events, i)
-        if len(run) > 1:  # a batch's updates of its active episodes: one statement
+        if run:  # a batch's updates of its active episodes: one statement
             i += len(run)
             for event in await _update_open(conn, run):  # no open episode: open one
                 changes.extend(await _open(conn, event, describe))
@@ -244,27 +228,6 @@ async def apply_events(
                 )
             )
             continue
-        if event.transition is Transition.UPDATED:
-            row = await conn.fetchrow(
-                _UPDATE_ALARM,
-                event.machine_id,
-                event.fault,
-                ts,
-                event.count,
-                event.value,
-                event.worst,
-                event.occurrences,
-                event.detail,
-                _deviations_json(event),
-            )
-            if row is not None:
-                await conn.execute(
-                    "UPDATE incidents SET last_seen_at = GREATEST(last_seen_at, $2) "
-                    "WHERE incident_id = $1",
-                    row["incident_id"],
-                    ts,
-                )
-                continue
         changes.extend(await _open(conn, event, describe))
     return changes
 
