@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+from telematics.base import embedded
 from telematics.base.config import Settings
 from telematics.base.db import create_pool
 from telematics.ingest.mqtt import MqttEndpoint, parse_mqtt_url
@@ -36,6 +37,23 @@ def unique(prefix: str) -> str:
 def _with_database(dsn: str, name: str) -> str:
     parts = urlsplit(dsn)
     return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="module")
+async def private_broker(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    """The URL of a Mosquitto of the module's own, configured as the service's embedded broker
+    (persistent sessions, deep queues): for tests that kill a gateway and count every reading,
+    whose offline session must not share the stock broker's 1,000-message queue with the
+    messages of every other suite."""
+    found = embedded.find_mosquitto()
+    if found is None:
+        pytest.fail("Mosquitto is not installed")
+    broker = embedded.EmbeddedBroker(tmp_path_factory.mktemp("broker"), found)
+    await broker.start()
+    try:
+        yield broker.url
+    finally:
+        await broker.stop()
 
 
 @pytest.fixture(scope="session")

@@ -22,9 +22,9 @@ import pytest
 from telematics.base.db import create_pool
 from telematics.base.metrics import Metrics
 from telematics.ingest.gateway import Gateway
-from telematics.ingest.mqtt import MqttEndpoint
+from telematics.ingest.mqtt import MqttEndpoint, parse_mqtt_url
 from telematics.store.registry import SourceDirectory
-from tests.conftest import MQTT_URL, unique
+from tests.conftest import unique
 from tests.proxy import TcpProxy
 from tests.telematics.harness import (
     count_readings,
@@ -176,14 +176,15 @@ async def test_database_away_for_30_seconds_mid_stream_loses_nothing(
 
 @pytest.mark.slow
 async def test_gateway_killed_mid_stream_stores_everything_exactly_once(
-    pool: asyncpg.Pool, mqtt_endpoint: MqttEndpoint, database_dsn: str, tmp_path: object
+    pool: asyncpg.Pool, private_broker: str, database_dsn: str, tmp_path: object
 ) -> None:
+    mqtt_endpoint = parse_mqtt_url(private_broker)
     machine, warmup = unique("EX"), unique("EX")
     await register(pool, machine, warmup)
     env = {
         **os.environ,
         "TELEMATICS_DATABASE_URL": database_dsn,
-        "TELEMATICS_MQTT_URL": MQTT_URL,
+        "TELEMATICS_MQTT_URL": private_broker,
         "TELEMATICS_MQTT_CLIENT_ID": unique("gw-proc"),
         "TELEMATICS_MQTT_SESSION_EXPIRY_S": "120",
         "TELEMATICS_HTTP_PORT": "0",
@@ -199,10 +200,9 @@ async def test_gateway_killed_mid_stream_stores_everything_exactly_once(
             stderr=subprocess.DEVNULL,
         )
 
-    # 20,000 readings in 200 messages. The stock Mosquitto shared with other suites queues at
-    # most 1,000 messages for the dead gateway's session (docs/operations.md) and drops the
-    # rest, counting everybody's machines/+/telemetry: 1,000 messages of our own, paced while
-    # the successor starts (4-14 s on a loaded machine), overflowed it and read as lost.
+    # 20,000 readings in 200 messages, through a broker of the test's own: the stock Mosquitto
+    # shared with other suites queues at most 1,000 messages for the dead gateway's session
+    # (docs/operations.md), counting everybody's machines/+/telemetry, and dropped the rest.
     messages = batches(machine, now_ms() - 600_000, 200, 100)
     probe = count_readings(pool, machine)
     proc = start()

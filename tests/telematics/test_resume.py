@@ -21,15 +21,14 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from telematics.ingest.mqtt import MqttEndpoint
-from tests.conftest import MQTT_URL, unique
+from telematics.ingest.mqtt import MqttEndpoint, parse_mqtt_url
+from tests.conftest import unique
 from tests.proxy import TcpProxy
 from tests.telematics.harness import count_readings, eventually, now_ms, publish, register
 
-# 36,000 readings in 90 messages: the stock Mosquitto shared with other suites queues at most
-# 1,000 messages per offline session (docs/operations.md) and drops the rest, counting every
-# other suite's machines/+/telemetry the session also subscribes to; 900 messages of our own
-# left too little room (its log showed drops for gw-resume-* sessions, read as losses).
+# 36,000 readings in 90 messages, through a broker of the test's own (`private_broker`): the
+# stock Mosquitto shared with other suites queues at most 1,000 messages per offline session
+# (docs/operations.md), counting every other suite's machines/+/telemetry, and dropped the rest.
 MESSAGES = 90
 PER_MESSAGE = 400
 
@@ -51,11 +50,11 @@ def _via(dsn: str, proxy: TcpProxy) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}127.0.0.1:{proxy.port}"))
 
 
-def _service(dsn: str, client_id: str, data_dir: Path) -> subprocess.Popen[bytes]:
+def _service(dsn: str, mqtt_url: str, client_id: str, data_dir: Path) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "TELEMATICS_DATABASE_URL": dsn,
-        "TELEMATICS_MQTT_URL": MQTT_URL,
+        "TELEMATICS_MQTT_URL": mqtt_url,
         "TELEMATICS_MQTT_CLIENT_ID": client_id,
         "TELEMATICS_MQTT_SESSION_EXPIRY_S": "300",
         "TELEMATICS_HTTP_PORT": "0",
@@ -94,7 +93,7 @@ async def _subscribed(pool: asyncpg.Pool, endpoint: MqttEndpoint, warmup: str) -
 @pytest.mark.slow
 async def test_killed_during_first_batch_after_resume_loses_nothing(
     pool: asyncpg.Pool,
-    mqtt_endpoint: MqttEndpoint,
+    private_broker: str,
     database_dsn: str,
     proxy: TcpProxy,
     tmp_path: Path,
@@ -102,7 +101,8 @@ async def test_killed_during_first_batch_after_resume_loses_nothing(
     machine, warmup = unique("EX"), unique("EX")
     await register(pool, machine, warmup)
     client_id = unique("gw-resume")
-    first = _service(database_dsn, client_id, tmp_path)
+    mqtt_endpoint = parse_mqtt_url(private_broker)
+    first = _service(database_dsn, private_broker, client_id, tmp_path)
     try:
         await _subscribed(pool, mqtt_endpoint, warmup)
     finally:
@@ -126,14 +126,14 @@ async def test_killed_during_first_batch_after_resume_loses_nothing(
     )
     # Resume through a database that holds the first batch's COPY: kill while it is in flight.
     proxy.hold_bulk_bytes = 16 * 1024
-    resumed = _service(_via(database_dsn, proxy), client_id, tmp_path)
+    resumed = _service(_via(database_dsn, proxy), private_broker, client_id, tmp_path)
     try:
         await asyncio.wait_for(proxy.bulk_seen.wait(), 90)
     finally:
         _end(resumed, signal.SIGKILL)
     stored_at_kill = await count_readings(pool, machine)()
     proxy.cut()
-    last = _service(database_dsn, client_id, tmp_path)
+    last = _service(database_dsn, private_broker, client_id, tmp_path)
     try:
         total = MESSAGES * PER_MESSAGE
         assert await eventually(count_readings(pool, machine), total, timeout_s=90) == total

@@ -18,7 +18,7 @@ import pytest
 
 from diagnosis.events import ENGINE_OVERHEAT, LOW_OIL_PRESSURE, AlarmEvent, Severity, Transition
 from dispatch.sla import SlaPolicy
-from telematics.ingest.mqtt import MqttEndpoint
+from telematics.ingest.mqtt import MqttEndpoint, parse_mqtt_url
 from telematics.services.dispatching import dispatch_alarm
 from telematics.store import alarms as alarm_store
 from telematics.store.registry import add_machine
@@ -59,23 +59,23 @@ async def metric(worker: ServiceProcess, name: str) -> float:
 
 
 async def stored_by(worker: ServiceProcess) -> float:
-    """Readings the worker stored. Not the messages it received: the broker is shared with
-    other test runs, whose devices' messages reach the group too (and are refused, their
-    machines being registered in other databases)."""
+    """Readings the worker stored, from its `/metrics`."""
     return await metric(worker, "telematics_readings_stored_total")
 
 
 @pytest.fixture(scope="module")
 async def pair(
-    database_dsn: str, tmp_path_factory: pytest.TempPathFactory
+    database_dsn: str, private_broker: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[tuple[ServiceProcess, ServiceProcess]]:
-    """Two copies of the service: one shared subscription, every background job in both."""
+    """Two copies of the service: one shared subscription on a broker of the module's own,
+    every background job in both."""
     group, data_dir = unique("ingest"), tmp_path_factory.mktemp("pair")
     a, b = (
         ServiceProcess(
             database_dsn,
             data_dir,
             unique(f"gw-{name}"),
+            TELEMATICS_MQTT_URL=private_broker,
             TELEMATICS_MQTT_SHARED_GROUP=group,
             TELEMATICS_ALARM_NOTICES="false",
             TELEMATICS_SLA_CHECK_INTERVAL_S="0.2",
@@ -97,9 +97,10 @@ async def pair(
 @pytest.mark.slow
 async def test_two_workers_one_killed_store_each_reading_once_and_raise_one_alarm(
     pool: asyncpg.Pool,
-    mqtt_endpoint: MqttEndpoint,
+    private_broker: str,
     pair: tuple[ServiceProcess, ServiceProcess],
 ) -> None:
+    mqtt_endpoint = parse_mqtt_url(private_broker)
     a, b = pair
     bulk, hot = unique("EX"), unique("EX")
     async with pool.acquire() as conn:
