@@ -140,6 +140,7 @@ async def serve(  # noqa: C901 - one composition, as in telematics.service
                     {
                         "t": time.monotonic() - started,
                         "stored": _sample(metrics, "telematics_readings_stored_total"),
+                        "duplicates": _sample(metrics, "telematics_readings_duplicate_total"),
                         "messages": _sample(metrics, "telematics_mqtt_messages_received_total"),
                         "backlog": _sample(metrics, "telematics_diagnosis_backlog_readings"),
                         "rss_kb": rss_kb(),
