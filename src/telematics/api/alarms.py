@@ -33,7 +33,7 @@ from telematics.api.context import Conn, Context, ReadConn, Staff, allow
 from telematics.api.language import Lang
 from telematics.api.schemas import BeforeId, Instant, PathId, ReadingOut
 from telematics.base.errors import InvalidRequestError, NotFoundError
-from telematics.services.dispatching import alarm_needs
+from telematics.services.alarm_needs import alarm_needs
 from telematics.store import alarms as alarm_store
 from telematics.store import orders as order_store
 from telematics.store import readings as readings_store

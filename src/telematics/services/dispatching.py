@@ -29,7 +29,7 @@ from typing import Any
 import asyncpg
 
 from diagnosis.events import Severity
-from diagnosis.knowledge import Diagnosis, KnowledgeBase
+from diagnosis.knowledge import KnowledgeBase
 from dispatch.assignment import assign
 from dispatch.errors import TransitionError
 from dispatch.geo import GeoPoint
@@ -50,6 +50,7 @@ from dispatch.ranking import Candidate, Ranking
 from dispatch.sla import SlaPolicy, timers_for
 from telematics.base.db import acquire
 from telematics.base.errors import InvalidRequestError, NotFoundError, RefusedError
+from telematics.services.alarm_needs import alarm_needs, site_of
 from telematics.services.snapshot import fleet_snapshot
 from telematics.store import alarms as alarm_store
 from telematics.store import orders as order_store
@@ -95,28 +96,6 @@ def _plan(candidate: Candidate, why_this_one: str) -> dict[str, Any]:
         "explanation": candidate.explanation,
         "ranking": why_this_one,
     }
-
-
-async def site_of(conn: asyncpg.Connection, machine_id: str) -> tuple[float, float]:
-    """Where an engineer goes for a machine: its registered site, else its last position.
-
-    Raises:
-        NotFoundError: No such machine.
-        InvalidRequestError: No site and no position within seven days.
-    """
-    machine = await get_machine(conn, machine_id)
-    if machine.site is not None:
-        return machine.site.lat, machine.site.lon
-    row = await conn.fetchrow(
-        "SELECT lat, lon FROM readings WHERE machine_id = $1 AND lat IS NOT NULL "
-        "AND ts > now() - interval '7 days' ORDER BY ts DESC LIMIT 1",
-        machine_id,
-    )
-    if row is None:
-        raise InvalidRequestError(
-            f"machine {machine_id} has no registered site and no recent position"
-        )
-    return row["lat"], row["lon"]
 
 
 async def dispatch_alarm(
@@ -218,21 +197,6 @@ class _Job:
     fault: str
     need: OrderNeed
     site: tuple[float, float]
-
-
-def alarm_needs(
-    knowledge: KnowledgeBase, alarm: alarm_store.Alarm, lang: str = "en"
-) -> tuple[str, Diagnosis]:
-    """The fault an order for `alarm` is for and the diagnosis whose parts and skills it needs,
-    which is also what the alarm page shows (`diagnose_alarm`).
-
-    That is the confirmed fault's, if an expert corrected the alarm; and for an anomaly whose
-    broken relation the knowledge base maps to a fault, the mapped fault's: the order is then
-    for that fault (`low_oil_pressure`), so KPIs by fault and the engineer's steps count it
-    there, not as an unexplained anomaly.
-    """
-    diagnosis = knowledge.diagnose_alarm(alarm.confirmed_fault or alarm.fault, alarm.detail, lang)
-    return diagnosis.fault, diagnosis
 
 
 async def _job(conn: asyncpg.Connection, knowledge: KnowledgeBase, alarm_id: int) -> _Job:

@@ -21,7 +21,7 @@ from dispatch.matching import rank
 from dispatch.needs import OrderNeed, PartNeed
 from dispatch.ranking import Ranking
 from telematics.base.db import acquire
-from telematics.services.dispatching import alarm_needs, site_of
+from telematics.services.alarm_needs import alarm_needs, site_of
 from telematics.services.snapshot import fleet_snapshot
 from telematics.store import alarms as alarm_store
 
@@ -35,7 +35,7 @@ class Suggestion:
     Attributes:
         alarm_id: The alarm.
         fault: The fault the order would be for (the confirmed one, if an expert corrected it).
-        diagnosis: The diagnosis the alarm page shows for it (`dispatching.alarm_needs`): its
+        diagnosis: The diagnosis the alarm page shows for it (`alarm_needs.alarm_needs`): its
             parts and skills are the order's needs.
         ranking: Candidates fastest first, and the rejected by reason.
     """
