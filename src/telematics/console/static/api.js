@@ -92,3 +92,17 @@ export function when(iso) {
 export function problem(root, err) {
   root.append(h("p", { role: "alert", class: "error" }, t("error", { detail: err.message })));
 }
+
+// What `request` (a promise) gives, or null once its error is shown in `note`; `note` is emptied
+// of an earlier error either way.
+export async function fetched(note, request) {
+  try {
+    const result = await request;
+    note.replaceChildren();
+    return result;
+  } catch (err) {
+    note.replaceChildren();
+    problem(note, err);
+    return null;
+  }
+}

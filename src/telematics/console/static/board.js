@@ -3,7 +3,7 @@
 // timer that fired as a breach, is red. Orders and timers are read again every 10 s, and at
 // once when the alarm feed says something changed (a dispatch moves its alarm).
 
-import { api, h, problem, t, when } from "./api.js";
+import { api, fetched, h, t, when } from "./api.js";
 
 const OPEN = ["created", "dispatched", "accepted", "en_route", "on_site", "completed"];
 const REFRESH_MS = 10_000;
@@ -68,17 +68,9 @@ export function showBoard(root, shell) {
   const readsAlarms = ["admin", "expert"].includes(shell.me().role);
 
   async function load() {
-    let orders;
-    let timers;
-    try {
-      [orders, timers] = await Promise.all([api("GET", "/v1/orders?limit=500"), api("GET", "/v1/sla/timers")]);
-    } catch (err) {
-      note.replaceChildren();
-      problem(note, err);
-      return;
-    }
-    if (stopped) return;
-    note.replaceChildren();
+    const got = await fetched(note, Promise.all([api("GET", "/v1/orders?limit=500"), api("GET", "/v1/sla/timers")]));
+    if (got === null || stopped) return;
+    const [orders, timers] = got;
     const byOrder = new Map();
     for (const timer of timers) {
       if (!byOrder.has(timer.order_id)) byOrder.set(timer.order_id, []);

@@ -2,7 +2,7 @@
 // completion escalations, post-completion callbacks), oldest due first, each with whom to
 // call, the engineer and where they are, and a form for what the call found.
 
-import { api, h, problem, t, when } from "./api.js";
+import { api, fetched, h, problem, t, when } from "./api.js";
 
 const KINDS = ["callback_check", "arrival_escalation", "completion_escalation", "post_completion_callback"];
 
@@ -94,16 +94,8 @@ export function showDesk(root) {
   async function load() {
     const query = new URLSearchParams({ state: chosen.state, limit: "200" });
     if (chosen.kind) query.set("kind", chosen.kind);
-    let tasks;
-    try {
-      tasks = await api("GET", `/v1/desk/tasks?${query}`);
-    } catch (err) {
-      note.replaceChildren();
-      problem(note, err);
-      return;
-    }
-    if (stopped) return;
-    note.replaceChildren();
+    const tasks = await fetched(note, api("GET", `/v1/desk/tasks?${query}`));
+    if (tasks === null || stopped) return;
     list.replaceChildren(...tasks.map((task) => h("article", {
       class: `task${task.escalation ? " escalation" : ""}`, "aria-labelledby": `task-${task.task_id}` },
     h("h2", { id: `task-${task.task_id}` }, t(`desk.kind.${task.kind}`), " · ", t("order.heading", { id: task.order_id })),

@@ -4,7 +4,7 @@
 // filtered, sorted queue can be bookmarked. Alarms that arrived while the page was open are
 // marked new. Sorting is of the rows read (the newest 200 that match the filters).
 
-import { api, h, problem, t, when } from "./api.js";
+import { api, fetched, h, t, when } from "./api.js";
 
 const SEVERITIES = ["critical", "major", "minor", "info"];
 const STATES = ["open", "cleared"];
@@ -137,16 +137,8 @@ export function showQueue(root, shell) {
   async function load() {
     const query = new URLSearchParams({ limit: "200" });
     for (const [k, v] of Object.entries(filters)) if (v) query.set(k, v);
-    let page;
-    try {
-      page = await api("GET", `/v1/alarms?${query}`);
-    } catch (err) {
-      note.replaceChildren();
-      problem(note, err);
-      return;
-    }
-    if (stopped) return;
-    note.replaceChildren();
+    const page = await fetched(note, api("GET", `/v1/alarms?${query}`));
+    if (page === null || stopped) return;
     alarms = page.alarms;
     for (const a of alarms) {
       seen.model.add(a.model);
