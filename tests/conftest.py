@@ -8,6 +8,7 @@ unique machine ids, topics and MQTT client ids.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import uuid
@@ -66,19 +67,26 @@ def mqtt_endpoint() -> MqttEndpoint:
     return endpoint
 
 
-@pytest.fixture(scope="session")
-async def database_dsn() -> AsyncIterator[str]:
+@contextlib.asynccontextmanager
+async def fresh_database(prefix: str) -> AsyncIterator[str]:
+    """The DSN of a new, empty database on the test server, dropped afterwards."""
     try:
         admin = await asyncpg.connect(ADMIN_DSN, timeout=5)
     except (OSError, asyncpg.PostgresError) as exc:
         pytest.fail(f"PostgreSQL not answering at {ADMIN_DSN}: {exc}. Start PostgreSQL first.")
-    name = f"telematics_test_{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     await admin.execute(f"CREATE DATABASE {name}")
     try:
         yield _with_database(ADMIN_DSN, name)
     finally:
         await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def database_dsn() -> AsyncIterator[str]:
+    async with fresh_database("telematics_test") as dsn:
+        yield dsn
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,6 @@ import contextlib
 import io
 import json
 import re
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from telematics.firstlook.network import diagnoses, plan_network, seed_network
 from telematics.firstlook.positions import along
 from telematics.firstlook.roles import TOKENS_FILE, ensure_tokens, seats
 from telematics.service import prepare_database
-from tests.conftest import ADMIN_DSN, _with_database
+from tests.conftest import fresh_database
 from tests.telematics.harness import ADMIN_TOKEN, api_client
 
 pytestmark = pytest.mark.timeout(120)
@@ -39,14 +38,8 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture
 async def own_dsn() -> AsyncIterator[str]:
-    admin = await asyncpg.connect(ADMIN_DSN, timeout=5)
-    name = f"telematics_demo_{uuid.uuid4().hex[:8]}"
-    await admin.execute(f"CREATE DATABASE {name}")
-    try:
-        yield _with_database(ADMIN_DSN, name)
-    finally:
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        await admin.close()
+    async with fresh_database("telematics_demo") as dsn:
+        yield dsn
 
 
 async def test_seeding_creates_the_network_once_and_tokens_are_reused(
