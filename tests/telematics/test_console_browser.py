@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,7 +30,7 @@ from telematics.store.registry import Site, add_machine
 from telematics.store.tokens import Role, create_token
 from tests.conftest import unique
 from tests.telematics.console_live import KB, live_console
-from tests.telematics.test_orders import build
+from tests.telematics.test_orders import World, build
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():  # pragma: no cover - CI installs it (.ci/run)
@@ -126,6 +126,21 @@ async def _raise_with_readings(conn: asyncpg.Connection, machine_id: str) -> int
     return change.alarm_id
 
 
+async def _dispatched(
+    pool: asyncpg.Pool, steps_tried: Sequence[str] = ()
+) -> tuple[World, int, int]:
+    """A world whose alarm (with its readings) is dispatched as the suggestions rank it: the
+    world, the alarm's id and the order's."""
+    async with pool.acquire() as conn:
+        world = await build(conn)
+        alarm_id = await _raise_with_readings(conn, world.machine_id)
+    result = await dispatch_alarm(
+        pool, KB, SlaPolicy(), alarm_id, actor="expert:t", engineer_id=None, note="",
+        steps_tried=steps_tried,
+    )  # fmt: skip
+    return world, alarm_id, result.order.order_id
+
+
 async def test_expert_sees_a_new_alarm_live_opens_it_sees_the_chart_and_dispatches(
     pool: asyncpg.Pool, base_url: str, browser: Browser
 ) -> None:
@@ -175,13 +190,7 @@ async def test_expert_sees_a_new_alarm_live_opens_it_sees_the_chart_and_dispatch
 async def test_engineer_accepts_travels_arrives_and_completes_on_a_phone(
     pool: asyncpg.Pool, base_url: str, browser: Browser
 ) -> None:
-    async with pool.acquire() as conn:
-        world = await build(conn)
-        alarm_id = await _raise_with_readings(conn, world.machine_id)
-    result = await dispatch_alarm(
-        pool, KB, SlaPolicy(), alarm_id, actor="expert:t", engineer_id=None, note=""
-    )
-    order_id = result.order.order_id
+    world, alarm_id, order_id = await _dispatched(pool)
     token = await _token(pool, Role.ENGINEER, world.far)
     page, watch = await _page(
         browser, base_url, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True

@@ -17,17 +17,15 @@ from playwright.async_api import Browser
 from dispatch.orders import Accept, Arrive, Complete, StartTravel
 from dispatch.sla import SlaPolicy
 from telematics.console import language
-from telematics.services.dispatching import act, dispatch_alarm
+from telematics.services.dispatching import act
 from telematics.store import orders as order_store
 from telematics.store.tokens import Role
 from tests.telematics import test_console_browser as console_browser
 from tests.telematics.console_live import KB
-from tests.telematics.test_console_browser import _page, _shot, _sign_in, _token
-from tests.telematics.test_orders import build
+from tests.telematics.test_console_browser import _dispatched, _page, _shot, _sign_in, _token
 
 pytestmark = pytest.mark.timeout(120)
 base_url, browser = console_browser.base_url, console_browser.browser  # shared fixtures
-_raise_with_readings = console_browser._raise_with_readings
 STEPS = KB.diagnose("low_oil_pressure").remote_steps
 ZH = language.strings("zh-CN")
 ZH_FAULT = KB.diagnose("low_oil_pressure", "zh-CN")
@@ -44,14 +42,7 @@ def _zh(key: str, **params: object) -> str:
 async def test_the_engineer_sees_what_was_tried_what_to_bring_and_records_what_was_used(
     pool: asyncpg.Pool, base_url: str, browser: Browser
 ) -> None:
-    async with pool.acquire() as conn:
-        world = await build(conn)
-        alarm_id = await _raise_with_readings(conn, world.machine_id)
-    result = await dispatch_alarm(
-        pool, KB, SlaPolicy(), alarm_id, actor="expert:t", engineer_id=None, note="",
-        steps_tried=STEPS[:2],
-    )  # fmt: skip
-    order_id = result.order.order_id
+    world, _, order_id = await _dispatched(pool, steps_tried=STEPS[:2])
     page, watch = await _page(
         browser, base_url, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
     )
@@ -85,13 +76,7 @@ async def test_the_engineer_sees_what_was_tried_what_to_bring_and_records_what_w
 async def test_the_customer_reads_its_machine_and_an_alarm_in_chinese_and_must_answer_a_survey(
     pool: asyncpg.Pool, base_url: str, browser: Browser
 ) -> None:
-    async with pool.acquire() as conn:
-        world = await build(conn)
-        alarm_id = await _raise_with_readings(conn, world.machine_id)
-    result = await dispatch_alarm(
-        pool, KB, SlaPolicy(), alarm_id, actor="expert:t", engineer_id=None, note=""
-    )
-    order_id = result.order.order_id
+    world, alarm_id, order_id = await _dispatched(pool)
     for command in (Accept(), StartTravel(), Arrive(), Complete((), "")):
         await act(pool, SlaPolicy(), order_id, command, actor="engineer:t")
     page, watch = await _page(browser, base_url, locale="zh-CN")
