@@ -204,6 +204,47 @@ async def test_after_an_experts_correction_the_page_and_the_order_follow_the_con
     assert sorted(sent.json()["skills"]) == sorted(oil.skills)
 
 
+async def test_a_mapped_anomaly_is_confirmed_as_mapped_and_can_be_corrected_to_unexplained(
+    pool: asyncpg.Pool,
+) -> None:
+    async with pool.acquire() as conn:
+        w = await build(conn)
+        confirmed_id = await _raise_anomaly(conn, w.machine_id, RELATION_DETAIL)
+        other = await build(conn)
+        overruled_id = await _raise_anomaly(conn, other.machine_id, RELATION_DETAIL)
+    async with api_client(pool, knowledge=KB) as http:
+        confirmed = await http.post(f"/v1/alarms/{confirmed_id}/confirm", headers=AS_ADMIN)
+        assert confirmed.status_code == 200, confirmed.text
+        kept = (await http.get(f"/v1/alarms/{confirmed_id}", headers=AS_ADMIN)).json()
+        overruled = await http.post(
+            f"/v1/alarms/{overruled_id}/confirm",
+            json={"fault": UNEXPLAINED_ANOMALY, "note": "the sender reads low, not the pump"},
+            headers=AS_ADMIN,
+        )
+        assert overruled.status_code == 200, overruled.text
+        page = (await http.get(f"/v1/alarms/{overruled_id}", headers=AS_ADMIN)).json()
+        found = (await http.get(f"/v1/alarms/{overruled_id}/suggestions", headers=AS_ADMIN)).json()
+        trails = [
+            (await http.get(f"/v1/alarms/{i}/events", headers=AS_ADMIN)).json()
+            for i in (confirmed_id, overruled_id)
+        ]
+    # Confirming confirms what the expert read: the mapped fault, with its relation's title.
+    assert confirmed.json()["confirmed_fault"] == LOW_OIL_PRESSURE
+    assert kept["diagnosis"]["fault"] == LOW_OIL_PRESSURE
+    assert kept["diagnosis"]["title"].startswith(KB.diagnose(LOW_OIL_PRESSURE).title + ": ")
+    # Corrected to unexplained, the mapping is overruled on the page and in the order.
+    assert overruled.json()["confirmed_fault"] == UNEXPLAINED_ANOMALY
+    assert page["diagnosis"]["fault"] == UNEXPLAINED_ANOMALY
+    assert page["diagnosis"]["title"] == KB.diagnose(UNEXPLAINED_ANOMALY).title
+    # An order would be for it too (this world's engineers lack its telematics skill).
+    assert found["fault"] == UNEXPLAINED_ANOMALY
+    assert sorted(found["skills"]) == sorted(KB.diagnose(UNEXPLAINED_ANOMALY).skills)
+    verdicts = [
+        [e["action"] for e in t if e["action"] in ("confirmed", "corrected")] for t in trails
+    ]
+    assert verdicts == [["confirmed"], ["corrected"]]
+
+
 async def test_a_correction_to_an_unknown_code_is_refused_and_an_old_one_still_shows(
     pool: asyncpg.Pool,
 ) -> None:

@@ -22,7 +22,7 @@ import asyncpg
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
-from diagnosis.events import LOW_OIL_PRESSURE, AlarmEvent, Transition
+from diagnosis.events import LOW_OIL_PRESSURE, UNEXPLAINED_ANOMALY, AlarmEvent, Transition
 from dispatch.sla import SlaPolicy
 from telematics.services.dispatching import dispatch_alarm
 from telematics.store import alarms as alarm_store
@@ -184,6 +184,44 @@ async def test_expert_sees_a_new_alarm_live_opens_it_sees_the_chart_and_dispatch
             "SELECT engineer_id FROM orders WHERE alarm_id = $1", alarm_id
         )
     assert engineer == world.far
+    watch.check()
+
+
+async def test_expert_overrules_a_mapped_relation_back_to_unexplained(
+    pool: asyncpg.Pool, base_url: str, browser: Browser
+) -> None:
+    detail = (
+        "anomaly score 1.40 above the model's threshold 1.00; relation broken: oil_pressure_kpa"
+        " low for engine_speed_rpm (-8.2)"
+    )
+    raised = int(datetime.now(UTC).timestamp() * 1000)
+    async with pool.acquire() as conn:
+        world = await build(conn)
+        event = AlarmEvent(
+            world.machine_id, UNEXPLAINED_ANOMALY, Transition.RAISED, raised, detail=detail
+        )
+        async with conn.transaction():
+            (change,) = await alarm_store.apply_events(
+                conn, [event], lambda f: (KB.diagnose(f).severity, KB.diagnose(f).title)
+            )
+    mapped = f"{KB.diagnose(LOW_OIL_PRESSURE).title}: oil_pressure_kpa low for engine_speed_rpm"
+    unexplained = KB.diagnose(UNEXPLAINED_ANOMALY).title
+    token = await _token(pool, Role.EXPERT, unique("expert"))
+    page, watch = await _page(browser, base_url)
+    await _sign_in(page, base_url, token)
+    await page.get_by_role("heading", name="Alarm queue").wait_for()
+    await page.goto(f"{base_url}/console#/alarms/{change.alarm_id}")
+    await page.get_by_role("heading", name=f"Alarm {change.alarm_id}: {unexplained}").wait_for()
+    await page.get_by_text(mapped, exact=True).wait_for()  # the diagnosis names the relation
+    await page.get_by_label("The fault is").select_option(UNEXPLAINED_ANOMALY)
+    await page.get_by_role("button", name="Confirm diagnosis").click()
+    await page.get_by_text(f"{unexplained} ({UNEXPLAINED_ANOMALY})", exact=True).wait_for()
+    assert await page.get_by_text(mapped, exact=True).count() == 0
+    async with pool.acquire() as conn:
+        confirmed = await conn.fetchval(
+            "SELECT confirmed_fault FROM alarms WHERE alarm_id = $1", change.alarm_id
+        )
+    assert confirmed == UNEXPLAINED_ANOMALY
     watch.check()
 
 

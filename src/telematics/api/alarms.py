@@ -33,7 +33,7 @@ from telematics.api.context import Conn, Context, ReadConn, Staff, allow
 from telematics.api.language import Lang
 from telematics.api.schemas import BeforeId, Instant, PathId, ReadingOut
 from telematics.base.errors import InvalidRequestError, NotFoundError
-from telematics.services.alarm_needs import alarm_needs
+from telematics.services.alarm_needs import alarm_needs, preliminary
 from telematics.store import alarms as alarm_store
 from telematics.store import orders as order_store
 from telematics.store import readings as readings_store
@@ -167,7 +167,7 @@ async def get_alarm(
     try:
         diagnosis = DiagnosisOut.of(alarm_needs(knowledge, alarm, lang)[1])
     except UnknownFaultError:  # corrected to a code a later knowledge base no longer has
-        diagnosis = DiagnosisOut.of(knowledge.diagnose_alarm(alarm.fault, alarm.detail, lang))
+        diagnosis = DiagnosisOut.of(preliminary(knowledge, alarm, lang))
     start = alarm.raised_at - WINDOW_BEFORE
     end = (alarm.cleared_at or alarm.last_seen_at) + WINDOW_AFTER
     window = await readings_store.readings_between(
@@ -218,14 +218,27 @@ async def confirm(
     """Confirm the preliminary diagnosis, or correct it (`fault`: a code of the knowledge base,
     or a J1939 `dtc_<spn>_<fmi>`); corrections are kept for retraining the diagnosis, and the
     alarm page and an order then follow the corrected fault.
+
+    Confirming stores the fault the preliminary diagnosis names: for an anomaly whose broken
+    relation the knowledge base maps, the mapped fault. Correcting such an alarm to
+    `unexplained_anomaly` says the mapping was wrong: it is then diagnosed as unexplained.
     """
-    if body.fault is not None and ctx.knowledge is not None:
+    shown = None
+    if ctx.knowledge is not None:
+        if body.fault is not None:
+            try:
+                ctx.knowledge.diagnose(body.fault)
+            except (UnknownFaultError, ValueError) as exc:
+                raise InvalidRequestError(
+                    f"fault {body.fault!r} is not a known fault code"
+                ) from exc
+        alarm = await alarm_store.get_alarm(conn, alarm_id)
         try:
-            ctx.knowledge.diagnose(body.fault)
-        except (UnknownFaultError, ValueError) as exc:
-            raise InvalidRequestError(f"fault {body.fault!r} is not a known fault code") from exc
+            shown = preliminary(ctx.knowledge, alarm).fault
+        except UnknownFaultError:  # raised under a knowledge base that has since dropped it
+            shown = None
     return AlarmOut.of(
-        await alarm_store.confirm(conn, alarm_id, caller.actor, body.fault, body.note)
+        await alarm_store.confirm(conn, alarm_id, caller.actor, body.fault, body.note, shown)
     )
 
 

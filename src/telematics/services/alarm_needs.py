@@ -15,18 +15,32 @@ from telematics.store import alarms as alarm_store
 from telematics.store.registry import get_machine
 
 
+def preliminary(knowledge: KnowledgeBase, alarm: alarm_store.Alarm, lang: str = "en") -> Diagnosis:
+    """The preliminary diagnosis, before any expert's word: the raised fault's, or for an
+    anomaly whose broken relation the knowledge base maps to a fault, the mapped fault's.
+    """
+    return knowledge.diagnose_alarm(alarm.fault, alarm.detail, lang)
+
+
 def alarm_needs(
     knowledge: KnowledgeBase, alarm: alarm_store.Alarm, lang: str = "en"
 ) -> tuple[str, Diagnosis]:
     """The fault an order for `alarm` is for and the diagnosis whose parts and skills it needs,
-    which is also what the alarm page shows (`diagnose_alarm`).
+    which is also what the alarm page shows.
 
-    That is the confirmed fault's, if an expert corrected the alarm; and for an anomaly whose
-    broken relation the knowledge base maps to a fault, the mapped fault's: the order is then
-    for that fault (`low_oil_pressure`), so KPIs by fault and the engineer's steps count it
-    there, not as an unexplained anomaly.
+    That is the fault an expert confirmed or corrected it to, if one did; else the preliminary
+    diagnosis (`preliminary`): for an anomaly whose broken relation the knowledge base maps to
+    a fault, the mapped fault's, so that the order is for that fault (`low_oil_pressure`) and
+    KPIs by fault count it there. A correction is taken as said: corrected to
+    `unexplained_anomaly`, a mapped anomaly is unexplained again.
+
+    Raises:
+        UnknownFaultError: The confirmed fault is not in this knowledge base.
     """
-    diagnosis = knowledge.diagnose_alarm(alarm.confirmed_fault or alarm.fault, alarm.detail, lang)
+    shown = preliminary(knowledge, alarm, lang)
+    if alarm.confirmed_fault is None or alarm.confirmed_fault == shown.fault:
+        return shown.fault, shown  # the relation's title stays
+    diagnosis = knowledge.diagnose(alarm.confirmed_fault, lang)
     return diagnosis.fault, diagnosis
 
 

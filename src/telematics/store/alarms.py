@@ -364,18 +364,29 @@ async def _locked(conn: asyncpg.Connection, alarm_id: int) -> asyncpg.Record:
 
 
 async def confirm(
-    conn: asyncpg.Connection, alarm_id: int, actor: str, fault: str | None, note: str
+    conn: asyncpg.Connection,
+    alarm_id: int,
+    actor: str,
+    fault: str | None,
+    note: str,
+    shown: str | None = None,
 ) -> Alarm:
-    """Confirm the diagnosis, or correct it to `fault` (kept for retraining)."""
+    """Confirm the diagnosis, or correct it to `fault` (kept for retraining).
+
+    `shown` is the fault the preliminary diagnosis names (for a mapped anomaly, the mapped
+    fault), else the raised one: what a confirmation without `fault` stores, and what tells a
+    confirmation from a correction in the trail.
+    """
     async with conn.transaction():
         row = await _locked(conn, alarm_id)
-        confirmed = fault or row["fault"]
+        shown = shown or row["fault"]
+        confirmed = fault or shown
         await conn.execute(
             "UPDATE alarms SET confirmed_fault = $2, updated_at = now() WHERE alarm_id = $1",
             alarm_id,
             confirmed,
         )
-        action = "confirmed" if confirmed == row["fault"] else "corrected"
+        action = "confirmed" if confirmed == shown else "corrected"
         await record(conn, alarm_id, actor, action, {"fault": confirmed, "note": note})
     return await get_alarm(conn, alarm_id)
 

@@ -32,10 +32,13 @@ function outcome(alarm) {
   return lines.map((line) => h("p", { role: "status" }, line));
 }
 
-function diagnosisSection(diagnosis, ticked, onTick) {
+// The diagnosis is titled when it names another fault than the one raised: a mapped broken
+// relation, or an expert's correction.
+function diagnosisSection(diagnosis, raisedTitle, ticked, onTick) {
   const causes = [...diagnosis.causes].sort((a, b) => b.likelihood - a.likelihood);
   return h("section", { "aria-labelledby": "diagnosis" },
     h("h2", { id: "diagnosis" }, t("alarm.diagnosis")),
+    diagnosis.title !== raisedTitle ? h("p", { class: "diagnosis-title" }, h("strong", {}, diagnosis.title)) : null,
     h("p", {}, diagnosis.summary),
     h("h3", {}, t("alarm.causes")),
     h("ol", { class: "causes" }, causes.map((c) =>
@@ -89,7 +92,8 @@ function actions(detail, faults, reload) {
   // Confirm, or correct to another fault of the knowledge base.
   const correction = h("select", { id: "correct-fault" },
     h("option", { value: "" }, t("alarm.as_diagnosed", { title: detail.diagnosis.title })),
-    faults.filter((f) => f.fault !== alarm.fault).map((f) => h("option", { value: f.fault }, f.title)));
+    faults.filter((f) => f.fault !== detail.diagnosis.fault)
+      .map((f) => h("option", { value: f.fault }, f.title)));
   const confirmNote = h("input", { id: "confirm-note", type: "text", maxlength: 4000 });
   const confirm = h("button", { type: "button",
     onclick: () => act(async () => {
@@ -226,7 +230,8 @@ export function showAlarm(root, shell, alarmId) {
     if (stopped) return;
     undraw();
     detail.ticked = new Set();
-    const diagnosis = diagnosisSection(detail.diagnosis, detail.ticked, () => detail.onTick && detail.onTick());
+    const diagnosis = diagnosisSection(detail.diagnosis, detail.alarm.title, detail.ticked,
+      () => detail.onTick && detail.onTick());
     const charts = h("section", { "aria-labelledby": "signals" }, h("h2", { id: "signals" }, t("alarm.signals")));
     root.replaceChildren(h("div", { class: "alarm" },
       back(),
