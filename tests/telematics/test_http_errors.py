@@ -157,6 +157,23 @@ async def test_alarm_filters_beyond_year_1_to_9999_are_a_client_fault(
     assert_client_fault(await http.get(f"/v1/alarms?{query}"))
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/sla/breaches?since=2026-01-01T00:00:00",
+        "/v1/alarms?since=2026-01-01T00:00:00",
+    ],
+)
+async def test_a_time_without_an_offset_is_a_client_fault(
+    http: httpx.AsyncClient, path: str
+) -> None:
+    """A time without a UTC offset names no instant: refused wherever a time is asked for
+    (the satisfaction index and the KPIs: tests/telematics/test_kpis.py)."""
+    response = await http.get(path)
+    assert_client_fault(response, 422)
+    assert "UTC offset" in response.text
+
+
 async def test_transfer_to_an_unknown_engineer_is_a_client_fault(
     http: httpx.AsyncClient, order: tuple[int, int]
 ) -> None:

@@ -208,3 +208,19 @@ async def test_the_ends_of_the_calendar_are_answered_not_failed(pool: asyncpg.Po
                 got = await http.get(route, headers=ADMIN, params=params)
                 assert got.status_code == 200, (route, params, got.text)
                 assert got.json()["periods"]
+
+
+async def test_a_time_without_an_offset_is_refused_not_failed(pool: asyncpg.Pool) -> None:
+    naive = (
+        {"from": "2026-01-01T00:00:00"},
+        {"from": "2026-01-01"},
+        {"to": "2026-01-01"},
+        {"from": "2026-01-01T00:00:00Z", "to": "2026-06-01T00:00:00"},
+    )
+    async with api_client(pool) as http:
+        for route in ("/v1/service/kpis", "/v1/satisfaction"):
+            for params in naive:
+                got = await http.get(route, headers=ADMIN, params=params)
+                assert got.status_code == 422, (route, params, got.text)
+                assert got.headers["content-type"].startswith("application/problem+json")
+                assert "UTC offset" in got.text

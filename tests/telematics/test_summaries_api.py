@@ -49,6 +49,7 @@ def auth(token: str) -> dict[str, str]:
     "params",
     [
         {"tz": "Mars/Olympus"},
+        {"tz": "localtime"},
         {"tz": "../../etc/passwd"},
         {"tz": "x" * 65},
         {"period": "year"},
@@ -57,6 +58,8 @@ def auth(token: str) -> dict[str, str]:
         {"from": "1900-01-01", "to": "1900-01-02"},
         {"from": "junk"},
         {"to": "99999-01-01"},
+        {"to": "0001-01-05"},  # the default 30 days would start before the calendar
+        {"to": "0001-01-01"},
         {"format": "xml"},
     ],
 )
@@ -102,6 +105,8 @@ async def test_a_customer_sees_and_sets_only_its_own(
     "body",
     [
         {"tz": "Nowhere/City"},
+        {"tz": "localtime"},  # a file of the zone folder: the host's zone, not a place
+        {"tz": "posixrules"},
         {"tz": "UTC", "shift_hours_per_day": 0},
         {"tz": "UTC", "shift_hours_per_day": 25},
         {"tz": "UTC", "shift_hours_per_day": "8"},

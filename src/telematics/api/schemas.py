@@ -45,8 +45,10 @@ _LATEST = datetime(9999, 12, 30, tzinfo=UTC)
 
 
 def _within_calendar(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("the time needs a UTC offset (Z or +08:00, say)")
     try:
-        utc = value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        utc = value.astimezone(UTC)
     except OverflowError as exc:
         raise ValueError("the time lies outside the years 1 to 9999") from exc
     if not _EARLIEST <= utc <= _LATEST:
@@ -55,7 +57,8 @@ def _within_calendar(value: datetime) -> datetime:
 
 
 Instant = Annotated[datetime, AfterValidator(_within_calendar)]
-"""A time in a query or body, bounded so that windows around it stay inside the calendar."""
+"""A time in a query or body: with a UTC offset (a time without one names no instant), and
+bounded so that windows around it stay inside the calendar."""
 
 
 def _local(value: time) -> time:

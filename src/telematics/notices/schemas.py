@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from functools import lru_cache
 from typing import Annotated, Literal, Self
-from zoneinfo import available_timezones
 
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
@@ -20,6 +18,7 @@ from telematics.notices.kinds import Channel, Kind, Language
 from telematics.notices.outbox import Delivery
 from telematics.notices.subscriptions import Subscription, SubscriptionSpec
 from telematics.notices.targets import MAX_URL_CHARS
+from telematics.summaries.periods import iana_zones
 
 MAX_SUBSCRIPTIONS = 20
 Severity = Literal["critical", "major", "minor", "info"]
@@ -32,13 +31,8 @@ _EMAIL = re.compile(
 )
 
 
-@lru_cache(maxsize=1)
-def _zones() -> frozenset[str]:
-    return frozenset(available_timezones()) | {"UTC"}
-
-
 def _zone(value: str) -> str:
-    if value not in _zones():
+    if value not in iana_zones():
         raise ValueError("not an IANA time zone (such as Asia/Shanghai or UTC)")
     return value
 

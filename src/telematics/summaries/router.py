@@ -61,7 +61,9 @@ async def _window(
         if not await settings_store.known_zone(conn, name):
             raise PeriodError(f"unknown time zone {name!r}")
         last = last or datetime.now(zi).date()
-        first = first or last - timedelta(days=29)
+        default_span = timedelta(days=29)
+        # At the calendar's start the default span would overflow; `buckets` refuses it then.
+        first = first or (last - default_span if last - date.min >= default_span else date.min)
         return name, name == customer.tz, buckets(first, last, period, zi)
     except PeriodError as exc:
         raise InvalidRequestError(str(exc)) from exc
