@@ -351,3 +351,34 @@ def test_each_reading_is_stored_or_dead_lettered_never_both(
         # Every reading is accounted for once, or the payload as a whole is one dead letter.
         count = len(batch) if as_batch else len(inner)  # type: ignore[arg-type]
         assert accepted + refused == count or (accepted, refused) == (0, 1)
+
+
+def _codes(n: int, first_spn: int = 1) -> list[dict[str, int]]:
+    return [{"spn": spn, "fmi": 3, "oc": 1} for spn in range(first_spn, first_spn + n)]
+
+
+def test_one_reading_may_carry_the_limit_of_fault_codes_and_no_more() -> None:
+    at_limit = decode({"ts": NOW_MS, "dtc": _codes(LIMITS.max_dtcs)})
+    assert len(at_limit.readings) == 1
+    assert not at_limit.rejects
+    # Thousands of codes in one reading would raise thousands of alarms and notices.
+    reason, detail = only_reject(decode({"ts": NOW_MS, "dtc": _codes(7500)}))
+    assert reason is RejectReason.BAD_DTC
+    assert f"7500 fault codes in one reading, at most {LIMITS.max_dtcs}" in detail
+    # Copies of one code count too: they are stored as sent.
+    copies = [{"spn": 100, "fmi": 1}] * (LIMITS.max_dtcs + 1)
+    assert only_reject(decode({"ts": NOW_MS, "dtc": copies}))[0] is RejectReason.BAD_DTC
+
+
+def test_a_batch_may_not_spread_more_distinct_fault_codes_than_the_limit() -> None:
+    half = LIMITS.max_dtcs // 2
+    # Many readings repeating the same few codes: an ordinary batch from a faulty machine.
+    same = [{"ts": NOW_MS - i * 1000, "dtc": _codes(half)} for i in range(100)]
+    kept = decode({"readings": same})
+    assert len(kept.readings) == 100
+    assert not kept.rejects
+    # Readings each under the limit, together far over it: the whole payload is refused.
+    spread = [{"ts": NOW_MS - i * 1000, "dtc": _codes(half, 1 + i * half)} for i in range(100)]
+    reason, detail = only_reject(decode({"readings": spread}))
+    assert reason is RejectReason.BAD_DTC
+    assert f"more than {LIMITS.max_dtcs} distinct fault codes in one payload" in detail

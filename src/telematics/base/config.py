@@ -167,6 +167,7 @@ class Settings(BaseSettings):
     partitions_ahead_days: int = Field(default=3, ge=1)
     max_payload_bytes: int = Field(default=256 * 1024, ge=1024)
     max_readings_per_message: int = Field(default=1000, ge=1)
+    max_dtcs_per_message: int = Field(default=100, ge=1)
     future_tolerance_s: int = Field(default=300, ge=0)
     log_level: str = "INFO"
     diagnosis_enabled: bool = Field(
@@ -373,6 +374,7 @@ class Settings(BaseSettings):
         return Limits(
             max_payload_bytes=self.max_payload_bytes,
             max_readings=self.max_readings_per_message,
+            max_dtcs=self.max_dtcs_per_message,
             future_tolerance_ms=self.future_tolerance_s * 1000,
             retention_ms=self.retention_days * 24 * 3600 * 1000,
         )

@@ -94,12 +94,16 @@ class Limits:
     Attributes:
         max_payload_bytes: Largest accepted payload.
         max_readings: Most readings in one batch payload.
+        max_dtcs: Most fault codes in one reading, and most distinct ones (SPN and FMI) in one
+            payload: each may raise an alarm and notify a customer, so one message must not
+            raise thousands.
         future_tolerance_ms: How far ahead of the server clock a `ts` may be.
         retention_ms: How far back a `ts` may be (older data would land in dropped partitions).
     """
 
     max_payload_bytes: int = 256 * 1024
     max_readings: int = 1000
+    max_dtcs: int = 100
     future_tolerance_ms: int = 5 * 60 * 1000
     retention_ms: int = 30 * 24 * 3600 * 1000
 
@@ -173,11 +177,16 @@ def _check_number(name: str, value: object, lo: float, hi: float) -> float:
     return number
 
 
-def _check_dtc(raw: object) -> str | None:
+def _check_dtc(raw: object, limits: Limits) -> str | None:
     if not isinstance(raw, list):
         raise RefusedError(RejectReason.BAD_DTC, "dtc must be a list of fault codes")
     if not raw:
         return None
+    if len(raw) > limits.max_dtcs:
+        raise RefusedError(
+            RejectReason.BAD_DTC,
+            f"{len(raw)} fault codes in one reading, at most {limits.max_dtcs}",
+        )
     for code in raw:
         if not isinstance(code, dict):
             raise RefusedError(RejectReason.BAD_DTC, "each dtc must be an object")
@@ -224,7 +233,7 @@ def _decode_reading(
                 sig = SIGNALS[idx]
                 row[idx] = _check_number(key, value, sig.min_value, sig.max_value)
         elif key == "dtc":
-            dtc = _check_dtc(value)
+            dtc = _check_dtc(value, limits)
         elif key not in ("ts", "machine_id"):
             if extra is None:
                 extra = {}
@@ -260,6 +269,7 @@ def _telemetry(
         if not readings:
             raise RefusedError(RejectReason.BAD_STRUCTURE, "readings is empty")
         _check_machine_id(doc, machine_id)
+        _check_distinct_dtcs(readings, limits)
     elif isinstance(doc, dict):
         readings = [doc]
     else:
@@ -285,6 +295,28 @@ def _telemetry(
                     storable(f"reading {i} of {len(readings)}: {refused.detail}"),
                     machine_id,
                 )
+            )
+
+
+def _check_distinct_dtcs(readings: list[Any], limits: Limits) -> None:
+    """Refuse a payload whose readings carry more distinct fault codes than `max_dtcs`.
+
+    Each reading's own list is checked as it is decoded; this bounds the payload as a whole,
+    where many readings of a few codes each could otherwise raise thousands of alarms. Codes of
+    the wrong shape are left to the reading's own check.
+    """
+    codes: set[tuple[int, int]] = set()
+    for reading in readings:
+        listed = reading.get("dtc") if type(reading) is dict else None
+        if type(listed) is not list:
+            continue
+        for code in listed:
+            if type(code) is dict and type(code.get("spn")) is int and type(code.get("fmi")) is int:
+                codes.add((code["spn"], code["fmi"]))
+        if len(codes) > limits.max_dtcs:
+            raise RefusedError(
+                RejectReason.BAD_DTC,
+                f"more than {limits.max_dtcs} distinct fault codes in one payload",
             )
 
 
@@ -363,7 +395,7 @@ def _append_batch_fast(
             return False
         columns.append(column)
     try:
-        dtc = [_check_dtc(r["dtc"]) if "dtc" in r else None for r in readings]
+        dtc = [_check_dtc(r["dtc"], limits) if "dtc" in r else None for r in readings]
     except RefusedError:
         return False
     out.machine_ids.extend([machine_id] * count)
