@@ -36,7 +36,7 @@ from telematics.base.metrics import Metrics
 from telematics.base.migrate import migrate
 from telematics.base.pools import Pools, open_pools, read_route, watch_replica
 from telematics.ingest.gateway import Gateway, GatewayConfig
-from telematics.ingest.mqtt import parse_mqtt_url
+from telematics.ingest.mqtt import broker_payload_limit, parse_mqtt_url
 from telematics.maintenance import job as maintenance_job
 from telematics.notices import worker as notices
 from telematics.notices.broker import NoticeBroker
@@ -206,6 +206,7 @@ async def _resources(settings: Settings) -> AsyncIterator[tuple[str, str, str, s
                 settings.data_dir,
                 embedded.find_mosquitto(),
                 embedded.stable_port(settings.embedded_mqtt_port, "MQTT broker"),
+                broker_payload_limit(settings.max_payload_bytes),
             )
             await broker.start()
             stack.push_async_callback(broker.stop)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -247,3 +248,23 @@ async def test_readings_held_when_the_service_stops_during_a_stall_are_stored_af
     async with embedded_service(dsn, tmp_path / "data", client_id):
         stored = await count_when(count_readings(pool, machine), 30 * PER_MESSAGE)
     assert stored == 30 * PER_MESSAGE
+
+
+async def test_the_embedded_mosquitto_is_out_of_reach_of_the_services_terminal_signals(
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C signals the terminal's whole process group: were Mosquitto in the service's, it
+    would stop at once, before the service drained through it (found running `scripts/demo`)."""
+    executable = embedded.find_mosquitto()
+    if executable is None:  # pragma: no cover - CI installs it
+        pytest.skip("no Mosquitto to embed")
+    broker = embedded.EmbeddedBroker(tmp_path, executable)
+    await broker.start()
+    try:
+        process = broker._process
+        assert process is not None
+        assert os.getpgid(process.pid) != os.getpgid(0)
+        assert process.poll() is None
+    finally:
+        await broker.stop()
+    assert process.poll() is not None  # and it still stops with the service

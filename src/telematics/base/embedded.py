@@ -258,14 +258,23 @@ class EmbeddedBroker:
     can lose readings if the gateway reconnects. That limitation is logged at start.
     """
 
-    def __init__(self, data_dir: Path, mosquitto: str | None, port: int | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        mosquitto: str | None,
+        port: int | None = None,
+        message_size_limit: int | None = None,
+    ) -> None:
         """Choose the broker and its port (a free one unless given); nothing runs until `start`.
 
         Args:
             data_dir: The service's data folder; Mosquitto keeps its files in `data_dir/mqtt`.
             mosquitto: Path of the Mosquitto executable (`find_mosquitto()`), or None for amqtt.
             port: The port to listen on; a free one if None.
+            message_size_limit: Mosquitto refuses larger payloads to their publisher (None: no
+                limit).
         """
+        self._message_size_limit = message_size_limit
         self.host = "127.0.0.1"
         self.port = port or free_port()
         self._dir = data_dir / "mqtt"
@@ -317,6 +326,11 @@ class EmbeddedBroker:
                 "autosave_interval 30",
                 f"max_queued_messages {MOSQUITTO_MAX_QUEUED}",
                 "max_inflight_messages 0",
+                *(
+                    [f"message_size_limit {self._message_size_limit}"]
+                    if self._message_size_limit is not None
+                    else []
+                ),
                 f"log_dest file {(self._dir / 'mosquitto.log').resolve()}",
                 "connection_messages false",
                 "",
@@ -338,6 +352,9 @@ class EmbeddedBroker:
                     stdout=subprocess.DEVNULL,
                     stderr=stderr,
                     preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl before exec
+                    # Its own process group: a terminal's Ctrl-C (or a signal to the service's
+                    # group) must not stop the broker before the service has drained through it.
+                    process_group=0,
                 )
         except OSError as exc:
             raise EmbeddedServiceError(f"embedded Mosquitto failed to start: {exc}") from exc

@@ -59,6 +59,19 @@ PACKET_HEADROOM_BYTES = 64 * 1024
 a payload a little over the limit to arrive and be dead-lettered as too large."""
 
 
+def broker_payload_limit(max_payload_bytes: int) -> int:
+    """The broker's payload limit (Mosquitto's `message_size_limit`) that suits the gateway.
+
+    A PUBLISH larger than the gateway's Maximum Packet Size is discarded by the broker for the
+    gateway alone, as if delivered: the publisher gets its PUBACK and no dead letter tells of it.
+    A broker refusing payloads above this limit says so to the publisher instead (MQTT 5:
+    PUBACK reason 0x95, packet too large) and in its log; payloads between the service's limit
+    and this one still reach the gateway and are dead-lettered as too large. Half the headroom
+    is left for the topic and properties.
+    """
+    return max_payload_bytes + PACKET_HEADROOM_BYTES // 2
+
+
 def connect_properties(
     receive_maximum: int, session_expiry_s: int, max_packet_bytes: int | None = None
 ) -> Properties:
