@@ -79,6 +79,17 @@ async def test_ids_beyond_int64_are_a_client_fault(http: httpx.AsyncClient, path
     assert_client_fault(await http.get(path))
 
 
+@pytest.mark.parametrize("raw", ["%201", "1%20", "+1", "1_0", "%D9%A1", "0x1"])
+async def test_an_id_in_the_path_is_digits_only(
+    http: httpx.AsyncClient, order: tuple[int, int], raw: str
+) -> None:
+    """`int()` reads " 1" as 1: an ack or a revocation must not reach row 1 by such a path."""
+    _, alarm_id = order
+    assert (await http.get(f"/v1/alarms/{alarm_id}")).status_code == 200
+    assert_client_fault(await http.post(f"/v1/alarms/{raw}/ack", json={}), 422)
+    assert_client_fault(await http.delete(f"/v1/tokens/{raw}"), 422)
+
+
 async def test_revoking_a_token_id_beyond_int64_is_a_client_fault(
     http: httpx.AsyncClient,
 ) -> None:

@@ -33,8 +33,17 @@ INT32_MAX = 2**31 - 1
 
 StoredId = Annotated[int, Field(ge=1, le=INT64_MAX)]
 """A row id in a body: bigint, so a larger number is refused here, not by the driver."""
-PathId = Annotated[int, Path(ge=1, le=INT64_MAX)]
-"""A row id in the path."""
+
+
+def _digits(value: object) -> object:
+    # int() takes " 1", "+1", "1_0" and other scripts' digits; an id in a path is ASCII digits.
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError("an id is digits only")
+    return value
+
+
+PathId = Annotated[int, BeforeValidator(_digits), Path(ge=1, le=INT64_MAX)]
+"""A row id in the path: digits only, bigint."""
 BeforeId = Annotated[int | None, Query(ge=1, le=INT64_MAX, description="Keyset: ids below")]
 """A keyset cursor in the query."""
 
