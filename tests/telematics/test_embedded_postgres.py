@@ -29,12 +29,19 @@ def _service(data_dir: Path) -> subprocess.Popen[bytes]:
         TELEMATICS_MQTT_SESSION_EXPIRY_S="0",
         TELEMATICS_ADMIN_TOKEN="t",
     )
-    return subprocess.Popen(
-        [sys.executable, "-m", "telematics", "run"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    log = data_dir.parent / f"service-{time.monotonic_ns()}.log"
+    with log.open("wb") as out:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "telematics", "run"], env=env, stdout=out, stderr=out
+        )
+    proc.log = log  # type: ignore[attr-defined]
+    return proc
+
+
+def _said(proc: subprocess.Popen[bytes]) -> str:
+    """The end of what the service logged, for a failure's message."""
+    log: Path = proc.log  # type: ignore[attr-defined]
+    return log.read_text(errors="replace")[-3000:]
 
 
 def _alive(pid: int) -> bool:
@@ -66,12 +73,12 @@ def _wait_for_handle(proc: subprocess.Popen[bytes], pgdata: Path) -> int:
     """Wait until `proc` holds a handle on a running server; return the server's pid."""
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
-        assert proc.poll() is None, "the service ended during start-up"
+        assert proc.poll() is None, f"the service ended during start-up:\n{_said(proc)}"
         pidfile = pgdata / "postmaster.pid"
         if proc.pid in _handles(pgdata) and pidfile.exists():
             return int(pidfile.read_text().split()[0])
         time.sleep(0.2)
-    raise AssertionError("the service never started its embedded PostgreSQL")
+    raise AssertionError(f"the service never started its embedded PostgreSQL:\n{_said(proc)}")
 
 
 @pytest.mark.slow
