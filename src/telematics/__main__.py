@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 from datetime import UTC, datetime, timedelta
+from typing import Final
 
 from pydantic import ValidationError
 
@@ -143,14 +144,33 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
         asyncio.run(_migrate(settings))
 
 
+SETTINGS_EPILOG: Final = """\
+settings come from the environment (README, "Settings", lists them all); the first ones:
+  TELEMATICS_HTTP_PORT           HTTP API and console port (default 8080; 0: any free port)
+  TELEMATICS_EMBEDDED_MQTT_PORT  embedded broker port (default 11883; the next free one if taken)
+  TELEMATICS_EMBEDDED_DB_PORT    embedded PostgreSQL port (default 15432; the same rule)
+  TELEMATICS_DATABASE_URL        use this PostgreSQL instead of the embedded one
+  TELEMATICS_MQTT_URL            use this broker instead of the embedded one
+  TELEMATICS_DATA_DIR            embedded database and generated tokens (default .telematics)
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `telematics` console script."""
     parser = argparse.ArgumentParser(prog="telematics", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="run the service: MQTT gateway, HTTP API, background jobs")
+    sub.add_parser(
+        "run",
+        help="run the service: MQTT gateway, HTTP API, background jobs",
+        epilog=SETTINGS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub.add_parser("migrate", help="apply database migrations and exit")
     demo = sub.add_parser(
-        "demo", help="run the service with a simulated fleet publishing to it (a first look)"
+        "demo",
+        help="run the service with a simulated fleet publishing to it (a first look)",
+        epilog=SETTINGS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     demo.add_argument("--machines", type=int, default=20, help="fleet size (default 20)")
     demo.add_argument(

@@ -294,6 +294,11 @@ class _Demo:
             if o.autopilot
             else "No autopilot: sign in as the engineer to accept, travel, arrive and complete."
         )
+        admin_from = (
+            "from TELEMATICS_ADMIN_TOKEN"
+            if self.settings.admin_token is not None
+            else f"kept in {self.settings.data_dir / 'admin-token'}"
+        )
         db = ep.database_tcp or (
             "as TELEMATICS_DATABASE_URL says"
             if self.settings.database_url is not None
@@ -316,7 +321,7 @@ order to its arrival; then answer the survey as the customer.
     customer  {customer.token}   {customer.subject_id}, owner of the first faulty machine
               (every engineer's and customer's token: {tokens_file})
   API       {ep.http_url}   (OpenAPI: {ep.http_url}/docs)
-  token     {ep.admin_token}
+  admin     {ep.admin_token}   the admin's API token (every route; {admin_from})
   try       curl -H 'Authorization: Bearer {ep.admin_token}' \\
               '{ep.http_url}/v1/machines/{self.machines[0].machine_id}/readings'
   metrics   {ep.http_url}/metrics

@@ -88,7 +88,7 @@ def test_demo_brings_readings_in_with_nothing_configured(outside_pytest_tmp: Pat
             _read_until(proc, rf"^\s+{role}\s+\S+", seen)
         api = _read_until(proc, r"^\s+API\s+(http://\S+)", seen)[1]
         assert console == f"{api}/console"
-        token = _read_until(proc, r"^\s+token\s+(\S+)", seen)[1]
+        token = _read_until(proc, r"^\s+admin\s+(\S+)", seen)[1]
         machine = _read_until(proc, r"/v1/machines/([^/]+)/readings", seen)[1]
         _read_until(proc, r"^\s+database\s+postgresql://postgres@127\.0\.0\.1:\d+/", seen)
         deadline = time.monotonic() + 30
