@@ -172,6 +172,10 @@ async def test_a_completion_is_recorded_once_and_checked(
     assert count == 1
     other = await http.post(url, json={**body, "engine_hours": 90.0}, headers=ADMIN)
     assert other.status_code == 409
+    # The API's description names the three answers a client must handle.
+    spec = (await http.get("/openapi.json")).json()
+    answers = spec["paths"]["/v1/machines/{machine_id}/maintenance/{item}/done"]["post"]
+    assert {"200", "201", "409"} <= set(answers["responses"])
     for bad, why in (
         ({**body, "done_at": (datetime.now(UTC) + timedelta(hours=1)).isoformat()}, "future"),
         ({**body, "engine_hours": 125.0}, "above the machine's counter"),

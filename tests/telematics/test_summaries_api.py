@@ -124,6 +124,21 @@ async def test_bad_settings_answer_422(
     assert answer.status_code == 422, (body, answer.text)
 
 
+async def test_an_overlong_customer_id_is_422_for_reads_as_for_writes(
+    world: tuple[httpx.AsyncClient, dict[str, str]],
+) -> None:
+    http, _ = world
+    path = f"/v1/customers/{'C' * 201}/settings"
+    for answer in (
+        await http.get(path, headers=ADMIN),
+        await http.put(path, json={"tz": "UTC"}, headers=ADMIN),
+    ):
+        assert answer.status_code == 422, answer.text
+        assert answer.headers["content-type"].startswith("application/problem+json")
+        assert "too long" in answer.json()["detail"]
+    assert (await http.get(f"/v1/customers/{'C' * 200}/settings", headers=ADMIN)).is_success
+
+
 async def test_settings_round_trip_and_empty_buckets_are_zero(
     world: tuple[httpx.AsyncClient, dict[str, str]],
 ) -> None:

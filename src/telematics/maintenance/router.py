@@ -149,7 +149,14 @@ async def machine_maintenance(
     return _view_out(await machine_view(conn, machine, ctx.settings))
 
 
-@router.post("/machines/{machine_id}/maintenance/{item}/done")
+@router.post(
+    "/machines/{machine_id}/maintenance/{item}/done",
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        200: {"description": "Recorded before with the same values", "model": DoneOut},
+        409: {"description": "Recorded before with other values"},
+    },
+)
 async def maintenance_done(
     machine_id: str,
     item: ItemPath,

@@ -167,6 +167,8 @@ async def fleet_summary(
 
 
 def _own(caller: Principal, customer_id: str) -> None:
+    if len(customer_id) > 200:
+        raise InvalidRequestError("customer_id is too long")
     if caller.role is Role.CUSTOMER and caller.subject_id != customer_id:
         raise NotFoundError("customer", customer_id)
 
@@ -188,8 +190,6 @@ async def put_customer_settings(
 ) -> SettingsOut:
     """Set a customer's summary settings; a new time zone rebuilds its day rows."""
     _own(caller, customer_id)
-    if len(customer_id) > 200:
-        raise InvalidRequestError("customer_id is too long")
     try:
         zone(body.tz)
     except PeriodError as exc:
