@@ -98,7 +98,8 @@ class RelationDetector:
         lags: Readings of context appended to each row (0: the relation at one instant).
         variance: Share of the standardised variance the principal components keep (pca, spe).
         ridge: Ridge penalty of the regressions, relative to the standardised variance.
-        alpha: Stated false-alarm rate per point of the limits (before persistence).
+        alpha: Stated false-alarm rate per point of the limits (before persistence); 1 %, the
+            usual 99 % control limit of process monitoring.
         folds: Contiguous blocks of the out-of-fold calibration.
         persist: `(k, n)` of `decide`: k of the last n points over the limit.
 
@@ -117,7 +118,7 @@ class RelationDetector:
         lags: int = 1,
         variance: float = 0.95,
         ridge: float = 1e-3,
-        alpha: float = 0.005,
+        alpha: float = 0.01,
         folds: int = 5,
         persist: tuple[int, int] = (3, 4),
     ) -> None:
