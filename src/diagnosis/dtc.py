@@ -65,10 +65,22 @@ def _occurrences(oc: int) -> int | None:
 
 
 class DtcTracker:
-    """Open fault-code episodes of every machine slot."""
+    """Open fault-code episodes of every machine slot.
+
+    Attributes:
+        open: Per slot, its open episodes by code.
+        suppressed: Per machine, reports of codes (one per reading carrying one) that opened no
+            episode because the machine already held `max_open` (since `take_suppressed`).
+    """
 
     def __init__(self) -> None:
         self.open: dict[int, dict[Code, DtcEpisode]] = {}
+        self.suppressed: dict[str, int] = {}
+
+    def take_suppressed(self) -> dict[str, int]:
+        """The suppressed counts so far, per machine, and start counting again."""
+        out, self.suppressed = self.suppressed, {}
+        return out
 
     def forget(self, slot: int) -> None:
         """Drop every episode of a slot."""
@@ -97,8 +109,12 @@ class DtcTracker:
         codes: DtcBatch,
         clear_after_ms: IntArray,
         prev_last_ts: IntArray,
+        max_open: IntArray | None = None,
     ) -> list[AlarmEvent]:
         """Advance every episode through a batch.
+
+        A code of a machine that already holds `max_open` open episodes opens none (it stays
+        in the machine's readings; counted in `suppressed`); codes are taken by SPN, then FMI.
 
         Args:
             sg: The batch's segments.
@@ -106,9 +122,10 @@ class DtcTracker:
             codes: The batch's fault codes.
             clear_after_ms: Per segment, the absence that closes an episode.
             prev_last_ts: Per segment, the machine's last reading before this batch.
+            max_open: Per segment, the most episodes its machine holds open (None: no bound).
 
         Returns:
-            RAISED, UPDATED and CLEARED events, per machine in time order.
+            RAISED, UPDATED and CLEARED events (the engine puts them in time order).
         """
         events: list[AlarmEvent] = []
         seg_of = np.searchsorted(sg.starts, codes.row, side="right") - 1
@@ -121,22 +138,9 @@ class DtcTracker:
             cut[1:] = (seg_s[1:] != seg_s[:-1]) | (spn_s[1:] != spn_s[:-1])
             cut[1:] |= fmi_s[1:] != fmi_s[:-1]
         bounds = [*np.flatnonzero(cut).tolist(), k]
-        present: set[tuple[int, Code]] = set()
-        for a, b in pairwise(bounds):  # one code of one machine
-            seg = int(seg_s[a])
-            code = (int(spn_s[a]), int(fmi_s[a]))
-            present.add((seg, code))
-            events += self._code(
-                sg,
-                seg,
-                machine_ids[seg],
-                code,
-                row_s[a:b],
-                oc_s[a:b],
-                int(clear_after_ms[seg]),
-                int(prev_last_ts[seg]),
-            )
+        present = {(int(seg_s[a]), (int(spn_s[a]), int(fmi_s[a]))) for a in bounds[:-1]}
         # Open codes of this batch's machines that no reading carried: maybe absent long enough.
+        # First, so that the episodes they close no longer count against `max_open`.
         candidates = [s for s, slot in enumerate(sg.slots.tolist()) if slot in self.open]
         for seg in candidates:
             slot = int(sg.slots[seg])
@@ -149,6 +153,24 @@ class DtcTracker:
                     del self.open[slot][code]
             if not self.open[slot]:
                 del self.open[slot]
+        for a, b in pairwise(bounds):  # one code of one machine
+            seg = int(seg_s[a])
+            code = (int(spn_s[a]), int(fmi_s[a]))
+            held = self.open.get(int(sg.slots[seg]), {})
+            if max_open is not None and code not in held and len(held) >= int(max_open[seg]):
+                name = machine_ids[seg]
+                self.suppressed[name] = self.suppressed.get(name, 0) + (b - a)
+                continue
+            events += self._code(
+                sg,
+                seg,
+                machine_ids[seg],
+                code,
+                row_s[a:b],
+                oc_s[a:b],
+                int(clear_after_ms[seg]),
+                int(prev_last_ts[seg]),
+            )
         return events
 
     def _close_after(self, sg: Segments, seg: int, seen_ts: int, clear_ms: int) -> int | None:

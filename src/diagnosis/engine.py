@@ -25,7 +25,7 @@ from diagnosis import events as ev
 from diagnosis.anomaly import AnomalyScorer, AnomalyStage
 from diagnosis.conditions import Batch, Conditions, Param, Tables, fmt, take
 from diagnosis.dtc import DtcBatch, DtcTracker
-from diagnosis.errors import DiagnosisError
+from diagnosis.errors import EngineError, UnknownMachineError
 from diagnosis.events import AlarmEvent, Transition
 from diagnosis.frame import BoolArray, FloatArray, Frame, IntArray, MachineInfo
 from diagnosis.rules import RuleBook
@@ -41,22 +41,6 @@ from diagnosis.state import (
 )
 
 __all__ = ["AnomalyScorer", "Engine", "EngineError", "UnknownMachineError"]
-
-
-class EngineError(DiagnosisError):
-    """Base of the engine's errors."""
-
-
-class UnknownMachineError(EngineError):
-    """A frame holds readings of machines the engine has no state for.
-
-    Attributes:
-        machine_ids: The unknown machines (restore them first).
-    """
-
-    def __init__(self, machine_ids: Sequence[str]) -> None:
-        super().__init__(f"unknown machines: {', '.join(machine_ids[:5])}")
-        self.machine_ids = tuple(machine_ids)
 
 
 def _when(ts_ms: int) -> str:
@@ -83,6 +67,9 @@ class Engine:
         self._tables = Tables(rules.threshold_sets)
         self._state = MachineState()
         self._dtc = DtcTracker()
+        self.suppressed_dtcs: dict[str, int] = {}
+        """Per machine, fault-code reports (one per reading and code) that opened no episode:
+        the machine held `[dtc] max_open` (the caller reads and clears it, for its metrics)."""
         self._info: dict[int, MachineInfo] = {}
         self._anomaly = AnomalyStage(self._state, self._tables, self._info, models, classes)
 
@@ -270,9 +257,14 @@ class Engine:
         out += self._settle(batch, ev.FUEL_DROP_ENGINE_OFF, fuel, emit)
         out += self._settle(batch, ev.CHARGING_FAILURE, conditions.charging(batch, engine), emit)
         clear_ms = self._tables.of(lambda t: t.dtc.clear_after_s * 1000)[batch.model_seg]
+        max_open = self._tables.of(lambda t: t.dtc.max_open)[batch.model_seg]
         dtc_events = self._dtc.process(
-            sg, batch.machine_ids, dtcs, clear_ms.astype(np.int64), prev_last_ts
-        )
+            sg, batch.machine_ids, dtcs, clear_ms.astype(np.int64), prev_last_ts,
+            max_open.astype(np.int64),
+        )  # fmt: skip
+        for machine_id, count in self._dtc.take_suppressed().items():
+            if emit:  # a replay of history has counted them once already
+                self.suppressed_dtcs[machine_id] = self.suppressed_dtcs.get(machine_id, 0) + count
         out += self._anomaly_events(batch, engine, emit)
         last = sg.last
         st.last_ts[sg.slots] = sg.ts_ms[last]

@@ -13,6 +13,8 @@ carries the fields that explain it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class DiagnosisError(Exception):
     """Base of every error the diagnosis package raises on purpose."""
@@ -33,3 +35,19 @@ class KnowledgeBaseError(DiagnosisError):
         self.key = key
         self.reason = reason
         self.source = source
+
+
+class EngineError(DiagnosisError):
+    """Base of the engine's errors."""
+
+
+class UnknownMachineError(EngineError):
+    """A frame holds readings of machines the engine has no state for.
+
+    Attributes:
+        machine_ids: The unknown machines (restore them first).
+    """
+
+    def __init__(self, machine_ids: Sequence[str]) -> None:
+        super().__init__(f"unknown machines: {', '.join(machine_ids[:5])}")
+        self.machine_ids = tuple(machine_ids)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import tomllib
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
@@ -260,13 +260,19 @@ class DtcTiming:
 
     Attributes:
         clear_after_s: A code absent from readings this long closes its episode.
+        max_open: Most episodes a machine holds open at once; a further code opens none until
+            one closes (a controller or gateway reporting garbage codes would otherwise bury
+            the alarm queue). Optional in a rules file: 32.
     """
 
     clear_after_s: float
+    max_open: int = 32
 
     def _check(self, key: str) -> None:
         if self.clear_after_s < 0:
             raise RuleBookError(f"{key}.clear_after_s", "must not be negative")
+        if not 1 <= self.max_open <= 10_000:
+            raise RuleBookError(f"{key}.max_open", "must lie between 1 and 10000")
 
 
 @dataclass(frozen=True, slots=True)
@@ -441,13 +447,17 @@ def _merge(base: Mapping[str, Any], override: Mapping[str, Any], key: str) -> di
 def _build(cls: type[_T], raw: Mapping[str, Any], key: str) -> _T:
     """An instance of dataclass `cls` from a TOML table, every field checked by its type."""
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    known = fields(cls)  # type: ignore[arg-type]
+    names = [f.name for f in known]
+    optional = {f.name for f in known if f.default is not MISSING}
     extra = set(raw) - set(names)
     if extra:
         raise RuleBookError(f"{key}.{sorted(extra)[0]}", "unknown key")
     kwargs: dict[str, Any] = {}
     for name in names:
         if name not in raw:
+            if name in optional:  # added after rules files were written: its default
+                continue
             raise RuleBookError(f"{key}.{name}", "missing")
         kwargs[name] = _convert(hints[name], raw[name], f"{key}.{name}")
     value = cls(**kwargs)

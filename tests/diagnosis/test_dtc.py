@@ -98,3 +98,27 @@ def test_two_codes_of_one_machine_are_separate_episodes() -> None:
     events = engine_for("m1").process(frame_of(s))
     raised = sorted(e.fault for e in events if e.transition is Transition.RAISED)
     assert raised == sorted([dtc_code(100, 1), dtc_code(110, 0)])
+
+
+MAX_OPEN = RULES.default.dtc.max_open
+
+
+def test_a_machine_holds_at_most_max_open_episodes_and_the_rest_are_counted() -> None:
+    """A gateway reporting garbage codes raises a bounded number of alarms, not one a code."""
+    flood = [(1000 + i, 3, 1) for i in range(MAX_OPEN + 8)]
+    engine = engine_for("m1", "m2")
+    s = Stream("m1").add(2, dtcs=flood)
+    other = Stream("m2").add(2, dtcs=[(100, 1, 1)])
+    events = engine.process(frame_of(s, other))
+    raised = [e for e in events if e.transition is Transition.RAISED]
+    assert len([e for e in raised if e.machine_id == "m1"]) == MAX_OPEN
+    assert {e.spn for e in raised if e.machine_id == "m1"} == {1000 + i for i in range(MAX_OPEN)}
+    assert [e.fault for e in raised if e.machine_id == "m2"] == [FAULT]  # others unaffected
+    assert engine.suppressed_dtcs == {"m1": 16}  # 8 codes in each of two readings
+    # Once the flood stops, its episodes close, and a new code opens again.
+    engine.suppressed_dtcs.clear()
+    later = Stream("m1", start_s=2.0).add(int(CLEAR_S) + 2).add(1, dtcs=_with())
+    after = engine.process(frame_of(later))
+    assert len([e for e in after if e.transition is Transition.CLEARED]) == MAX_OPEN
+    assert [e.fault for e in after if e.transition is Transition.RAISED] == [FAULT]
+    assert engine.suppressed_dtcs == {}

@@ -123,6 +123,21 @@ def test_missing_key_in_default_is_reported() -> None:
     assert err.value.key == "default.machine_silent.timeout_s"
 
 
+def test_a_rule_book_written_before_max_open_loads_with_its_default() -> None:
+    text = resources.files("diagnosis").joinpath("data/rules.toml").read_text("utf-8")
+    older = re.sub(r"(?m)^max_open = .*$", "", text)
+    assert older != text
+    assert RuleBook.from_toml(older).default.dtc.max_open == 32
+    tighter = _plus('[model."SY16C"]\nclass = "excavator"\n[model."SY16C".dtc]\nmax_open = 5')
+    assert RuleBook.from_toml(tighter).for_machine("SY16C", "excavator").dtc.max_open == 5
+    for bad in ("0", "10001", "2.5", "true"):
+        with pytest.raises(RuleBookError) as err:
+            RuleBook.from_toml(
+                _toml_with("default.dtc", f"max_open = {bad}").replace("max_open = 32", "", 1)
+            )
+        assert err.value.key == "default.dtc.max_open", bad
+
+
 def test_unknown_top_level_table_is_reported() -> None:
     with pytest.raises(RuleBookError) as err:
         RuleBook.from_toml("[defaults]\n")

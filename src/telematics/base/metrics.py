@@ -100,6 +100,11 @@ class Metrics:
             "Recently active machines still to be restored after a start (between batches)",
             registry=r,
         )
+        self.dtc_suppressed = Counter(
+            "telematics_dtc_suppressed",
+            "Fault-code reports (a reading's code) that opened no episode: [dtc] max_open held",
+            registry=r,
+        )
         self.diagnosis_failures = Counter(
             "telematics_diagnosis_failures",
             "Batches whose diagnosis failed (state is rebuilt from the store)",
