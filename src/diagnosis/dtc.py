@@ -109,7 +109,8 @@ class DtcTracker:
         codes: DtcBatch,
         clear_after_ms: IntArray,
         prev_last_ts: IntArray,
-        max_open: IntArray | None = None,
+        max_open: IntArray,
+        count_suppressed: bool = True,
     ) -> list[AlarmEvent]:
         """Advance every episode through a batch.
 
@@ -122,7 +123,9 @@ class DtcTracker:
             codes: The batch's fault codes.
             clear_after_ms: Per segment, the absence that closes an episode.
             prev_last_ts: Per segment, the machine's last reading before this batch.
-            max_open: Per segment, the most episodes its machine holds open (None: no bound).
+            max_open: Per segment, the most episodes its machine holds open.
+            count_suppressed: Whether codes beyond `max_open` count in `suppressed` (not when
+                history is replayed: those were counted when they were live).
 
         Returns:
             RAISED, UPDATED and CLEARED events (the engine puts them in time order).
@@ -157,9 +160,10 @@ class DtcTracker:
             seg = int(seg_s[a])
             code = (int(spn_s[a]), int(fmi_s[a]))
             held = self.open.get(int(sg.slots[seg]), {})
-            if max_open is not None and code not in held and len(held) >= int(max_open[seg]):
-                name = machine_ids[seg]
-                self.suppressed[name] = self.suppressed.get(name, 0) + (b - a)
+            if code not in held and len(held) >= int(max_open[seg]):
+                if count_suppressed:
+                    name = machine_ids[seg]
+                    self.suppressed[name] = self.suppressed.get(name, 0) + (b - a)
                 continue
             events += self._code(
                 sg,

@@ -67,9 +67,6 @@ class Engine:
         self._tables = Tables(rules.threshold_sets)
         self._state = MachineState()
         self._dtc = DtcTracker()
-        self.suppressed_dtcs: dict[str, int] = {}
-        """Per machine, fault-code reports (one per reading and code) that opened no episode:
-        the machine held `[dtc] max_open` (the caller reads and clears it, for its metrics)."""
         self._info: dict[int, MachineInfo] = {}
         self._anomaly = AnomalyStage(self._state, self._tables, self._info, models, classes)
 
@@ -77,6 +74,12 @@ class Engine:
     def rules(self) -> RuleBook:
         """The thresholds the engine runs with."""
         return self._rules
+
+    def take_suppressed_dtcs(self) -> dict[str, int]:
+        """Per machine, fault-code reports (one per reading and code) that opened no episode
+        since the last call: the machine held `[dtc] max_open`. Replayed history counts none.
+        """
+        return self._dtc.take_suppressed()
 
     def unknown(self, machine_ids: Iterable[str]) -> list[str]:
         """The machines the engine has no state for, in the order given."""
@@ -260,11 +263,8 @@ class Engine:
         max_open = self._tables.of(lambda t: t.dtc.max_open)[batch.model_seg]
         dtc_events = self._dtc.process(
             sg, batch.machine_ids, dtcs, clear_ms.astype(np.int64), prev_last_ts,
-            max_open.astype(np.int64),
+            max_open.astype(np.int64), count_suppressed=emit,
         )  # fmt: skip
-        for machine_id, count in self._dtc.take_suppressed().items():
-            if emit:  # a replay of history has counted them once already
-                self.suppressed_dtcs[machine_id] = self.suppressed_dtcs.get(machine_id, 0) + count
         out += self._anomaly_events(batch, engine, emit)
         last = sg.last
         st.last_ts[sg.slots] = sg.ts_ms[last]

@@ -114,11 +114,10 @@ def test_a_machine_holds_at_most_max_open_episodes_and_the_rest_are_counted() ->
     assert len([e for e in raised if e.machine_id == "m1"]) == MAX_OPEN
     assert {e.spn for e in raised if e.machine_id == "m1"} == {1000 + i for i in range(MAX_OPEN)}
     assert [e.fault for e in raised if e.machine_id == "m2"] == [FAULT]  # others unaffected
-    assert engine.suppressed_dtcs == {"m1": 16}  # 8 codes in each of two readings
+    assert engine.take_suppressed_dtcs() == {"m1": 16}  # 8 codes in each of two readings
     # Once the flood stops, its episodes close, and a new code opens again.
-    engine.suppressed_dtcs.clear()
     later = Stream("m1", start_s=2.0).add(int(CLEAR_S) + 2).add(1, dtcs=_with())
     after = engine.process(frame_of(later))
     assert len([e for e in after if e.transition is Transition.CLEARED]) == MAX_OPEN
     assert [e.fault for e in after if e.transition is Transition.RAISED] == [FAULT]
-    assert engine.suppressed_dtcs == {}
+    assert engine.take_suppressed_dtcs() == {}

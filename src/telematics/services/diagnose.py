@@ -44,6 +44,7 @@ from telematics.base.db import acquire, with_retry
 from telematics.base.errors import StoreUnavailableError
 from telematics.base.metrics import Metrics
 from telematics.services import handover, late
+from telematics.services.dtc_report import SuppressedCodes
 from telematics.services.recent import RecentMachines
 from telematics.store import alarms as alarm_store
 from telematics.store import models as model_store
@@ -57,8 +58,6 @@ log = logging.getLogger(__name__)
 Notify = Callable[[Sequence[alarm_store.AlarmChange]], None]
 _RESTORE_CHUNK = 500
 _CATCH_UP_BATCHES = 10
-SUPPRESSED_LOG_EVERY_S = 60.0
-"""At most one warning a minute about fault codes beyond the open-episode bound."""
 
 
 class AfterBatch(Protocol):
@@ -136,8 +135,7 @@ class Diagnoser:
         self.engine = engine
         self._knowledge = knowledge
         self._metrics = metrics
-        self._suppressed: dict[str, int] = {}
-        self._suppressed_logged = -SUPPRESSED_LOG_EVERY_S
+        self._suppressed = SuppressedCodes(metrics)
         self._config = config or DiagnoserConfig()
         self._notify = notify
         self._backlog: deque[tuple[ReadingColumns, int | None]] = deque()
@@ -408,7 +406,7 @@ class Diagnoser:
                 self._config.history_s,
             )
         events = self.engine.process(frame)
-        self._count_suppressed()
+        self._suppressed.add(self.engine.take_suppressed_dtcs())
         if not events and not missed:
             return []
         async with conn.transaction():
@@ -420,28 +418,6 @@ class Diagnoser:
             # the next live reading decides whether they are still active.
             self.engine.forget({e.machine_id for e in missed})
         return changes
-
-    def _count_suppressed(self) -> None:
-        """Count and log the fault codes the engine opened no episode for (a machine that holds
-        `[dtc] max_open` already: a gateway reporting garbage, most likely).
-        """
-        fresh, self.engine.suppressed_dtcs = self.engine.suppressed_dtcs, {}
-        if fresh:
-            self._metrics.dtc_suppressed.inc(sum(fresh.values()))
-        held = self._suppressed
-        for machine, count in fresh.items():
-            held[machine] = held.get(machine, 0) + count
-        now = time.monotonic()
-        if not held or now - self._suppressed_logged < SUPPRESSED_LOG_EVERY_S:
-            return
-        worst = sorted(held.items(), key=lambda item: -item[1])[:5]
-        log.warning(
-            "fault codes beyond the open-episode bound since the last report, kept in the"
-            " readings but not raised: %s",
-            ", ".join(f"{machine} {count}" for machine, count in worst)
-            + (f" and {len(held) - 5} more machines" if len(held) > 5 else ""),
-        )
-        self._suppressed, self._suppressed_logged = {}, now
 
     async def refresh_models(self) -> list[ModelKey]:
         """Load anomaly models newer than those in use; returns the (scope, name) refreshed.
