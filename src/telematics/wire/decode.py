@@ -16,25 +16,20 @@ accepts, the store can hold: payloads are parsed by orjson alone, and values kep
 checked for NUL and bounded nesting (`telematics.wire.untrusted`).
 
 The values it yields (the columns, `Reject` and its reasons, `DecodedBatch`) are
-`telematics.wire.decoded`'s, re-exported here.
+`telematics.wire.decoded`'s, and `Limits` with the checks of single values is
+`telematics.wire.values`'s; both are re-exported here.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Container
-from dataclasses import dataclass
-from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 import orjson
 
 from diagnosis.signals import (
-    DTC_FMI_MAX,
-    DTC_OC_MAX,
-    DTC_SPN_MAX,
     SIGNAL_INDEX,
     SIGNALS,
     Signal,
@@ -49,12 +44,18 @@ from telematics.wire.decoded import (
 from telematics.wire.untrusted import (
     MAX_EXTRA_DEPTH,
     RefusedError,
-    check_kept,
     extra_json,
     parse_json,
     shown,
     storable,
     unforeseen,
+)
+from telematics.wire.values import (
+    Limits,
+    check_distinct_dtcs,
+    check_dtc,
+    check_number,
+    parse_ts,
 )
 
 __all__ = [
@@ -87,27 +88,6 @@ class TopicKind(StrEnum):
     POSITION = "position"
 
 
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Acceptance limits, resolved from settings once.
-
-    Attributes:
-        max_payload_bytes: Largest accepted payload.
-        max_readings: Most readings in one batch payload.
-        max_dtcs: Most fault codes in one reading, and most distinct ones (SPN and FMI) in one
-            payload: each may raise an alarm and notify a customer, so one message must not
-            raise thousands.
-        future_tolerance_ms: How far ahead of the server clock a `ts` may be.
-        retention_ms: How far back a `ts` may be (older data would land in dropped partitions).
-    """
-
-    max_payload_bytes: int = 256 * 1024
-    max_readings: int = 1000
-    max_dtcs: int = 100
-    future_tolerance_ms: int = 5 * 60 * 1000
-    retention_ms: int = 30 * 24 * 3600 * 1000
-
-
 def parse_topic(topic: str) -> tuple[TopicKind, str] | None:
     """Split `machines/{id}/telemetry` or `engineers/{id}/position` into kind and id.
 
@@ -130,83 +110,6 @@ def is_valid_id(value: str) -> bool:
     return _ID_RE.fullmatch(value) is not None
 
 
-def _parse_ts(raw: object, now_ms: int, limits: Limits) -> int:
-    if type(raw) is int:
-        ts_ms = raw
-    elif type(raw) is str:
-        try:
-            parsed = datetime.fromisoformat(raw)
-        except ValueError:
-            raise RefusedError(
-                RejectReason.BAD_TIMESTAMP, f"ts {shown(raw)} is not RFC 3339"
-            ) from None
-        if parsed.tzinfo is None:
-            raise RefusedError(RejectReason.BAD_TIMESTAMP, f"ts {shown(raw)} has no UTC offset")
-        ts_ms = int(parsed.timestamp() * 1000)
-    elif raw is None:
-        raise RefusedError(RejectReason.BAD_TIMESTAMP, "ts is missing")
-    else:
-        raise RefusedError(
-            RejectReason.BAD_TIMESTAMP,
-            f"ts must be epoch milliseconds or RFC 3339, not {type(raw).__name__}",
-        )
-    if ts_ms > now_ms + limits.future_tolerance_ms:
-        raise RefusedError(
-            RejectReason.TS_IN_FUTURE, f"ts {ts_ms} is {(ts_ms - now_ms) // 1000} s in the future"
-        )
-    if ts_ms < now_ms - limits.retention_ms:
-        raise RefusedError(RejectReason.TS_TOO_OLD, f"ts {ts_ms} is older than retention")
-    return ts_ms
-
-
-def _check_number(name: str, value: object, lo: float, hi: float) -> float:
-    # bool is a subclass of int: `true` is not a pressure.
-    if type(value) is not float and type(value) is not int:
-        raise RefusedError(
-            RejectReason.WRONG_TYPE, f"{name} must be a number, not {type(value).__name__}"
-        )
-    # orjson yields no integer beyond 2**64, so float() cannot overflow; a literal beyond float8
-    # never gets this far (`parse_json` refuses it as out of range).
-    number = float(value)
-    if not math.isfinite(number):
-        raise RefusedError(RejectReason.NOT_FINITE, f"{name} is not a finite number")
-    if not lo <= number <= hi:
-        raise RefusedError(
-            RejectReason.OUT_OF_RANGE, f"{name}={value} outside physical range [{lo}, {hi}]"
-        )
-    return number
-
-
-def _check_dtc(raw: object, limits: Limits) -> str | None:
-    if not isinstance(raw, list):
-        raise RefusedError(RejectReason.BAD_DTC, "dtc must be a list of fault codes")
-    if not raw:
-        return None
-    if len(raw) > limits.max_dtcs:
-        raise RefusedError(
-            RejectReason.BAD_DTC,
-            f"{len(raw)} fault codes in one reading, at most {limits.max_dtcs}",
-        )
-    for code in raw:
-        if not isinstance(code, dict):
-            raise RefusedError(RejectReason.BAD_DTC, "each dtc must be an object")
-        spn, fmi, oc = code.get("spn"), code.get("fmi"), code.get("oc", 0)
-        if type(spn) is not int or not 0 <= spn <= DTC_SPN_MAX:
-            raise RefusedError(
-                RejectReason.BAD_DTC, f"dtc spn {shown(spn)} not in 0..{DTC_SPN_MAX}"
-            )
-        if type(fmi) is not int or not 0 <= fmi <= DTC_FMI_MAX:
-            raise RefusedError(
-                RejectReason.BAD_DTC, f"dtc fmi {shown(fmi)} not in 0..{DTC_FMI_MAX}"
-            )
-        if type(oc) is not int or not 0 <= oc <= DTC_OC_MAX:
-            raise RefusedError(RejectReason.BAD_DTC, f"dtc oc {shown(oc)} not in 0..{DTC_OC_MAX}")
-        if len(code) > 2 + ("oc" in code):
-            # Fields beyond spn/fmi/oc are kept as sent, so they must be storable too.
-            check_kept("dtc entry", None, code, RejectReason.BAD_DTC)
-    return orjson.dumps(raw).decode()
-
-
 def _check_machine_id(doc: dict[str, Any], machine_id: str) -> None:
     claimed = doc.get("machine_id", machine_id)
     if claimed != machine_id:
@@ -222,7 +125,7 @@ def _decode_reading(
     """Validate one reading fully, then append it; a refused reading leaves `out` untouched."""
     if not isinstance(reading, dict):
         raise RefusedError(RejectReason.BAD_STRUCTURE, "a reading must be a JSON object")
-    ts_ms = _parse_ts(reading.get("ts"), now_ms, limits)
+    ts_ms = parse_ts(reading.get("ts"), now_ms, limits)
     row = [_NAN] * len(SIGNALS)
     dtc: str | None = None
     extra: dict[str, Any] | None = None
@@ -231,9 +134,9 @@ def _decode_reading(
         if idx is not None:
             if value is not None:  # an explicit null means "not measured", like an absent key
                 sig = SIGNALS[idx]
-                row[idx] = _check_number(key, value, sig.min_value, sig.max_value)
+                row[idx] = check_number(key, value, sig.min_value, sig.max_value)
         elif key == "dtc":
-            dtc = _check_dtc(value, limits)
+            dtc = check_dtc(value, limits)
         elif key not in ("ts", "machine_id"):
             if extra is None:
                 extra = {}
@@ -269,7 +172,7 @@ def _telemetry(
         if not readings:
             raise RefusedError(RejectReason.BAD_STRUCTURE, "readings is empty")
         _check_machine_id(doc, machine_id)
-        _check_distinct_dtcs(readings, limits)
+        check_distinct_dtcs(readings, limits)
     elif isinstance(doc, dict):
         readings = [doc]
     else:
@@ -295,28 +198,6 @@ def _telemetry(
                     storable(f"reading {i} of {len(readings)}: {refused.detail}"),
                     machine_id,
                 )
-            )
-
-
-def _check_distinct_dtcs(readings: list[Any], limits: Limits) -> None:
-    """Refuse a payload whose readings carry more distinct fault codes than `max_dtcs`.
-
-    Each reading's own list is checked as it is decoded; this bounds the payload as a whole,
-    where many readings of a few codes each could otherwise raise thousands of alarms. Codes of
-    the wrong shape are left to the reading's own check.
-    """
-    codes: set[tuple[int, int]] = set()
-    for reading in readings:
-        listed = reading.get("dtc") if type(reading) is dict else None
-        if type(listed) is not list:
-            continue
-        for code in listed:
-            if type(code) is dict and type(code.get("spn")) is int and type(code.get("fmi")) is int:
-                codes.add((code["spn"], code["fmi"]))
-        if len(codes) > limits.max_dtcs:
-            raise RefusedError(
-                RejectReason.BAD_DTC,
-                f"more than {limits.max_dtcs} distinct fault codes in one payload",
             )
 
 
@@ -395,7 +276,7 @@ def _append_batch_fast(
             return False
         columns.append(column)
     try:
-        dtc = [_check_dtc(r["dtc"], limits) if "dtc" in r else None for r in readings]
+        dtc = [check_dtc(r["dtc"], limits) if "dtc" in r else None for r in readings]
     except RefusedError:
         return False
     out.machine_ids.extend([machine_id] * count)
@@ -410,12 +291,12 @@ def _append_batch_fast(
 def _position(engineer_id: str, doc: Any, now_ms: int, limits: Limits, out: DecodedBatch) -> None:
     if not isinstance(doc, dict):
         raise RefusedError(RejectReason.BAD_STRUCTURE, "a position must be a JSON object")
-    ts_ms = _parse_ts(doc.get("ts"), now_ms, limits)
+    ts_ms = parse_ts(doc.get("ts"), now_ms, limits)
     for key in ("lat", "lon"):
         if doc.get(key) is None:
             raise RefusedError(RejectReason.BAD_STRUCTURE, f"{key} is missing")
-    lat = _check_number("lat", doc["lat"], _LAT_SIGNAL.min_value, _LAT_SIGNAL.max_value)
-    lon = _check_number("lon", doc["lon"], _LON_SIGNAL.min_value, _LON_SIGNAL.max_value)
+    lat = check_number("lat", doc["lat"], _LAT_SIGNAL.min_value, _LAT_SIGNAL.max_value)
+    lon = check_number("lon", doc["lon"], _LON_SIGNAL.min_value, _LON_SIGNAL.max_value)
     out.positions.engineer_ids.append(engineer_id)
     out.positions.ts_ms.append(ts_ms)
     out.positions.lat.append(lat)
